@@ -1,0 +1,1 @@
+"""fpga package of hwgen."""

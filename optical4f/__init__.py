@@ -1,0 +1,1 @@
+"""optical4f package of hwgen."""
