@@ -49,6 +49,9 @@ class Tensor:
         Constant value (initializer or folded constant), else None.
     fmt : FixedFormat or None
         Fixed-point format for ``numerics="fixed"``; None for integer/bool tensors.
+    dynamic : bool
+        The shape depends on the data (downstream of ``NonZero``); ``shape`` is the one
+        seen on the frontend's sample run. Targets accept no dynamic tensors.
     """
 
     name: str
@@ -56,6 +59,7 @@ class Tensor:
     dtype: np.dtype
     data: np.ndarray | None = None
     fmt: FixedFormat | None = None
+    dynamic: bool = False
 
     @property
     def is_const(self) -> bool:
@@ -236,7 +240,7 @@ class Graph:
     def copy(self) -> "Graph":
         """A deep copy that shares constant arrays (they are never mutated in place)."""
         g = Graph(self.name, self.opset, self.source)
-        g.tensors = {k: Tensor(t.name, t.shape, t.dtype, t.data, t.fmt) for k, t in self.tensors.items()}
+        g.tensors = {k: Tensor(t.name, t.shape, t.dtype, t.data, t.fmt, t.dynamic) for k, t in self.tensors.items()}
         g.nodes = [Node(n.op, n.name, list(n.inputs), list(n.outputs), _copy.deepcopy(n.attrs), n.domain) for n in self.nodes]
         g.inputs, g.outputs, g._uid = list(self.inputs), list(self.outputs), self._uid
         return g

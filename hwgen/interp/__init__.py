@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import HwgenError, UnsupportedOpError
 from ..fixedpoint import quantize
 from ..ir import Graph, Node
-from . import ops  # noqa: F401  (fills the registries)
+from . import fused, ops  # noqa: F401  (fill the registries)
 from .registry import FIXED_OPS, FLOAT_OPS, check_alloc, supported_ops
 
 __all__ = ["interpret", "run_node", "supported_ops"]
@@ -26,7 +26,7 @@ __all__ = ["interpret", "run_node", "supported_ops"]
 
 def run_node(node: Node, inputs: list[np.ndarray | None], opset: int) -> list[np.ndarray]:
     """Run one node with float semantics."""
-    fn = FLOAT_OPS.get(node.op)
+    fn = FLOAT_OPS.get(f"{node.domain}.{node.op}" if node.domain else node.op)
     if fn is None:
         raise UnsupportedOpError(
             f"node {node.name!r}: op {node.op!r} is not supported; supported ops: {', '.join(sorted(FLOAT_OPS))}"
@@ -43,7 +43,7 @@ def run_node(node: Node, inputs: list[np.ndarray | None], opset: int) -> list[np
 def _run_node_fixed(graph: Graph, node: Node, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
     in_fmts = [graph.tensors[i].fmt if i else None for i in node.inputs]
     out_fmts = [graph.tensors[o].fmt if o in graph.tensors else None for o in node.outputs]
-    fn = FIXED_OPS.get(node.op)
+    fn = FIXED_OPS.get(f"{node.domain}.{node.op}" if node.domain else node.op)
     if fn is not None:
         outs = list(fn(node, inputs, in_fmts, out_fmts, graph.opset))
     else:

@@ -1,5 +1,8 @@
 """Registry of reference op implementations, one function per ONNX op type.
 
+Keys are ONNX op types (``"MatMul"``) or, for hwgen's own fused ops, ``"hwgen.<Op>"``
+(``"hwgen.Attention"``, ``"hwgen.MoE"``; nodes carry ``domain="hwgen"``).
+
 An implementation has the signature::
 
     def _run(node: Node, inputs: list[np.ndarray | None], opset: int) -> tuple[np.ndarray, ...]
@@ -63,9 +66,9 @@ def register_fixed(*op_types: str):
 
 def supported_ops() -> list[str]:
     """Sorted op types the reference interpreter implements."""
-    from . import ops  # noqa: F401  (fills the registry)
+    from . import fused, ops  # noqa: F401  (fill the registry)
 
-    return sorted(FLOAT_OPS)
+    return sorted(k for k in FLOAT_OPS if not k.startswith("hwgen."))
 
 
 def check_alloc(shape, itemsize: int = 8, what: str = "tensor") -> None:

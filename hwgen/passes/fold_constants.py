@@ -1,0 +1,80 @@
+"""Constant folding and removal of no-op nodes.
+
+``fold_constants`` evaluates every node whose inputs are all constants (and ``Shape``
+/``Size`` of any tensor with a static shape) with the float reference interpreter and
+replaces it by constant tensors. Shape arithmetic that exporters emit disappears this
+way, leaving Reshape/Expand/Slice with constant operands that targets can read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..interp import run_node
+from ..ir import Graph, Node
+
+__all__ = ["fold_constants", "remove_identities", "MAX_FOLD_BYTES"]
+
+#: Do not materialise a folded constant larger than this (bytes).
+MAX_FOLD_BYTES = 64 << 20
+_NO_OPS = {"Identity", "Dropout"}
+
+
+def _static_shape_value(g: Graph, n: Node) -> np.ndarray | None:
+    t = g.tensors.get(n.inputs[0])
+    if t is None or t.dynamic:
+        return None
+    shape = np.array(t.shape, dtype=np.int64)
+    if n.op == "Size":
+        return np.array(t.size, dtype=np.int64)
+    rank = len(shape)
+    start = int(n.attrs.get("start", 0))
+    end = int(n.attrs.get("end", rank))
+    start = min(max(start + rank if start < 0 else start, 0), rank)
+    end = min(max(end + rank if end < 0 else end, 0), rank)
+    return shape[start:end]
+
+
+def fold_constants(g: Graph) -> bool:
+    """Replace nodes computable at compile time by constants. Returns True if any was."""
+    folded: list[Node] = []
+    for n in g.nodes:
+        if n.op in ("Shape", "Size"):
+            val = _static_shape_value(g, n)
+            if val is None:
+                continue
+            outs = [val]
+        elif all((not i) or g.tensors[i].is_const for i in n.inputs):
+            if n.op in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"):
+                continue
+            if any(g.tensors[o].nbytes > MAX_FOLD_BYTES for o in n.outputs if o in g.tensors):
+                continue
+            outs = run_node(n, [g.tensors[i].data if i else None for i in n.inputs], g.opset)
+        else:
+            continue
+        for name, val in zip(n.outputs, outs):
+            if name:
+                t = g.tensors[name]
+                t.data = np.asarray(val)
+                t.shape, t.dtype, t.dynamic = tuple(t.data.shape), t.data.dtype, False
+        folded.append(n)
+    if folded:
+        g.replace_nodes(folded, [])
+    return bool(folded)
+
+
+def remove_identities(g: Graph) -> bool:
+    """Remove Identity and inference-mode Dropout nodes (their mask output unused)."""
+    removed: list[Node] = []
+    cons = g.consumers()
+    for n in g.nodes:
+        if n.op not in _NO_OPS or not n.outputs:
+            continue
+        out = n.outputs[0]
+        if out in g.outputs or any(o and cons.get(o) for o in n.outputs[1:]):
+            continue
+        g.rename_uses(out, n.inputs[0])
+        removed.append(n)
+    if removed:
+        g.replace_nodes(removed, [])
+    return bool(removed)

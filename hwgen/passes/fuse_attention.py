@@ -1,0 +1,95 @@
+"""Fuse MatMul -> [scale] -> [+ bias] -> Softmax -> MatMul into ``hwgen.Attention``.
+
+The fused op (semantics in :mod:`hwgen.interp.fused`) takes ``q [..., Sq, D]``,
+``kT [..., D, Sk]``, ``v [..., Sk, Dv]`` and an optional additive ``bias`` (mask), with
+attribute ``scale``. Heads are the third-from-last axis of a rank-4 ``q``
+(``num_heads``). Scaling by a scalar constant (Mul or Div) between the first MatMul and
+the Softmax is absorbed; scaling of q or k before the MatMul stays outside. The match is
+verified numerically before it replaces the nodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..interp import run_node
+from ..ir import Graph, Node
+from .pattern import Region, close, eval_nodes, region_is_closed, scalar_const
+
+__all__ = ["fuse_attention"]
+
+
+def _try_fuse(g: Graph, sm: Node) -> bool:
+    prod, cons = g.producers(), g.consumers()
+    s = g.tensors[sm.inputs[0]]
+    rank = len(s.shape)
+    if rank < 2 or int(sm.attrs.get("axis", -1)) % rank != rank - 1:
+        return False
+    users = cons.get(sm.outputs[0], [])
+    if len(users) != 1 or users[0].op != "MatMul" or users[0].inputs[0] != sm.outputs[0]:
+        return False
+    mm2 = users[0]
+    chain: list[Node] = [sm, mm2]
+    scale, bias = 1.0, None
+    t = sm.inputs[0]
+    n = prod.get(t)
+    if n is not None and n.op == "Add":
+        other = [i for i in n.inputs if i != _matmul_side(g, prod, n)]
+        if len(other) == 1:
+            bias = other[0]
+            chain.insert(0, n)
+            t = next(i for i in n.inputs if i != bias)
+            n = prod.get(t)
+    if n is not None and n.op in ("Mul", "Div"):
+        c = [scalar_const(g, i) for i in n.inputs]
+        if n.op == "Mul" and (c[0] is not None or c[1] is not None):
+            k = 0 if c[0] is not None else 1
+            scale, t = c[k], n.inputs[1 - k]
+            chain.insert(0, n)
+        elif n.op == "Div" and c[1] is not None and c[1] != 0:
+            scale, t = 1.0 / c[1], n.inputs[0]
+            chain.insert(0, n)
+        n = prod.get(t)
+    if n is None or n.op != "MatMul":
+        return False
+    chain.insert(0, n)
+    q, kT = n.inputs
+    v = mm2.inputs[1]
+    qs, ks, vs = (g.tensors[i].shape for i in (q, kT, v))
+    if len(qs) < 2 or len(ks) < 2 or len(vs) < 2:
+        return False
+    region = Region(chain, [q, kT, v] + ([bias] if bias else []), mm2.outputs[0])
+    if not region_is_closed(g, region):
+        return False
+    attrs = {"scale": float(scale), "num_heads": int(qs[-3]) if len(qs) >= 3 else 1}
+    new = Node("Attention", g.fresh(f"{sm.name}_attention"), list(region.inputs), [region.output], attrs, "hwgen")
+    rng = np.random.default_rng(2)
+    feeds = {
+        i: (g.tensors[i].data if g.tensors[i].is_const else rng.standard_normal(g.tensors[i].shape).astype(g.tensors[i].dtype))
+        for i in region.inputs
+    }
+    got = run_node(new, [feeds[i] for i in region.inputs], g.opset)[0]
+    if not close(got, eval_nodes(g, chain, feeds, [region.output])[0]):
+        return False
+    g.replace_nodes(chain, [new])
+    return True
+
+
+def _matmul_side(g: Graph, prod, add: Node) -> str | None:
+    """The input of ``add`` that comes (through a scalar Mul/Div) from a MatMul."""
+    for i in add.inputs:
+        n = prod.get(i)
+        if n is not None and n.op in ("Mul", "Div"):
+            n = prod.get(next((j for j in n.inputs if not g.tensors[j].is_const), ""), None)
+        if n is not None and n.op == "MatMul":
+            return i
+    return None
+
+
+def fuse_attention(g: Graph) -> bool:
+    """Replace every MatMul-Softmax-MatMul chain by one hwgen.Attention node."""
+    changed = False
+    for sm in [n for n in g.nodes if n.op == "Softmax"]:
+        if sm in g.nodes and _try_fuse(g, sm):
+            changed = True
+    return changed
