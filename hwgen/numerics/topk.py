@@ -1,0 +1,75 @@
+"""MoE routing in fixed point: top-k of gate scores, gate-weight normalisation, and the
+expert schedule of ``fpga.hdl.moe``.
+
+Top-k
+    Experts ranked by descending score code; equal scores rank by lower expert index
+    (a stable sort; the hardware inserts each arriving expert behind every kept expert
+    whose score is >= its own).
+
+Normalisation (the MoE op's ``normalization`` attribute)
+    ``"softmax"``: softmax over the ``k`` selected scores with
+    :func:`hwgen.numerics.softmax.softmax_codes`, elements in rank order (so the first
+    is the running maximum and nothing is ever rescaled). ``"none"``: the selected
+    scores, requantized to the weight format.
+
+Schedule
+    Given the experts of every token, each expert that has tokens runs once, in
+    increasing expert id; its tokens in increasing token index. The weights of the
+    ``n+1``-th scheduled expert are requested while the ``n``-th computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..fixedpoint import FixedFormat, requantize
+from .softmax import SOFTMAX_DEFAULT, SoftmaxSpec, softmax_codes
+
+__all__ = ["NORMALIZATIONS", "topk_codes", "gate_weights", "route", "expert_schedule"]
+
+NORMALIZATIONS = ("softmax", "none")
+
+
+def topk_codes(scores, k: int) -> np.ndarray:
+    """Indices ``[..., k]`` of the ``k`` largest scores along the last axis, best first,
+    ties broken by lower index."""
+    scores = np.asarray(scores, dtype=np.int64)
+    n = scores.shape[-1]
+    if not 1 <= k <= n:
+        raise ValueError(f"top-k needs 1 <= k <= {n} (the number of experts), not k={k}")
+    order = np.argsort(-scores, axis=-1, kind="stable")
+    return order[..., :k]
+
+
+def gate_weights(
+    selected_scores,
+    score_fmt: FixedFormat,
+    out_fmt: FixedFormat,
+    normalization: str = "softmax",
+    spec: SoftmaxSpec = SOFTMAX_DEFAULT,
+) -> np.ndarray:
+    """Gate weights (``out_fmt`` codes) of the selected scores ``[..., k]`` in rank order."""
+    if normalization == "softmax":
+        return softmax_codes(selected_scores, score_fmt.frac_bits, out_fmt, axis=-1, spec=spec)
+    if normalization == "none":
+        return requantize(selected_scores, score_fmt.frac_bits, out_fmt)
+    raise ValueError(f"gate normalization {normalization!r} is not supported; supported: {', '.join(NORMALIZATIONS)}")
+
+
+def route(scores, k: int, score_fmt: FixedFormat, out_fmt: FixedFormat, normalization: str = "softmax"):
+    """``(experts [..., k], weights [..., k])`` for gate score codes ``[..., E]``."""
+    experts = topk_codes(scores, k)
+    sel = np.take_along_axis(np.asarray(scores, dtype=np.int64), experts, axis=-1)
+    return experts, gate_weights(sel, score_fmt, out_fmt, normalization)
+
+
+def expert_schedule(experts) -> list[tuple[int, list[int]]]:
+    """``[(expert, [tokens...]), ...]`` for the experts ``[N, k]`` chosen by each token."""
+    experts = np.asarray(experts, dtype=np.int64)
+    if experts.ndim != 2:
+        raise ValueError(f"expert_schedule takes a [tokens, k] array, not shape {experts.shape}")
+    queues: dict[int, list[int]] = {}
+    for tok, row in enumerate(experts.tolist()):
+        for e in row:
+            queues.setdefault(e, []).append(tok)
+    return [(e, queues[e]) for e in sorted(queues)]
