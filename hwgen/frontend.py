@@ -104,10 +104,6 @@ def from_onnx(model, batch: int = 1, source: str = "<memory>") -> Graph:
     if not isinstance(batch, int) or batch < 1:
         raise ModelError(f"{source}: batch must be a positive integer, not {batch!r}")
     opset = _default_opset(model, source)
-    try:
-        onnx.checker.check_model(model)
-    except Exception as e:
-        raise ModelError(f"{source}: fails the ONNX checker: {_first_line(e)}") from e
     if len(model.functions):
         try:
             from onnx import inliner
@@ -115,6 +111,7 @@ def from_onnx(model, batch: int = 1, source: str = "<memory>") -> Graph:
             model = inliner.inline_local_functions(model)
         except Exception as e:
             raise ModelError(f"{source}: cannot inline the model's local functions: {_first_line(e)}") from e
+    # hwgen's own structural checks first: their messages name the node and the op
     _check_ops(model, source)
     g = Graph(model.graph.name or Path(source).stem, opset=opset, source=source)
     _add_initializers(g, model, source)
@@ -126,6 +123,10 @@ def from_onnx(model, batch: int = 1, source: str = "<memory>") -> Graph:
     except ValueError as e:
         raise ModelError(f"{source}: {e}") from e
     _check_defined(g, source)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise ModelError(f"{source}: fails the ONNX checker: {_first_line(e)}") from e
     _infer_shapes(g, source)
     return g
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..interp import run_node
-from ..ir import Graph, Node
+from ..ir import Graph, Node, Tensor
 from .pattern import Region, close, eval_nodes, region_is_closed, scalar_const
 
 __all__ = ["fuse_attention"]
@@ -86,10 +86,44 @@ def _matmul_side(g: Graph, prod, add: Node) -> str | None:
     return None
 
 
+def _from_onnx_attention(g: Graph, n: Node) -> bool:
+    """ONNX Attention (opset 23) with 4-D inputs, equal heads, no cache/causal/softcap
+    -> Transpose(K) + hwgen.Attention."""
+    ins = [i for i in n.inputs]
+    if len(ins) > 4 and any(ins[4:]) or any(n.outputs[1:]):
+        return False
+    if int(n.attrs.get("is_causal", 0)) or float(n.attrs.get("softcap", 0.0)) or int(n.attrs.get("qk_matmul_output_mode", 0)):
+        return False
+    q, k, v = (g.tensors[i] for i in ins[:3])
+    if len(q.shape) != 4 or q.shape[1] != k.shape[1]:
+        return False
+    mask = ins[3] if len(ins) > 3 and ins[3] else None
+    if mask is not None and g.tensors[mask].dtype == np.bool_:
+        return False
+    scale = n.attrs.get("scale")
+    scale = 1.0 / float(np.sqrt(q.shape[-1])) if scale is None else float(scale)
+    kT = g.fresh(f"{n.name}_kT")
+    g.add_tensor(Tensor(kT, k.shape[:2] + (k.shape[3], k.shape[2]), k.dtype))
+    tr = Node("Transpose", g.fresh(f"{n.name}_transpose_k"), [k.name], [kT], {"perm": [0, 1, 3, 2]})
+    att = Node(
+        "Attention",
+        g.fresh(f"{n.name}_attention"),
+        [q.name, kT, v.name] + ([mask] if mask else []),
+        [n.outputs[0]],
+        {"scale": scale, "num_heads": int(q.shape[1])},
+        "hwgen",
+    )
+    g.replace_nodes([n], [tr, att])
+    return True
+
+
 def fuse_attention(g: Graph) -> bool:
-    """Replace every MatMul-Softmax-MatMul chain by one hwgen.Attention node."""
+    """Replace every MatMul-Softmax-MatMul chain, and every plain ONNX Attention node,
+    by one hwgen.Attention node."""
     changed = False
     for sm in [n for n in g.nodes if n.op == "Softmax"]:
         if sm in g.nodes and _try_fuse(g, sm):
             changed = True
+    for n in [n for n in g.nodes if n.op == "Attention" and n.domain == ""]:
+        changed |= _from_onnx_attention(g, n)
     return changed

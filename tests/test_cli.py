@@ -1,0 +1,58 @@
+"""The hwgen command line, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from conftest import hwgen_cmd
+
+
+def run(*args, cwd=None):
+    return subprocess.run(hwgen_cmd() + list(args), capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize("sub", [[], ["inspect"], ["compile"], ["run"], ["targets"]])
+def test_help(sub):
+    r = run(*sub, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "Usage:" in r.stdout
+
+
+def test_bad_model_clean_error_no_output(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 10)
+    out = tmp_path / "out"
+    r = run("compile", str(bad), "--target", "optical4f", "-o", str(out))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and str(bad) in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_unknown_target_lists_known(mlp_model, save, tmp_path):
+    r = run("compile", str(save(mlp_model)), "--target", "asic", "-o", str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert "unknown target 'asic'" in r.stderr and "optical4f" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_inspect_json_counts(mlp_model, save):
+    import json
+
+    r = run("inspect", str(save(mlp_model)), "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["parameters"] == 8 * 4 + 8 + 8 * 3
+    assert s["macs"] == 4 * 8 + 8 * 3
+    assert s["inputs"]["x"][0] == [1, 4]
+
+
+def test_run_prints_outputs(mlp_model, save):
+    r = run("run", str(save(mlp_model)), "--numerics", "fixed")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("y [1, 3]")

@@ -1,0 +1,100 @@
+"""Models that no one here wrote: PyTorch's own transformer layers and Hugging Face's
+ViT, exported with both torch exporters. The float interpreter must match onnxruntime
+and the canonicalisation must find every attention block, LayerNorm and GELU."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import hwgen
+from hwgen.analysis import find_patterns
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+
+def _export(model, args, path, dynamo, opset, names):
+    kw = {"dynamo": dynamo, "opset_version": opset, "input_names": names[0], "output_names": names[1]}
+    if dynamo:
+        kw["external_data"] = False
+    with torch.no_grad():
+        torch.onnx.export(model, args, str(path), **kw)
+
+
+def _same_as_ort(path, g, feeds):
+    want = ort.InferenceSession(str(path)).run(None, feeds)
+    got = hwgen.interpret(g, feeds)
+    for name, w in zip(g.outputs, want):
+        np.testing.assert_allclose(got[name], w, rtol=1e-4, atol=1e-5)
+
+
+class TorchViT(torch.nn.Module):
+    """A ViT built from torch.nn.TransformerEncoder (PyTorch's code, not ours)."""
+
+    def __init__(self, img=16, patch=4, dim=32, depth=2, heads=4, classes=10):
+        super().__init__()
+        self.embed = torch.nn.Conv2d(3, dim, patch, patch)
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.pos = torch.nn.Parameter(torch.randn(1, (img // patch) ** 2 + 1, dim) * 0.02)
+        layer = torch.nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = torch.nn.LayerNorm(dim)
+        self.head = torch.nn.Linear(dim, classes)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], 1) + self.pos
+        return self.head(self.norm(self.encoder(t))[:, 0])
+
+
+@pytest.mark.parametrize("dynamo,opset", [(False, 17), (True, 18), (True, 20)])
+def test_torch_transformer_encoder_vit(dynamo, opset, tmp_path):
+    torch.manual_seed(0)
+    m = TorchViT().eval()
+    x = torch.randn(1, 3, 16, 16)
+    p = tmp_path / "vit.onnx"
+    _export(m, (x,), p, dynamo, opset, (["x"], ["logits"]))
+    g = hwgen.load(p)
+    _same_as_ort(p, g, {"x": x.numpy()})
+    g2 = hwgen.canonicalize(g)
+    _same_as_ort(p, g2, {"x": x.numpy()})
+    pats = find_patterns(g2)
+    assert len(pats.attention) == 2 and all(a["heads"] == 4 for a in pats.attention)
+    assert pats.layernorm == 2 * 2 + 1
+    assert pats.gelu == 2
+
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("dynamo,opset", [(False, 17), (True, 18)])
+def test_huggingface_vit(attn, dynamo, opset, tmp_path):
+    cfg = transformers.ViTConfig(
+        image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, num_labels=5, attn_implementation=attn,
+    )
+    torch.manual_seed(0)
+    m = transformers.ViTForImageClassification(cfg).eval()
+    x = torch.randn(1, 3, 16, 16)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values):
+            return self.inner(pixel_values=pixel_values).logits
+
+    p = tmp_path / "hf_vit.onnx"
+    _export(Wrap(m).eval(), (x,), p, dynamo, opset, (["pixel_values"], ["logits"]))
+    g = hwgen.load(p)
+    _same_as_ort(p, g, {"pixel_values": x.numpy()})
+    g2 = hwgen.canonicalize(g)
+    _same_as_ort(p, g2, {"pixel_values": x.numpy()})
+    pats = find_patterns(g2)
+    assert len(pats.attention) == 2 and all(a["heads"] == 2 for a in pats.attention)
+    assert pats.layernorm == 2 * 2 + 1 and pats.gelu == 2
+
