@@ -8,6 +8,8 @@ Arithmetic: :mod:`hwgen.numerics.attention`, bit for bit. Architecture (Edge-MoE
   Lane 0 takes each key as it arrives; lane ``i`` takes it one step after lane ``i-1``
   (a shift register of keys), so every lane sees keys in index order, skewed by one
   step. Each lane holds its running max, running sum and ``×V`` accumulator.
+* A lane has two stages: the logit of the key entering it (dot product, scale,
+  rounding) is registered, then the online-softmax update of its state.
 * Because of the skew, lane ``i`` finishes one step after lane ``i-1``: one finished row
   a step goes to the one shared normaliser (reciprocal of the sum, multiply, round),
   which feeds ``o`` — the output bandwidth is constant.
@@ -142,27 +144,33 @@ class AttentionUnit(wiring.Component):
             run_sum = Signal(sum_shape, name=f"sum{i}")
             acc = [Signal(acc_shape, name=f"acc{i}_{j}") for j in range(dv)]
 
+            # stage 1: the logit of the key entering the lane
             dot = sum(qreg[i][d] * src.k[d] for d in range(self.head_dim))
             logit = Signal(signed(spec.logit.width), name=f"logit{i}")
             m.d.comb += logit.eq(requantize_hw(dot * self.scale_code, 2 * fmt.frac_bits + fs, spec.logit))
-            new_max, a, b = online_step_hw(m, run_max, logit, spec, name=f"lane{i}")
+            t_reg = Signal(signed(spec.logit.width), name=f"t{i}")
+            v_reg = Signal(kv_layout["v"].shape, name=f"v{i}")
+            s1_valid = Signal(name=f"s1_valid{i}")
+            s1_last = Signal(name=f"s1_last{i}")
+
+            # stage 2: the online-softmax update of the lane's state
+            new_max, a, b = online_step_hw(m, run_max, t_reg, spec, name=f"lane{i}")
             new_sum = Signal(sum_shape, name=f"new_sum{i}")
             m.d.comb += new_sum.eq(shift_round_hw(run_sum * a, fp) + b)
             new_acc = [Signal(acc_shape, name=f"new_acc{i}_{j}") for j in range(dv)]
             for j in range(dv):
-                m.d.comb += new_acc[j].eq(shift_round_hw(acc[j] * a, fp) + b * src.v[j])
+                m.d.comb += new_acc[j].eq(shift_round_hw(acc[j] * a, fp) + b * v_reg[j])
 
-            active = Signal(name=f"active{i}")
-            m.d.comb += active.eq(src_valid & (n_q > i))
-            with m.If(~computing):  # a fresh group: reset the lane and its key register
-                m.d.sync += [run_max.eq(spec.logit.qmin), run_sum.eq(0), kv_reg_valid[i].eq(0)]
+            with m.If(~computing):  # a fresh group: reset the lane and its key registers
+                m.d.sync += [run_max.eq(spec.logit.qmin), run_sum.eq(0), kv_reg_valid[i].eq(0), s1_valid.eq(0)]
                 m.d.sync += [a_.eq(0) for a_ in acc]
             with m.Elif(advance):
                 m.d.sync += [kv_reg[i].eq(src), kv_reg_valid[i].eq(src_valid)]
-                with m.If(active):
+                m.d.sync += [t_reg.eq(logit), v_reg.eq(src.v), s1_valid.eq(src_valid & (n_q > i)), s1_last.eq(src.last)]
+                with m.If(s1_valid):
                     m.d.sync += [run_max.eq(new_max), run_sum.eq(new_sum)]
                     m.d.sync += [acc[j].eq(new_acc[j]) for j in range(dv)]
-                    with m.If(src.last):  # lane i has its row: to the normaliser
+                    with m.If(s1_last):  # lane i has its row: to the normaliser
                         m.d.sync += [fin_valid.eq(1), fin_l.eq(new_sum)]
                         m.d.sync += [fin_acc[j].eq(new_acc[j]) for j in range(dv)]
                         with m.If(n_q == i + 1):  # the group's last row
