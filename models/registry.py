@@ -55,15 +55,15 @@ class ModelSpec:
         return self.weights is not None
 
 
-_TINY_M3 = dict(img=(8, 8), in_ch=1, patch=2, dim=32, depth=4, heads=2, mlp_hidden=128, experts=4, top_k=2,
-                expert_hidden=64, task_classes=(10, 2))
+_TINY_M3 = dict(img=(8, 8), in_ch=1, patch=2, dim=48, depth=4, heads=4, mlp_hidden=128, experts=4, top_k=2,
+                expert_hidden=96, task_classes=(10, 2))
 _TINY_VIT = dict(img=(8, 8), in_ch=1, patch=2, dim=64, depth=2, heads=4, mlp_hidden=256, classes=10)
 
 SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("vit-tiny", "vit", _TINY_VIT, "plain ViT on digits, the baseline (patch 2, dim 64, 2 layers, 4 heads)",
               weights="vit-tiny", shipped=True, epochs=100),
     ModelSpec("m3vit-tiny", "m3vit", dict(_TINY_M3, moe="dense"),
-              "M3ViT multi-task MoE ViT on digits: task 0 digit, task 1 parity; 4 layers, 2 MoE (4 experts, top-2, "
+              "M3ViT multi-task MoE ViT on digits: task 0 digit, task 1 parity; dim 48, 4 layers, 2 MoE (4 experts, top-2, "
               "gate per task); dense masked MoE", weights="m3vit-tiny", moe="dense", shipped=True, epochs=100),
     ModelSpec("m3vit-tiny-sparse", "m3vit", dict(_TINY_M3, moe="sparse"),
               "m3vit-tiny's weights, sparse-dispatch MoE (NonZero / Gather / ScatterND)", weights="m3vit-tiny",

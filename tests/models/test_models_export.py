@@ -78,12 +78,18 @@ def test_moe_formulations_export_their_patterns(tmp_path, dynamo):
     assert sparse["ScatterND"] + sparse["ScatterElements"] == sparse["NonZero"]
 
 
-def test_task_selects_gate_in_onnx(tmp_path):
-    """The task input reaches the gate through a Gather on the stacked [T, D, E] gate."""
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_task_selects_gate_in_onnx(tmp_path, dynamo):
+    """The task input reaches each gate through a Gather on the stacked [T, D, E] gate."""
     model = build_model("m3vit-tiny")
-    m = onnx.load(str(export_onnx(model, tmp_path / "m.onnx")))
-    inits = {i.name: i for i in m.graph.initializer}
-    gathers = [n for n in m.graph.node if n.op_type == "Gather" and "task" in n.input]
-    assert len(gathers) == len(model.moe_layers())
-    for n in gathers:
-        assert list(inits[n.input[0]].dims) == [2, 32, 4]
+    m = onnx.load(str(export_onnx(model, tmp_path / "m.onnx", dynamo=dynamo)))
+    dims = {i.name: list(i.dims) for i in m.graph.initializer}
+    from_task = {"task"}
+    for n in m.graph.node:  # nodes are topologically sorted
+        if any(i in from_task for i in n.input):
+            from_task.update(n.output)
+    gate_gathers = [
+        n for n in m.graph.node
+        if n.op_type == "Gather" and dims.get(n.input[0]) == [2, 48, 4] and n.input[1] in from_task
+    ]
+    assert len(gate_gathers) == len(model.moe_layers()) == 2
