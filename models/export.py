@@ -88,6 +88,11 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, opset: int = DE
     # the weights must be inside the file
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.graph.initializer):
         raise RuntimeError("exporter wrote external data")
+    for n in m.graph.node:  # the exporter's Python stack traces name files of this machine
+        keep = [p for p in n.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        if len(keep) != len(n.metadata_props):
+            del n.metadata_props[:]
+            n.metadata_props.extend(keep)
     onnx.checker.check_model(m)
     onnx.save(m, str(tmp))
     os.replace(tmp, path)
