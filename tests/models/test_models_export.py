@@ -39,8 +39,10 @@ def _torch_out(model, x, task):
     return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
 
 
-@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
-@pytest.mark.parametrize("opset", [17, 20])
+EXPORTS = [(17, True), (20, True), (23, True), (17, False), (20, False)]  # TorchScript stops at opset 20
+
+
+@pytest.mark.parametrize("opset,dynamo", EXPORTS, ids=[f"opset{o}-{'dynamo' if d else 'torchscript'}" for o, d in EXPORTS])
 @pytest.mark.parametrize("name,moe", CASES, ids=[f"{n}-{m}" if m else n for n, m in CASES])
 def test_export_matches_torch(tmp_path, name, moe, opset, dynamo):
     model = build_model(name, moe=moe)
