@@ -60,3 +60,19 @@ def test_eval_through_hwgen_interpret(name):
     assert r.exit_code == 0, r.output
     assert "via hwgen" in r.output
     assert r.output.strip().splitlines()[-1].startswith("accuracy: ")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_hwgen_counts_the_same_macs(name):
+    """hwgen's MAC count of the ONNX graph equals the models' own analytic count (dense MoE:
+    all experts; sparse MoE: the k routed ones)."""
+    from hwgen.analysis import total_macs
+    from hwgen.passes import canonicalize
+
+    from models.registry import model_info
+
+    path = data_dir() / f"{name}.onnx"
+    _require_ops(path)
+    info = model_info(name)
+    want = info["macs_dense_moe"] if name == "m3vit-tiny" else info["macs"]
+    assert total_macs(canonicalize(hwgen.load(str(path)))) == want
