@@ -8,6 +8,7 @@ Extra command groups (``hwgen models``) and targets register through entry point
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from .errors import HwgenError
 __all__ = ["main", "cli"]
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 3
 
 
 class _Group(click.Group):
@@ -249,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except Exception as e:  # a bug in hwgen, not the user's input
+        if os.environ.get("HWGEN_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(e).__name__}: {e} (a bug in hwgen; rerun with HWGEN_DEBUG=1 for the traceback)", err=True)
+        return EXIT_INTERNAL_ERROR
     return 0
 
 

@@ -19,8 +19,8 @@ def _export(model, args, path, dynamo, opset, names):
     kw = {"dynamo": dynamo, "opset_version": opset, "input_names": names[0], "output_names": names[1]}
     if dynamo:
         kw["external_data"] = False
-    with torch.no_grad():
-        torch.onnx.export(model, args, str(path), **kw)
+    # not under no_grad: PyTorch's transformer "fast path" (not exportable) needs it
+    torch.onnx.export(model, args, str(path), **kw)
 
 
 def _same_as_ort(path, g, feeds):

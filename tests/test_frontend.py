@@ -55,7 +55,7 @@ def test_unsupported_op_names_node_and_op(save):
     m = make_model(
         [helper.make_node("LSTM", ["x", "w", "r"], ["y"], name="my_lstm", hidden_size=2)],
         [("x", TensorProto.FLOAT, [1, 1, 2])],
-        [("y", TensorProto.FLOAT, None)],
+        [("y", TensorProto.FLOAT, [1, 1, 1, 2])],
         [("w", np.zeros((1, 8, 2), np.float32)), ("r", np.zeros((1, 8, 2), np.float32))],
     )
     with pytest.raises(UnsupportedOpError) as e:
@@ -106,7 +106,7 @@ def test_absurd_input_size(save):
     m = make_model(
         [helper.make_node("Relu", ["x"], ["y"], name="r")],
         [("x", TensorProto.FLOAT, [100000, 100000, 100])],
-        [("y", TensorProto.FLOAT, None)],
+        [("y", TensorProto.FLOAT, [100000, 100000, 100])],
     )
     with pytest.raises(ModelError, match="absurdly large"):
         hwgen.load(save(m))
@@ -117,7 +117,7 @@ def test_absurd_constant_of_shape(save):
     m = make_model(
         [helper.make_node("ConstantOfShape", ["s"], ["y"], name="big")],
         [],
-        [("y", TensorProto.FLOAT, None)],
+        [("y", TensorProto.FLOAT, [1 << 20, 1 << 20])],
         [("s", numpy_helper.to_array(shape))],
     )
     with pytest.raises(hwgen.HwgenError, match="big"):

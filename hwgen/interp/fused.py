@@ -4,6 +4,8 @@
 
     out = softmax(scale * (q @ kT) + bias, axis=-1) @ v
 
+(a row whose scores are all -inf, i.e. fully masked, gives probabilities 0, not NaN)
+
 with numpy matmul broadcasting: q [..., Sq, D], kT [..., D, Sk], v [..., Sk, Dv].
 Multi-head attention is the rank-4 case [B, H, S, D] (``num_heads`` attribute = H,
 informational).
@@ -22,8 +24,10 @@ __all__ = ["attention"]
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
     e = np.exp(x - m)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    den = np.sum(e, axis=axis, keepdims=True)
+    return np.where(den > 0, e / np.where(den > 0, den, 1), 0)
 
 
 @register("hwgen.Attention")

@@ -63,12 +63,21 @@ def fold_constants(g: Graph) -> bool:
     return bool(folded)
 
 
+def _is_noop(g: Graph, n: Node) -> bool:
+    if n.op in _NO_OPS:
+        return True
+    if n.op in ("Cast", "CastLike") and n.inputs and n.outputs:
+        src, dst = g.tensors.get(n.inputs[0]), g.tensors.get(n.outputs[0])
+        return src is not None and dst is not None and np.dtype(src.dtype) == np.dtype(dst.dtype)
+    return False
+
+
 def remove_identities(g: Graph) -> bool:
-    """Remove Identity and inference-mode Dropout nodes (their mask output unused)."""
+    """Remove Identity, inference-mode Dropout (mask unused) and Casts to the same dtype."""
     removed: list[Node] = []
     cons = g.consumers()
     for n in g.nodes:
-        if n.op not in _NO_OPS or not n.outputs:
+        if not n.outputs or not _is_noop(g, n):
             continue
         out = n.outputs[0]
         if out in g.outputs or any(o and cons.get(o) for o in n.outputs[1:]):

@@ -25,11 +25,18 @@ def _try_fuse(g: Graph, sm: Node) -> bool:
     rank = len(s.shape)
     if rank < 2 or int(sm.attrs.get("axis", -1)) % rank != rank - 1:
         return False
-    users = cons.get(sm.outputs[0], [])
-    if len(users) != 1 or users[0].op != "MatMul" or users[0].inputs[0] != sm.outputs[0]:
+    chain: list[Node] = [sm]
+    p = sm.outputs[0]
+    users = cons.get(p, [])
+    guard = _nan_guard(g, users, p)
+    if guard:  # torch's SDPA decomposition: Where(IsNaN(p), 0, p)
+        chain += guard
+        p = guard[-1].outputs[0]
+        users = cons.get(p, [])
+    if len(users) != 1 or users[0].op != "MatMul" or users[0].inputs[0] != p:
         return False
     mm2 = users[0]
-    chain: list[Node] = [sm, mm2]
+    chain.append(mm2)
     scale, bias = 1.0, None
     t = sm.inputs[0]
     n = prod.get(t)
@@ -73,6 +80,18 @@ def _try_fuse(g: Graph, sm: Node) -> bool:
         return False
     g.replace_nodes(chain, [new])
     return True
+
+
+def _nan_guard(g: Graph, users: list[Node], p: str) -> list[Node]:
+    """[IsNaN, Where] if ``users`` of ``p`` are exactly Where(IsNaN(p), 0, p)."""
+    if len(users) != 2 or {u.op for u in users} != {"IsNaN", "Where"}:
+        return []
+    isnan = next(u for u in users if u.op == "IsNaN")
+    where = next(u for u in users if u.op == "Where")
+    zero = scalar_const(g, where.inputs[1])
+    if where.inputs[0] != isnan.outputs[0] or where.inputs[2] != p or zero != 0.0:
+        return []
+    return [isnan, where]
 
 
 def _matmul_side(g: Graph, prod, add: Node) -> str | None:
