@@ -28,6 +28,10 @@ def onnx_attention(node, inputs, opset):
     mask = inputs[3] if len(inputs) > 3 else None
     if len(inputs) > 4 and any(x is not None for x in inputs[4:]):
         raise UnsupportedOpError(f"node {node.name!r} (Attention): past key/value caches are not supported")
+    if int(node.attrs.get("left_window_size", -1)) != -1 or int(node.attrs.get("right_window_size", -1)) != -1:
+        raise UnsupportedOpError(f"node {node.name!r} (Attention): sliding-window attention is not supported")
+    if node.attrs.get("softmax_precision") not in (None, 1):
+        raise UnsupportedOpError(f"node {node.name!r} (Attention): softmax_precision other than float is not supported")
     if int(node.attrs.get("qk_matmul_output_mode", 0)) != 0:
         raise UnsupportedOpError(f"node {node.name!r} (Attention): qk_matmul_output_mode != 0 is not supported")
     three_d = q.ndim == 3
@@ -49,8 +53,11 @@ def onnx_attention(node, inputs, opset):
     scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else float(scale)
     s = np.matmul(q, np.swapaxes(k, -1, -2)) * np.asarray(scale, dtype)
     sq, sk = s.shape[-2], s.shape[-1]
+    softcap = float(node.attrs.get("softcap", 0.0) or 0.0)
+    if softcap > 0:  # before the masks, so that masked scores stay -inf
+        s = softcap * np.tanh(s / softcap)
     if int(node.attrs.get("is_causal", 0)):
-        causal = np.tril(np.ones((sq, sk), dtype=bool), k=sk - sq)
+        causal = np.tril(np.ones((sq, sk), dtype=bool))  # no cache: top-left aligned
         s = np.where(causal, s, -np.inf)
     if mask is not None:
         if mask.dtype == np.bool_:
@@ -61,9 +68,6 @@ def onnx_attention(node, inputs, opset):
             pad = sk - mask.shape[-1]
             m = np.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, pad)], constant_values=-np.inf) if pad > 0 else mask
             s = s + m.astype(dtype)
-    softcap = float(node.attrs.get("softcap", 0.0))
-    if softcap > 0:
-        s = softcap * np.tanh(s / softcap)
     mx = np.max(s, axis=-1, keepdims=True)
     mx = np.where(np.isfinite(mx), mx, 0)
     e = np.exp(s - mx)
