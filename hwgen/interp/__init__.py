@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import HwgenError, UnsupportedOpError
 from ..fixedpoint import quantize
 from ..ir import Graph, Node
-from . import fused, onnx_attention, ops  # noqa: F401  (fill the registries)
+from . import fused, moe, onnx_attention, ops  # noqa: F401  (fill the registries)
 from .registry import FIXED_OPS, FLOAT_OPS, check_alloc, supported_ops
 
 __all__ = ["interpret", "run_node", "supported_ops"]
@@ -75,6 +75,7 @@ def interpret(
     if numerics not in ("float", "fixed"):
         raise ValueError(f"numerics must be 'float' or 'fixed', not {numerics!r}")
     if numerics == "fixed":
+        from .. import numerics as _fixed_kernels  # noqa: F401  (registers FIXED_OPS)
         from ..passes.formats import assign_formats
 
         if any(t.fmt is None and np.issubdtype(t.dtype, np.floating) for t in graph.tensors.values()):

@@ -1,0 +1,7 @@
+"""Bit-level arithmetic of the hardware: the one definition that the reference
+interpreter (``numerics="fixed"``) and the Amaranth units share.
+
+Importing this package registers the fixed-point kernels with the interpreter.
+"""
+
+from . import kernels_attention  # noqa: F401

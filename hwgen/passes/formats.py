@@ -1,0 +1,40 @@
+"""Assign fixed-point formats to the tensors of a graph.
+
+Edge-MoE's choice is the default: every floating activation (and every other float
+constant: biases, LayerNorm scales, ...) is ``fixed<32,10>``; the weight operand of the
+linear ops (``MatMul`` input 1 when constant, ``Gemm`` B, ``Conv`` W, the expert weights
+of ``hwgen.MoE``) is ``fixed<16,2>``. Integer and boolean tensors carry no format. A
+format already set on a tensor is kept, so a user or a later pass can override any one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..fixedpoint import ACT_DEFAULT, WEIGHT_DEFAULT, FixedFormat
+from ..ir import Graph
+
+__all__ = ["assign_formats", "weight_tensors"]
+
+#: (op, input index) pairs whose constant operand is a linear-layer weight
+_WEIGHT_OPERANDS = {("MatMul", 1), ("Gemm", 1), ("Conv", 1), ("MoE", 3), ("MoE", 5)}
+
+
+def weight_tensors(g: Graph) -> set[str]:
+    """Names of the constant tensors used as linear-layer weights."""
+    out = set()
+    for n in g.nodes:
+        for k, name in enumerate(n.inputs):
+            if name and (n.op, k) in _WEIGHT_OPERANDS and g.tensors[name].is_const:
+                out.add(name)
+    return out
+
+
+def assign_formats(g: Graph, act: FixedFormat = ACT_DEFAULT, weight: FixedFormat = WEIGHT_DEFAULT) -> Graph:
+    """Set ``Tensor.fmt`` on every floating tensor without one (in place); return ``g``."""
+    weights = weight_tensors(g)
+    for t in g.tensors.values():
+        if t.fmt is not None or not np.issubdtype(np.dtype(t.dtype), np.floating):
+            continue
+        t.fmt = weight if t.name in weights else act
+    return g
