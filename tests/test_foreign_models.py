@@ -98,3 +98,36 @@ def test_huggingface_vit(attn, dynamo, opset, tmp_path):
     assert len(pats.attention) == 2 and all(a["heads"] == 2 for a in pats.attention)
     assert pats.layernorm == 2 * 2 + 1 and pats.gelu == 2
 
+
+
+class SdpaBlock(torch.nn.Module):
+    """Attention through torch's scaled_dot_product_attention (opset 23: one ONNX Attention op)."""
+
+    def __init__(self, d=16, heads=2, sdpa=True):
+        super().__init__()
+        self.qkv, self.proj, self.h, self.sdpa = torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, d), heads, sdpa
+
+    def forward(self, x):
+        b, s, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, s, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        if self.sdpa:
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        else:  # torch cannot export SDPA below opset 14
+            y = torch.softmax(q @ k.transpose(-1, -2) / (d // self.h) ** 0.5, -1) @ v
+        return self.proj(y.transpose(1, 2).reshape(b, s, d))
+
+
+@pytest.mark.parametrize("opset", [13, 15, 17, 18, 20, 21, 23])
+def test_opsets_13_to_23(opset, tmp_path):
+    torch.manual_seed(0)
+    m = SdpaBlock(sdpa=opset >= 14).eval()
+    x = torch.randn(1, 5, 16)
+    p = tmp_path / f"sdpa{opset}.onnx"
+    _export(m, (x,), p, opset >= 18, opset, (["x"], ["y"]))
+    g = hwgen.load(p)
+    assert g.opset == opset
+    _same_as_ort(p, g, {"x": x.numpy()})
+    g2 = hwgen.canonicalize(g)
+    _same_as_ort(p, g2, {"x": x.numpy()})
+    pats = find_patterns(g2)
+    assert len(pats.attention) == 1 and pats.attention[0]["heads"] == 2
