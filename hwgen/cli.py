@@ -106,7 +106,7 @@ def inspect(model: str, batch: int, as_json: bool):
         "outputs": {o: [list(g.tensors[o].shape), str(g.tensors[o].dtype)] for o in g.outputs},
         "onnx_ops": dict(sorted(raw.op_histogram().items())),
         "ir_ops": dict(sorted(g.op_histogram().items())),
-        "parameters": g.parameter_count(),
+        "parameters": raw.parameter_count(),  # initializers as exported, before folding
         "macs": total_macs(g),
         "attention": pats.attention,
         "moe": pats.moe,
