@@ -9,6 +9,8 @@ Arithmetic and ordering: :mod:`hwgen.numerics.topk`, bit for bit.
     lower expert index first. After the last expert the token's ``k`` experts and gate
     weights (softmax over the selected scores, in rank order, or the scores themselves)
     leave on ``o``, one beat per token; the next token's scores are taken meanwhile.
+    For ``softmax_then_topk`` a running max and sum over all scores are kept as they
+    arrive (the online softmax), so that the selected probabilities need no second pass.
 
 :class:`ExpertScheduler`
     Takes the ``k`` experts of every token of an image (one beat a token, ``last`` on
@@ -34,7 +36,7 @@ from hwgen.fixedpoint import ACT_DEFAULT, FixedFormat
 from hwgen.numerics.softmax import SOFTMAX_DEFAULT, SoftmaxSpec, scale_code
 from hwgen.numerics.topk import NORMALIZATIONS
 
-from .softmax import exp2_neg_hw, online_step_hw, reciprocal_hw, requantize_hw
+from .softmax import exp2_neg_hw, online_step_hw, reciprocal_hw, requantize_hw, shift_round_hw
 
 __all__ = ["TopKUnit", "ExpertScheduler"]
 
@@ -54,8 +56,9 @@ class TopKUnit(wiring.Component):
         Experts (E) and experts chosen per token (1 <= k <= E).
     score_fmt, weight_fmt : FixedFormat
         Formats of the gate scores and of the gate weights.
-    normalization : "softmax" or "none"
-        As the MoE op's ``normalization`` attribute.
+    normalization : str
+        As ``hwgen.MoE``'s ``normalization`` attribute (one of
+        :data:`hwgen.numerics.topk.NORMALIZATIONS`).
 
     Members
     -------
@@ -72,7 +75,7 @@ class TopKUnit(wiring.Component):
         k: int,
         score_fmt: FixedFormat = ACT_DEFAULT,
         weight_fmt: FixedFormat = ACT_DEFAULT,
-        normalization: str = "softmax",
+        normalization: str = "topk_then_softmax",
         spec: SoftmaxSpec = SOFTMAX_DEFAULT,
     ):
         _check_pos(num_experts=num_experts, k=k)
@@ -137,29 +140,62 @@ class TopKUnit(wiring.Component):
         # gate weights of the selected scores, rank order
         m.d.comb += self.o.valid.eq(res_valid)
         m.d.comb += [self.o.payload.experts[p].eq(res_idx[p]) for p in range(k)]
-        f_in = self.score_fmt.frac_bits
-        if self.normalization == "none":
-            m.d.comb += [self.o.payload.weights[p].eq(requantize_hw(res_score[p], f_in, self.weight_fmt)) for p in range(k)]
+        norm, f_in, fp = self.normalization, self.score_fmt.frac_bits, spec.prob_frac_bits
+        weights = self.o.payload.weights
+        if norm == "topk":
+            m.d.comb += [weights[p].eq(requantize_hw(res_score[p], f_in, self.weight_fmt)) for p in range(k)]
             return m
+
         c1 = scale_code(1.0, spec)
-        logits = []
-        for p in range(k):
-            t = Signal(signed(spec.logit.width), name=f"logit{p}")
-            m.d.comb += t.eq(requantize_hw(res_score[p] * c1, f_in + spec.scale_fmt.frac_bits, spec.logit))
-            logits.append(t)
-        run_max, run_sum = spec.logit.qmin, 0
-        for p in range(k):
-            new_max, a, b = online_step_hw(m, run_max, logits[p], spec, name=f"step{p}")
-            nsum = Signal(unsigned(spec.prob_frac_bits + 1 + ceil_log2(k + 1)), name=f"sum{p}")
-            m.d.comb += nsum.eq(((run_sum * a + (1 << (spec.prob_frac_bits - 1))) >> spec.prob_frac_bits) + b)
-            run_max, run_sum = new_max, nsum
-        r = reciprocal_hw(m, run_sum, spec)
-        frac = spec.prob_frac_bits + spec.recip_frac_bits
-        for p in range(k):
-            diff = Signal(unsigned(spec.logit.width + 1), name=f"gap{p}")
-            m.d.comb += diff.eq(run_max - logits[p])
-            e = exp2_neg_hw(m, diff, spec, name=f"exp{p}")
-            m.d.comb += self.o.payload.weights[p].eq(requantize_hw(e * r, frac, self.weight_fmt))
+
+        def logit(score, name):
+            t = Signal(signed(spec.logit.width), name=name)
+            m.d.comb += t.eq(requantize_hw(score * c1, f_in + spec.scale_fmt.frac_bits, spec.logit))
+            return t
+
+        def online(elems, name):  # softmax_codes' pass over a few logits: (max, sum)
+            run_max, run_sum = spec.logit.qmin, 0
+            for i, t in enumerate(elems):
+                new_max, a, b = online_step_hw(m, run_max, t, spec, name=f"{name}_step{i}")
+                nsum = Signal(unsigned(fp + 1 + ceil_log2(len(elems) + 1)), name=f"{name}_sum{i}")
+                m.d.comb += nsum.eq(shift_round_hw(run_sum * a, fp) + b)
+                run_max, run_sum = new_max, nsum
+            return run_max, run_sum
+
+        def prob(run_max, t, r, p):  # requantize(exp2_neg(m - t) * r)
+            gap = Signal(unsigned(spec.logit.width + 1), name=f"gap{p}")
+            m.d.comb += gap.eq(run_max - t)
+            e = exp2_neg_hw(m, gap, spec, name=f"exp{p}")
+            frac = fp + spec.recip_frac_bits
+            m.d.comb += weights[p].eq(requantize_hw(e * r, frac, self.weight_fmt))
+
+        logits = [logit(res_score[p], f"logit{p}") for p in range(k)]
+        if norm in ("topk_then_softmax", "softmax_topk_renorm"):
+            run_max, run_sum = online(logits, "sel")
+            r = reciprocal_hw(m, run_sum, spec)
+            for p in range(k):
+                prob(run_max, logits[p], r, p)
+        elif norm == "sigmoid_then_topk":  # softmax([t, 0])[0]
+            for p in range(k):
+                run_max, run_sum = online([logits[p], 0], f"sig{p}")
+                prob(run_max, logits[p], reciprocal_hw(m, run_sum, spec, name=f"recip{p}"), p)
+        else:  # softmax_then_topk: the online pass runs as the scores arrive
+            all_max = Signal(signed(spec.logit.width), init=spec.logit.qmin)
+            all_sum = Signal(unsigned(fp + 1 + ceil_log2(self.num_experts + 1)))
+            res_max = Signal.like(all_max)
+            res_sum = Signal.like(all_sum)
+            t_in = logit(s, "logit_in")
+            new_max, a, b = online_step_hw(m, all_max, t_in, spec, name="all")
+            new_sum = Signal.like(all_sum)
+            m.d.comb += new_sum.eq(shift_round_hw(all_sum * a, fp) + b)
+            with m.If(self.scores.valid & self.scores.ready):
+                with m.If(is_last):
+                    m.d.sync += [all_max.eq(spec.logit.qmin), all_sum.eq(0), res_max.eq(new_max), res_sum.eq(new_sum)]
+                with m.Else():
+                    m.d.sync += [all_max.eq(new_max), all_sum.eq(new_sum)]
+            r = reciprocal_hw(m, res_sum, spec)
+            for p in range(k):
+                prob(res_max, logits[p], r, p)
         return m
 
 

@@ -6,11 +6,19 @@ Top-k
     (a stable sort; the hardware inserts each arriving expert behind every kept expert
     whose score is >= its own).
 
-Normalisation (the MoE op's ``normalization`` attribute)
-    ``"softmax"``: softmax over the ``k`` selected scores with
-    :func:`hwgen.numerics.softmax.softmax_codes`, elements in rank order (so the first
-    is the running maximum and nothing is ever rescaled). ``"none"``: the selected
-    scores, requantized to the weight format.
+Normalisation (``hwgen.MoE``'s ``normalization`` attribute, :mod:`hwgen.interp.moe`)
+    Experts are always ranked on the gate-score codes: every normalisation is monotonic,
+    so this is the float op's order; only where two different scores round to the same
+    probability does the larger score win instead of the lower index. With
+    :func:`hwgen.numerics.softmax.softmax_codes` as the one softmax:
+
+    * ``"topk_then_softmax"`` and ``"softmax_topk_renorm"`` (the same function): softmax
+      over the ``k`` selected scores, elements in rank order (so the first is the
+      running maximum and nothing is ever rescaled);
+    * ``"softmax_then_topk"``: softmax over all ``E`` scores (online pass in expert
+      order), the selected experts' probabilities;
+    * ``"sigmoid_then_topk"``: ``sigmoid(x)`` as ``softmax([x, 0])[0]``, per selected score;
+    * ``"topk"``: the selected scores, requantized to the weight format.
 
 Schedule
     Given the experts of every token, each expert that has tokens runs once, in
@@ -27,7 +35,7 @@ from .softmax import SOFTMAX_DEFAULT, SoftmaxSpec, softmax_codes
 
 __all__ = ["NORMALIZATIONS", "topk_codes", "gate_weights", "route", "expert_schedule"]
 
-NORMALIZATIONS = ("softmax", "none")
+NORMALIZATIONS = ("softmax_then_topk", "softmax_topk_renorm", "topk_then_softmax", "topk", "sigmoid_then_topk")
 
 
 def topk_codes(scores, k: int) -> np.ndarray:
@@ -42,25 +50,34 @@ def topk_codes(scores, k: int) -> np.ndarray:
 
 
 def gate_weights(
-    selected_scores,
+    scores,
+    experts,
     score_fmt: FixedFormat,
     out_fmt: FixedFormat,
-    normalization: str = "softmax",
+    normalization: str = "topk_then_softmax",
     spec: SoftmaxSpec = SOFTMAX_DEFAULT,
 ) -> np.ndarray:
-    """Gate weights (``out_fmt`` codes) of the selected scores ``[..., k]`` in rank order."""
-    if normalization == "softmax":
-        return softmax_codes(selected_scores, score_fmt.frac_bits, out_fmt, axis=-1, spec=spec)
-    if normalization == "none":
-        return requantize(selected_scores, score_fmt.frac_bits, out_fmt)
+    """Gate weights (``out_fmt`` codes ``[..., k]``) of the selected ``experts`` (rank
+    order) given all gate score codes ``[..., E]``."""
+    scores = np.asarray(scores, dtype=np.int64)
+    sel = np.take_along_axis(scores, np.asarray(experts), axis=-1)
+    f = score_fmt.frac_bits
+    if normalization in ("topk_then_softmax", "softmax_topk_renorm"):
+        return softmax_codes(sel, f, out_fmt, axis=-1, spec=spec)
+    if normalization == "softmax_then_topk":
+        return np.take_along_axis(softmax_codes(scores, f, out_fmt, axis=-1, spec=spec), np.asarray(experts), axis=-1)
+    if normalization == "sigmoid_then_topk":
+        pair = np.stack([sel, np.zeros_like(sel)], axis=-1)
+        return softmax_codes(pair, f, out_fmt, axis=-1, spec=spec)[..., 0]
+    if normalization == "topk":
+        return requantize(sel, f, out_fmt)
     raise ValueError(f"gate normalization {normalization!r} is not supported; supported: {', '.join(NORMALIZATIONS)}")
 
 
-def route(scores, k: int, score_fmt: FixedFormat, out_fmt: FixedFormat, normalization: str = "softmax"):
+def route(scores, k: int, score_fmt: FixedFormat, out_fmt: FixedFormat, normalization: str = "topk_then_softmax"):
     """``(experts [..., k], weights [..., k])`` for gate score codes ``[..., E]``."""
     experts = topk_codes(scores, k)
-    sel = np.take_along_axis(np.asarray(scores, dtype=np.int64), experts, axis=-1)
-    return experts, gate_weights(sel, score_fmt, out_fmt, normalization)
+    return experts, gate_weights(scores, experts, score_fmt, out_fmt, normalization)
 
 
 def expert_schedule(experts) -> list[tuple[int, list[int]]]:

@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from fpga.hdl.moe import ExpertScheduler, TopKUnit
 from hwgen.fixedpoint import FixedFormat, to_fixed
-from hwgen.numerics.topk import expert_schedule, route
+from hwgen.numerics.topk import NORMALIZATIONS, expert_schedule, route
 
 F = FixedFormat(32, 10)
 
@@ -21,14 +21,14 @@ F = FixedFormat(32, 10)
 def test_constructor_checks():
     with pytest.raises(ValueError, match="k must be at most num_experts"):
         TopKUnit(4, 5)
-    with pytest.raises(ValueError, match="supported: softmax, none"):
+    with pytest.raises(ValueError, match="supported: softmax_then_topk"):
         TopKUnit(4, 2, normalization="sparsemax")
     with pytest.raises(TypeError, match="max_tokens must be a positive integer"):
         ExpertScheduler(4, 2, 0)
     gc.collect()  # the half-built components warn when collected: here, where it is filtered
 
 
-@pytest.mark.parametrize("normalization", ["softmax", "none"])
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
 def test_topk_amaranth_simulation(normalization):
     n_e, k = 5, 2
     dut = TopKUnit(n_e, k, F, FixedFormat(16, 2), normalization)
