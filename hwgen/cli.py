@@ -66,12 +66,23 @@ def cli():
     """
 
 
+def _status(text: str):
+    """A spinner on stderr while a long stage runs (silent when stderr is not a terminal)."""
+    from rich.console import Console
+
+    return Console(stderr=True).status(text)
+
+
 def _load(model: str, batch: int, canonical: bool = True):
     from .frontend import load
     from .passes import canonicalize
 
-    g = load(model, batch=batch)
-    return (g, canonicalize(g)) if canonical else (g, g)
+    with _status(f"loading {model}"):
+        g = load(model, batch=batch)
+    if not canonical:
+        return g, g
+    with _status("canonicalising (folding, fusing LayerNorm/GELU/MoE/attention)"):
+        return g, canonicalize(g)
 
 
 @cli.command()
@@ -168,7 +179,7 @@ def compile(model: str, target: str, out: Path, config: Path | None, batch: int,
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
-        report = tgt.compile(g, tmp, options)
+        report = tgt.compile(g, tmp, options)  # targets show their own progress
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
