@@ -69,11 +69,13 @@ class TilePlan:
         return self.tile_chunks * self.kernel_chunks
 
 
-def plan_tiles(tile_hw: tuple, tiles: int, kernels: int, n: int, guard: int = 0) -> TilePlan:
+def plan_tiles(tile_hw: tuple, tiles: int, kernels: int, n: int, guard: int = 0, max_kernels: int = 0) -> TilePlan:
     """Fewest frames for ``tiles`` x ``kernels`` correlations of padded tiles ``tile_hw``.
 
     The frame is a grid of ``n // cell`` cells; ``kr x kc`` kernels split it into blocks,
-    the tiles fill block 0. Ties go to fewer filter loads."""
+    the tiles fill block 0. Ties go to fewer filter loads. ``max_kernels`` caps the
+    kernels sharing one filter (they share its dynamic range: the filter is normalised
+    to its peak, which grows with the number of kernels)."""
     ch, cw = tile_hw[0] + guard, tile_hw[1] + guard
     gr, gc = n // ch, n // cw
     if gr < 1 or gc < 1:
@@ -83,6 +85,8 @@ def plan_tiles(tile_hw: tuple, tiles: int, kernels: int, n: int, guard: int = 0)
         for kc in range(1, min(gc, math.ceil(kernels / kr)) + 1):
             br, bc = gr // kr, gc // kc
             tpf, kpf = br * bc, kr * kc
+            if max_kernels and kpf > max_kernels:
+                continue
             key = (math.ceil(kernels / kpf) * math.ceil(tiles / tpf), math.ceil(kernels / kpf), kpf)
             if best is None or key < best[0]:
                 best = (key, (kr, kc), (br, bc))
@@ -172,7 +176,7 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
         tp = encode_amplitude(tp, im)
     te, ke = tp.shape[0], kp.shape[0]
     n = sim.frame_px or _auto_frame(cfg, (hp + sim.guard_px, wp + sim.guard_px), te * ke)
-    plan = plan_tiles((hp, wp), te, ke, n, sim.guard_px)
+    plan = plan_tiles((hp, wp), te, ke, n, sim.guard_px, sim.max_kernels_per_frame)
     geom = frame_geometry(cfg, n, where=where)
     (ch, cw), (br, bc), (kr, kc) = plan.cell, plan.block, plan.kernel_grid
     bh, bw = br * ch, bc * cw

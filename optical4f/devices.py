@@ -134,6 +134,7 @@ class SimSettings(_Device):
 
     frame_px: int = _f("px", 0)  # 0: auto (smallest fast FFT size fitting one layer, capped by the devices)
     guard_px: int = _f("px", 0)
+    max_kernels_per_frame: int = _f("-", 0)  # 0: no limit (kernels sharing a filter share its dynamic range)
     signed: str = _f("-", "two_pass")  # "two_pass" or "bias"
     precision: str = _f("-", "complex64")  # "complex64" or "complex128"
     noise: bool = _f("-", True)
