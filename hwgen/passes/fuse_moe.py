@@ -81,16 +81,18 @@ def _gate_of(g: Graph, prod, anchor: Node):
     return None
 
 
-def _x_root(g: Graph, prod, x: str) -> str:
-    """x before any reshape that keeps its last (feature) axis."""
+def _x_root(g: Graph, prod, x: str) -> tuple[str, list[Node]]:
+    """x before any reshape that keeps its last (feature) axis, and those reshapes."""
     d = g.tensors[x].shape[-1]
+    chain: list[Node] = []
     while True:
         n = prod.get(x)
         if n is None or n.op not in _RESHAPES or g.tensors[n.inputs[0]].is_const:
-            return x
+            return x, chain[::-1]
         src = g.tensors[n.inputs[0]]
         if not src.shape or src.shape[-1] != d or src.dynamic:
-            return x
+            return x, chain[::-1]
+        chain.append(n)
         x = n.inputs[0]
 
 
@@ -240,11 +242,9 @@ def _second_layer(g: Graph, cons, lin: _Linear, by_node: dict[int, _Linear]):
 
 
 def _experts(g: Graph, region_nodes: list[Node], gate: Node, num_experts: int):
-    """-> (w1, b1, w2, b2, activation) stacked over experts, or None."""
+    """-> ((w1, b1, w2, b2, activation) stacked over experts, why not, looks like experts)."""
     cons = g.consumers()
     lins = [lin for n in region_nodes if n is not gate and n.op in _LINEAR for lin in [_linear_of(g, n, num_experts)] if lin]
-    if not lins:
-        return None
     for lin in lins:
         _absorb_bias(g, cons, lin)
     by_node = {id(lin.node): lin for lin in lins}
@@ -255,21 +255,30 @@ def _experts(g: Graph, region_nodes: list[Node], gate: Node, num_experts: int):
             pairs.append((lin, *found))
             second.add(id(found[0].node))
     pairs = [p for p in pairs if id(p[0].node) not in second]
-    if not pairs or len({id(p[1].node) for p in pairs}) != len(pairs) or len({p[2] for p in pairs}) != 1:
-        return None
-    if len(pairs) == 1 and pairs[0][0].w.shape[0] == num_experts and pairs[0][1].w.shape[0] == num_experts:
-        chosen = pairs
-    elif len(pairs) == num_experts and all(p[0].w.shape[0] == 1 and p[1].w.shape[0] == 1 for p in pairs):
-        chosen = pairs
+    stacked = [p for p in pairs if p[0].w.shape[0] == num_experts and p[1].w.shape[0] == num_experts]
+    single = [p for p in pairs if p[0].w.shape[0] == 1 and p[1].w.shape[0] == 1]
+    moe_like = bool(stacked) or len(single) >= 2 or len(lins) - len(pairs) >= 2
+    if len(stacked) == 1 and not single:
+        chosen = stacked
+    elif len(single) == num_experts and not stacked:
+        chosen = single
     else:
-        return None
+        why = (
+            f"found {len(stacked)} stacked and {len(single)} single two-layer experts among {len(lins)} linear "
+            f"layers for {num_experts} gate outputs (gated/SwiGLU or deeper experts are not supported)"
+        )
+        return None, why, moe_like
+    if len({id(p[1].node) for p in chosen}) != len(chosen):
+        return None, "two experts share a second layer (gated/SwiGLU experts are not supported)", True
+    if len({p[2] for p in chosen}) != 1:
+        return None, f"experts have different activations {sorted({p[2] for p in chosen})}", True
     try:
         w1 = np.concatenate([p[0].w for p in chosen])
         w2 = np.concatenate([p[1].w for p in chosen])
     except ValueError:
-        return None
+        return None, "experts have different shapes", True
     if w1.shape[2] != w2.shape[1]:
-        return None
+        return None, "expert layer shapes do not chain", True
 
     def stack_bias(layers, width):
         if all(lin.bias is None for lin in layers):
@@ -278,11 +287,97 @@ def _experts(g: Graph, region_nodes: list[Node], gate: Node, num_experts: int):
 
     b1 = stack_bias([p[0] for p in chosen], w1.shape[2])
     b2 = stack_bias([p[1] for p in chosen], w2.shape[2])
-    return w1, b1, w2, b2, chosen[0][2]
+    return (w1, b1, w2, b2, chosen[0][2]), "", True
 
 
 # --- the fusion -----------------------------------------------------------------------
+class _Gate:
+    """The gate of a candidate block: ``logits = (x @ w) * scale + bias``."""
+
+    def __init__(self, node: Node, ops: list[Node], top_k: int, num_experts: int, trans_b: bool):
+        self.node, self.ops, self.top_k, self.num_experts, self.trans_b = node, ops, top_k, num_experts, trans_b
+        self.x, self.w = node.inputs[0], node.inputs[1]
+        self.scale = np.ones(num_experts)
+        self.bias: np.ndarray | None = None
+
+    def matrix(self, w: np.ndarray, dtype) -> np.ndarray:
+        """gate_w of the fused op from the value of the gate's weight input."""
+        w = np.asarray(w, np.float64)
+        return ((w.T if self.trans_b else w) * self.scale).astype(dtype)
+
+
+def _find_gate(g: Graph, prod, anchor: Node) -> _Gate | None:
+    found = _gate_of(g, prod, anchor)
+    if found is None:
+        return None
+    node, ops = found
+    scores = g.tensors[anchor.inputs[0]]
+    rank = len(scores.shape)
+    if anchor.op == "TopK":
+        if int(anchor.attrs.get("axis", -1)) % rank != rank - 1 or not int(anchor.attrs.get("largest", 1)):
+            return None
+        k = scalar_const(g, anchor.inputs[1]) if len(anchor.inputs) > 1 and anchor.inputs[1] else anchor.attrs.get("k")
+        if k is None:
+            return None
+        top_k = int(k)
+    else:
+        if int(anchor.attrs.get("axis", 0)) % rank != rank - 1 or int(anchor.attrs.get("select_last_index", 0)):
+            return None
+        top_k = 1
+    xt, wt = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
+    if xt.is_const or len(wt.shape) != 2 or node.op == "Gemm" and int(node.attrs.get("transA", 0)):
+        return None
+    trans_b = node.op == "Gemm" and bool(int(node.attrs.get("transB", 0)))
+    d, e = (wt.shape[1], wt.shape[0]) if trans_b else wt.shape
+    if xt.shape[-1] != d or scores.shape[-1] != e or not 1 <= top_k <= e:
+        return None
+    gate = _Gate(node, ops, top_k, e, trans_b)
+    bias = np.zeros(e)
+    if node.op == "Gemm":
+        gate.scale = gate.scale * float(node.attrs.get("alpha", 1.0))
+        if len(node.inputs) > 2 and node.inputs[2]:
+            c = _per_expert(g, node.inputs[2], e)
+            if c is None:
+                return None
+            bias = bias + c * float(node.attrs.get("beta", 1.0))
+    # absorb Add/Sub/Mul/Div by constants between the gate and the normalisation
+    cur = node.outputs[0]
+    for n in reversed(ops):
+        if n.op in ("Cast", "Identity"):
+            cur = n.outputs[0]
+            continue
+        if n.op not in ("Add", "Sub", "Mul", "Div"):
+            break
+        k = [i for i in n.inputs if i != cur]
+        c = _per_expert(g, k[0], e) if len(k) == 1 else None
+        if c is None:
+            break
+        first = n.inputs[0] == cur
+        if n.op == "Add":
+            bias = bias + c
+        elif n.op == "Sub":
+            gate.scale, bias = (gate.scale, bias - c) if first else (-gate.scale, c - bias)
+        elif n.op == "Mul":
+            gate.scale, bias = gate.scale * c, bias * c
+        elif first and np.all(c != 0):
+            gate.scale, bias = gate.scale / c, bias / c
+        else:
+            break
+        cur = n.outputs[0]
+    gate.bias = bias if np.any(bias != 0) else None
+    return gate
+
+
+def _per_expert(g: Graph, name: str, e: int) -> np.ndarray | None:
+    """A constant that broadcasts along the expert axis only, as a vector [E]."""
+    t = g.tensors.get(name)
+    if t is None or not t.is_const or t.size not in (1, e) or (t.shape and t.shape[-1] not in (1, e)):
+        return None
+    return np.broadcast_to(np.asarray(t.data, np.float64).reshape(-1), (e,)).copy()
+
+
 def _norm_order(anchor: Node, gate_ops: list[Node]) -> list[str]:
+    """Gate normalisations to try, the structural guess first."""
     before = {n.op for n in gate_ops}
     if "Sigmoid" in before:
         first = ["sigmoid_then_topk"]
@@ -293,59 +388,19 @@ def _norm_order(anchor: Node, gate_ops: list[Node]) -> list[str]:
     return first + [n for n in NORMALIZATIONS if n not in first]
 
 
-def _try_fuse(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> bool:
-    prod = g.producers()
-    found = _gate_of(g, prod, anchor)
-    if found is None:
-        return False
-    gate, gate_ops = found
-    rank = len(g.tensors[anchor.inputs[0]].shape)
-    if anchor.op == "TopK":
-        if int(anchor.attrs.get("axis", -1)) % rank != rank - 1 or not int(anchor.attrs.get("largest", 1)):
-            return False
-        k = scalar_const(g, anchor.inputs[1]) if len(anchor.inputs) > 1 and anchor.inputs[1] else anchor.attrs.get("k")
-        if k is None:
-            return False
-        top_k = int(k)
-    else:
-        if int(anchor.attrs.get("axis", 0)) % rank != rank - 1 or int(anchor.attrs.get("select_last_index", 0)):
-            return False
-        top_k = 1
-    # gate: x @ gate_w (+ gate_b)
-    x, wname = gate.inputs[0], gate.inputs[1]
-    xt, wt = g.tensors[x], g.tensors[wname]
-    if xt.is_const or len(wt.shape) != 2 or gate.op == "Gemm" and int(gate.attrs.get("transA", 0)):
-        return False
-    trans_b = gate.op == "Gemm" and int(gate.attrs.get("transB", 0))
-    alpha = float(gate.attrs.get("alpha", 1.0)) if gate.op == "Gemm" else 1.0
-    d, num_experts = (wt.shape[1], wt.shape[0]) if trans_b else wt.shape
-    if xt.shape[-1] != d or g.tensors[anchor.inputs[0]].shape[-1] != num_experts or not 1 <= top_k <= num_experts:
-        return False
-    gate_b = None
-    if gate.op == "Gemm" and len(gate.inputs) > 2 and gate.inputs[2]:
-        c = g.tensors[gate.inputs[2]]
-        if not c.is_const or c.data.size not in (1, num_experts):
-            return False
-        gate_b = np.broadcast_to(np.asarray(c.data).reshape(-1), (num_experts,)) * float(gate.attrs.get("beta", 1.0))
-    elif gate_ops and gate_ops[-1].op == "Add":
-        c = [g.tensors[i] for i in gate_ops[-1].inputs if g.tensors[i].is_const]
-        if len(c) == 1 and c[0].data.size == num_experts and c[0].data.shape[-1] == num_experts:
-            gate_b = np.asarray(c[0].data).reshape(-1)
-    # the region: from x (before reshapes) to the merge point of all the gate influences
-    x_root = _x_root(g, prod, x)
-    token_shapes = {xt.shape[:-1], g.tensors[x_root].shape[:-1]}
-
-    # y is after the routing (depends on the anchor) and after some expert (a linear
-    # node with a constant weight, other than the gate, that depends on x)
+def _find_output(g: Graph, gate: _Gate, anchor: Node, x_root: str) -> str | None:
+    """The MoE output: the first tensor with a token shape through which everything the
+    gate influences passes, that comes after the routing and after some expert."""
+    token_shapes = {g.tensors[gate.x].shape[:-1], g.tensors[x_root].shape[:-1]}
     after_anchor = _reached(g, [o for o in anchor.outputs if o])
     expert_outs = [
         n.outputs[0]
         for n in descendants(g, x_root)
-        if n is not gate and n.op in _LINEAR and any(g.tensors[i].is_const and len(g.tensors[i].shape) >= 2 for i in n.inputs if i)
+        if n is not gate.node and n.op in _LINEAR and any(g.tensors[i].is_const and len(g.tensors[i].shape) >= 2 for i in n.inputs if i)
     ]
     after_expert = _reached(g, expert_outs)
 
-    def is_output(t: str) -> bool:
+    def accept(t: str) -> bool:
         tt = g.tensors.get(t)
         return (
             tt is not None
@@ -357,92 +412,119 @@ def _try_fuse(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> bool:
             and t in after_expert
         )
 
-    y = immediate_post_dominator(g, gate, accept=is_output)
+    return immediate_post_dominator(g, gate.node, accept=accept)
+
+
+def _verify_feeds(g: Graph, gate: _Gate, x_root: str, sample: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The sample run's values, random tokens, identical tokens (all routed alike: this
+    catches capacity limits), and a random gate weight when it is not constant."""
+    rng = np.random.default_rng(7)
+    xs = sample[x_root]
+    rows = xs.reshape(-1, xs.shape[-1])
+    feeds = [{x_root: xs}]
+    for _ in range(2):
+        feeds.append({x_root: (rng.standard_normal(xs.shape) * (xs.std() + 1e-3) + xs.mean()).astype(xs.dtype)})
+    feeds.append({x_root: np.broadcast_to(rows[:1], rows.shape).reshape(xs.shape).copy()})
+    if not g.tensors[gate.w].is_const:
+        wv = sample[gate.w]
+        for f in feeds:
+            f[gate.w] = wv
+        feeds.append({x_root: feeds[1][x_root], gate.w: (rng.standard_normal(wv.shape) * (wv.std() + 1e-3)).astype(wv.dtype)})
+    return feeds
+
+
+def _try_fuse(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> bool:
+    prod = g.producers()
+    gate = _find_gate(g, prod, anchor)
+    if gate is None:
+        return False
+    x_root, chain = _x_root(g, prod, gate.x)
+    y = _find_output(g, gate, anchor, x_root)
     if y is None:
         return False
     region = region_between(g, x_root, y)
-    if region is None or not any(n is gate for n in region.nodes) or not any(n is anchor for n in region.nodes):
+    if region is None or not any(n is gate.node for n in region.nodes) or not any(n is anchor for n in region.nodes):
         return False
-    experts = _experts(g, region.nodes, gate, num_experts)
+    experts, why, moe_like = _experts(g, region.nodes, gate.node, gate.num_experts)
     if experts is None:
-        return False  # a TopK over a projection, but no experts: not a MoE
+        return _warn(anchor, why) if moe_like else False  # a TopK beside one MLP: not an MoE
     w1, b1, w2, b2, activation = experts
     if not region_is_closed(g, region):
         return _warn(anchor, "its routing or expert tensors are used outside the block")
-    extra = [i for i in region.inputs[1:] if i != wname]
+    extra = [i for i in region.inputs[1:] if i != gate.w]
     if extra:
         return _warn(anchor, f"the block reads {extra}, which the MoE op cannot take")
-    y_shape = g.tensors[x_root].shape[:-1] + (w2.shape[2],)
-    if int(np.prod(y_shape)) != g.tensors[y].size:
-        return _warn(anchor, f"its output {y!r} {g.tensors[y].shape} does not hold one row per token")
-    dtype = xt.dtype
+    # the fused node reads x (after the reshapes) if y has its token shape, else x_root
+    y_t, x_t = g.tensors[y], g.tensors[gate.x]
+    moe_in = gate.x if y_t.shape[:-1] == x_t.shape[:-1] else x_root
+    if y_t.size != int(np.prod(g.tensors[moe_in].shape[:-1])) * w2.shape[2]:
+        return _warn(anchor, f"its output {y!r} {y_t.shape} does not hold one row per token")
+    # verify
+    if x_root not in sample or (gate.w not in sample and not g.tensors[gate.w].is_const):
+        from ..frontend import sample_inputs
 
-    def gate_matrix(wval):
-        wval = np.asarray(wval)
-        return (wval.T if trans_b else wval) * np.asarray(alpha, wval.dtype)
-
-    # verification feeds: the sample run, then random tokens (and a random task gate)
-    rng = np.random.default_rng(7)
-    xs = sample[x_root]
-    feeds = [{x_root: xs}]
-    for _ in range(2):
-        feed = {x_root: (rng.standard_normal(xs.shape) * (xs.std() + 1e-3) + xs.mean()).astype(xs.dtype)}
-        feeds.append(feed)
-    # every token the same: all are routed to the same experts (catches capacity limits)
-    feeds.append({x_root: np.broadcast_to(xs.reshape(-1, xs.shape[-1])[:1], (xs.size // xs.shape[-1], xs.shape[-1])).reshape(xs.shape).copy()})
-    if not wt.is_const:
-        for f in feeds:
-            f[wname] = sample[wname]
-        wv = sample[wname]
-        feeds.append({x_root: feeds[1][x_root], wname: (rng.standard_normal(wv.shape) * (wv.std() + 1e-3)).astype(wv.dtype)})
+        sample.update(interpret(g, sample_inputs(g), keep_all=True))
+    feeds = _verify_feeds(g, gate, x_root, sample)
     try:
         refs = [eval_nodes(g, region.nodes, f, [y])[0] for f in feeds]
-    except Exception as e:  # the region fails on random tokens: not a function we can fuse
-        return _warn(anchor, f"evaluating the block failed ({type(e).__name__})")
+    except Exception as e:  # the block fails on other tokens: not a function we can fuse
+        return _warn(anchor, f"evaluating the block on random tokens failed ({type(e).__name__}: {e})")
+    dtype = x_t.dtype
     norm = None
-    for cand in _norm_order(anchor, gate_ops):
-        ok = True
-        for f, ref in zip(feeds, refs):
-            gw = gate_matrix(f[wname] if wname in f else wt.data).astype(dtype)
-            got = moe_reference(f[x_root], gw, gate_b, w1, b1, w2, b2, top_k, activation, cand)
-            if not close(got.reshape(ref.shape), ref):
-                ok = False
-                break
-        if ok:
+    for cand in _norm_order(anchor, gate.ops):
+        if all(
+            close(moe_reference(f[x_root], gate.matrix(f.get(gate.w, g.tensors[gate.w].data), dtype), gate.bias, w1, b1, w2, b2, gate.top_k, activation, cand).reshape(ref.shape), ref)
+            for f, ref in zip(feeds, refs)
+        ):
             norm = cand
             break
     if norm is None:
-        return _warn(anchor, f"{num_experts} experts, top-{top_k}, {activation}: the block's numbers differ from every gate normalisation")
-    # replace
-    stem = anchor.name
-    new_nodes: list[Node] = []
+        return _warn(
+            anchor,
+            f"{gate.num_experts} experts, top-{gate.top_k}, {activation}: its numbers differ from the MoE op under every gate normalisation",
+        )
+    _replace(g, anchor, gate, region, chain if moe_in == gate.x else [], moe_in, (w1, b1, w2, b2), activation, norm)
+    return True
+
+
+def _replace(g: Graph, anchor: Node, gate: _Gate, region, keep: list[Node], moe_in: str, weights, activation: str, norm: str) -> None:
+    stem, y = anchor.name, region.output
+    dtype = g.tensors[moe_in].dtype
+    wt = g.tensors[gate.w]
+    new: list[Node] = []
     if wt.is_const:
-        gate_in = g.add_const(f"{stem}_moe_gate_w", gate_matrix(wt.data).astype(dtype)).name
-    elif trans_b or alpha != 1.0:
-        gate_in = g.fresh(f"{stem}_moe_gate_w")
-        g.add_tensor(Tensor(gate_in, (d, num_experts), wt.dtype))
-        new_nodes.append(Node("Transpose", g.fresh(f"{stem}_moe_gate_t"), [wname], [gate_in], {"perm": [1, 0]}))
-        if alpha != 1.0:
-            return _warn(anchor, "a scaled Gemm gate on a non-constant weight is not supported")
-    else:
-        gate_in = wname
+        gate_in = g.add_const(f"{stem}_moe_gate_w", gate.matrix(wt.data, dtype)).name
+    else:  # computed at run time (e.g. gathered per task): transpose / scale it with nodes
+        gate_in = gate.w
+        shape = wt.shape[::-1] if gate.trans_b else wt.shape
+        if gate.trans_b:
+            gate_in = _add_node(g, new, "Transpose", [gate_in], shape, wt.dtype, f"{stem}_moe_gate_t", perm=[1, 0])
+        if np.any(gate.scale != 1):
+            scale = g.add_const(f"{stem}_moe_gate_scale", gate.scale.astype(wt.dtype)).name
+            gate_in = _add_node(g, new, "Mul", [gate_in, scale], shape, wt.dtype, f"{stem}_moe_gate_s")
 
     def const(tag, arr):
         return "" if arr is None else g.add_const(f"{stem}_moe_{tag}", np.ascontiguousarray(arr, dtype)).name
 
-    inputs = [x_root, gate_in, const("gate_b", gate_b), const("w1", w1), const("b1", b1), const("w2", w2), const("b2", b2)]
-    attrs = {"num_experts": int(num_experts), "top_k": int(top_k), "activation": activation, "normalization": norm}
-    out = y
-    if tuple(g.tensors[y].shape) != y_shape:
-        out = g.fresh(f"{stem}_moe_out")
-        g.add_tensor(Tensor(out, y_shape, g.tensors[y].dtype))
-        shape = g.add_const(f"{stem}_moe_shape", np.array(g.tensors[y].shape, np.int64)).name
-        tail = [Node("Reshape", g.fresh(f"{stem}_moe_reshape"), [out, shape], [y])]
+    w1, b1, w2, b2 = weights
+    inputs = [moe_in, gate_in, const("gate_b", gate.bias), const("w1", w1), const("b1", b1), const("w2", w2), const("b2", b2)]
+    attrs = {"num_experts": int(gate.num_experts), "top_k": int(gate.top_k), "activation": activation, "normalization": norm}
+    out_shape = g.tensors[moe_in].shape[:-1] + (w2.shape[2],)
+    if tuple(g.tensors[y].shape) == out_shape:
+        new.append(Node("MoE", g.fresh(f"{stem}_moe"), inputs, [y], attrs, "hwgen"))
     else:
-        tail = []
-    moe = Node("MoE", g.fresh(f"{stem}_moe"), inputs, [out], attrs, "hwgen")
-    g.replace_nodes(region.nodes, new_nodes + [moe] + tail)
-    return True
+        out = _add_node(g, new, "MoE", inputs, out_shape, g.tensors[y].dtype, f"{stem}_moe", domain="hwgen", **attrs)
+        shape = g.add_const(f"{stem}_moe_shape", np.array(g.tensors[y].shape, np.int64)).name
+        new.append(Node("Reshape", g.fresh(f"{stem}_moe_reshape"), [out, shape], [y]))
+    kept = {id(n) for n in keep}
+    g.replace_nodes([n for n in region.nodes if id(n) not in kept], new)
+
+
+def _add_node(g: Graph, nodes: list[Node], op: str, inputs: list[str], shape, dtype, stem: str, domain: str = "", **attrs) -> str:
+    out = g.fresh(f"{stem}_out")
+    g.add_tensor(Tensor(out, tuple(shape), np.dtype(dtype)))
+    nodes.append(Node(op, g.fresh(stem), inputs, [out], attrs, domain))
+    return out
 
 
 def _reached(g: Graph, start: list[str]) -> set[str]:
@@ -458,8 +540,6 @@ def _warn(anchor: Node, why: str) -> bool:
 def fuse_moe(g: Graph) -> bool:
     """Replace every verified MoE block (dense masked or sparse dispatch) by one hwgen.MoE node."""
     anchors = [n for n in g.nodes if n.op in ("TopK", "ArgMax") and not n.domain]
-    if not anchors:
-        return False
     prod = g.producers()
     if not any(_gate_of(g, prod, a) for a in anchors):
         return False

@@ -72,18 +72,45 @@ class SwitchScatter(nn.Module):
 
 class MixtralDense(nn.Module):
     """Mixtral-like top-2, dense: TopK of the logits, softmax over the k values, weights
-    scattered into [.., E] (ScatterElements), every expert on every token. No biases."""
+    scattered into [.., E] (ScatterElements), every expert on every token. No biases.
+    ``router="sigmoid"``: TopK of sigmoid(logits), the values are the weights (sigmoid
+    gates); ``temperature``: logits divided by it (and a router bias)."""
 
-    def __init__(self, e=6, h=32, act=None):
+    def __init__(self, e=6, h=32, act=None, router="softmax", temperature=None):
+        super().__init__()
+        self.router, self.temperature = router, temperature
+        self.gate = nn.Linear(D, e, bias=temperature is not None)
+        self.experts = nn.ModuleList(_mlp(D, h, act or nn.GELU(), bias=False) for _ in range(e))
+
+    def forward(self, x):
+        logits = self.gate(x)
+        if self.temperature is not None:
+            logits = logits / self.temperature
+        if self.router == "sigmoid":
+            v, i = torch.topk(torch.sigmoid(logits), 2, dim=-1)
+        else:
+            v, i = torch.topk(logits, 2, dim=-1)
+            v = torch.softmax(v, dim=-1)
+        w = torch.zeros_like(logits).scatter(-1, i, v)
+        return sum(w[..., j : j + 1] * ex(x) for j, ex in enumerate(self.experts))
+
+
+class SwiGLUMoE(nn.Module):
+    """Real Mixtral experts: w2(silu(w1 x) * w3 x). Three matrices per expert: not what
+    hwgen.MoE computes, so not fused (with a warning)."""
+
+    def __init__(self, e=4, h=32):
         super().__init__()
         self.gate = nn.Linear(D, e, bias=False)
-        self.experts = nn.ModuleList(_mlp(D, h, act or nn.GELU(), bias=False) for _ in range(e))
+        self.w1 = nn.ModuleList(nn.Linear(D, h, bias=False) for _ in range(e))
+        self.w3 = nn.ModuleList(nn.Linear(D, h, bias=False) for _ in range(e))
+        self.w2 = nn.ModuleList(nn.Linear(h, D, bias=False) for _ in range(e))
 
     def forward(self, x):
         logits = self.gate(x)
         v, i = torch.topk(logits, 2, dim=-1)
         w = torch.zeros_like(logits).scatter(-1, i, torch.softmax(v, dim=-1))
-        return sum(w[..., j : j + 1] * ex(x) for j, ex in enumerate(self.experts))
+        return sum(w[..., j : j + 1] * self.w2[j](F.silu(self.w1[j](x)) * self.w3[j](x)) for j in range(len(self.w1)))
 
 
 class MixtralSparse(nn.Module):
@@ -115,17 +142,20 @@ class TaskMoE(nn.Module):
     input), softmax then top-2 (optionally renormalised), stacked expert weights. Dense:
     torch.einsum over all experts; sparse: NonZero / index_select / index_add."""
 
-    def __init__(self, mode="dense", renorm=False, bias=True, e=4, h=24, tasks=3):
+    def __init__(self, mode="dense", renorm=False, bias=True, e=4, h=24, tasks=3, linear_gate=False):
         super().__init__()
-        self.mode, self.renorm, self.e = mode, renorm, e
-        self.gate = nn.Parameter(torch.randn(tasks, D, e) * 0.5)
+        self.mode, self.renorm, self.e, self.linear_gate = mode, renorm, e, linear_gate
+        self.gate = nn.Parameter(torch.randn(tasks, e, D) * 0.5 if linear_gate else torch.randn(tasks, D, e) * 0.5)
         self.w1 = nn.Parameter(torch.randn(e, D, h) * 0.3)
         self.w2 = nn.Parameter(torch.randn(e, h, D) * 0.3)
         self.b1 = nn.Parameter(torch.randn(e, h) * 0.1) if bias else None
         self.b2 = nn.Parameter(torch.randn(e, D) * 0.1) if bias else None
 
     def forward(self, x, task):
-        p = torch.softmax(x @ self.gate[task], dim=-1)
+        if self.linear_gate:  # F.linear on flattened tokens: Gemm(transB) on a gathered weight
+            p = torch.softmax(F.linear(x.reshape(-1, D), self.gate[task]), dim=-1).reshape(x.shape[:-1] + (self.e,))
+        else:
+            p = torch.softmax(x @ self.gate[task], dim=-1)
         v, i = torch.topk(p, 2, dim=-1)
         if self.renorm:
             v = v / v.sum(-1, keepdim=True)
@@ -136,6 +166,11 @@ class TaskMoE(nn.Module):
             y = torch.einsum("bneh,ehd->bned", h, self.w2)
             y = y + self.b2 if self.b2 is not None else y
             return (y * w.unsqueeze(-1)).sum(-2)
+        if self.mode == "bmm":  # the bundled M3ViT's dense form: [B,1,N,D] @ [E,D,H]
+            w = ((i.unsqueeze(-1) == torch.arange(self.e)).to(x.dtype) * v.unsqueeze(-1)).sum(-2)
+            h = F.gelu(torch.matmul(x.unsqueeze(1), self.w1) + self.b1.unsqueeze(1))
+            y = torch.matmul(h, self.w2) + self.b2.unsqueeze(1)
+            return (y * w.transpose(1, 2).unsqueeze(-1)).sum(dim=1)
         xt, it, vt = x.reshape(-1, D), i.reshape(-1, 2), v.reshape(-1, 2)
         out = torch.zeros_like(xt)
         for e in range(self.e):
@@ -235,6 +270,21 @@ CASES = {
         _XT,
         [dict(num_experts=4, top_k=2, activation="gelu", normalization="softmax_topk_renorm")],
     ),
+    "m3vit-task-bmm-linear-gate": (
+        lambda: TaskMoE("bmm", linear_gate=True),
+        _XT,
+        [dict(num_experts=4, top_k=2, activation="gelu", normalization="softmax_then_topk")],
+    ),
+    "m3vit-task-sparse-linear-gate": (
+        lambda: TaskMoE("sparse", renorm=True, linear_gate=True),
+        _XT,
+        [dict(num_experts=4, top_k=2, activation="gelu", normalization="softmax_topk_renorm")],
+    ),
+    "sigmoid-router-temperature": (
+        lambda: MixtralDense(e=5, router="sigmoid", temperature=0.7),
+        _X,
+        [dict(num_experts=5, top_k=2, activation="gelu", normalization="sigmoid_then_topk")],
+    ),
     "gshard-einsum-dispatch": (GShardEinsum, _X, [dict(num_experts=4, top_k=1, activation="relu", normalization="softmax_then_topk")]),
     "shared-expert": (SharedExpert, _X, [dict(num_experts=4, top_k=2, activation="gelu")]),
     "two-layers": (TwoLayers, _X, [dict(num_experts=4, top_k=2), dict(num_experts=4, top_k=1)]),
@@ -309,6 +359,15 @@ def test_topk_pooling_is_not_fused(exporter, opset, tmp_path):
     g, g2, warned = _fuse(path)
     assert "MoE" not in g2.op_histogram() and "TopK" in g2.op_histogram()
     assert not warned  # a single MLP beside a TopK does not look like experts
+    _check_same(path, g, g2)
+
+
+@pytest.mark.parametrize("exporter,opset", [("dynamo", 18), ("torchscript", 17)])
+def test_swiglu_experts_are_not_fused_and_warn(exporter, opset, tmp_path):
+    path = _export(SwiGLUMoE, _X, exporter, opset, tmp_path / "swiglu.onnx")
+    g, g2, warned = _fuse(path)
+    assert "MoE" not in g2.op_histogram()
+    assert warned and "TopK" in warned[0] and "SwiGLU" in warned[0]
     _check_same(path, g, g2)
 
 
