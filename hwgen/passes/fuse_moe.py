@@ -11,24 +11,28 @@ two-layer MLP. Exporters spell it in two ways, and this pass takes both:
 * **sparse dispatch**: NonZero on the routing mask, Gather/GatherND of the routed tokens,
   the expert, scaling, ScatterND/ScatterElements (index_add) back.
 
-Search (loose): an *anchor* is a TopK or ArgMax whose input comes, through elementwise
-ops and Softmax/Sigmoid, from a *gate* MatMul/Gemm of an activation ``x``. The MoE
-output ``y`` is the immediate post-dominator of the gate (the merge point of everything
-the routing influences) among tensors with x's token shape; the region is every node
-between ``x`` (before any reshape of it) and ``y``, and it must be closed. Experts are
-the linear nodes of the region with constant weights, paired first/second layer by
-dataflow, with biases from the following Add of a constant and the activation from the
-ops between the two layers.
+Search (loose): an *anchor* is a TopK or ArgMax (over the last axis) whose input comes,
+through elementwise ops and Softmax/Sigmoid, from a *gate* MatMul/Gemm of an activation
+``x``; Add/Sub/Mul/Div by per-expert constants on the way (router bias, temperature) are
+folded into the gate. The gate weight may be computed at run time (e.g. ``gate[task]``).
+The MoE output ``y`` is the immediate post-dominator of the gate (the merge point of
+everything the routing influences) among the tensors with x's token shape that come after
+the anchor and after some expert; the region is every node between ``x`` (before any
+reshape of it) and ``y``, and it must be closed. Experts are the region's linear nodes
+(MatMul, Gemm, Einsum) with constant weights other than the gate -- one per expert, or
+one on stacked ``[E, ...]`` weights -- paired first/second layer by dataflow, with biases
+from the following Add of a constant and the activation from the ops between the layers.
 
 Check (strict): the region is evaluated on the values its inputs take in a sample run of
-the whole graph and on random tokens, and compared with the fused op under each gate
-normalisation (the structural guess first). Only a region that verifies is replaced; a
-MoE-like block that does not is left alone with a warning naming its anchor.
+the whole graph, on random tokens, on identical tokens (all routed alike, which exposes
+capacity limits) and, for a run-time gate weight, on a random one; it is compared with
+the fused op under each gate normalisation (the structural guess first). Only a region
+that verifies is replaced; a MoE-like block that does not is left alone with a warning
+naming its anchor.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import numpy as np
@@ -56,7 +60,6 @@ class _Linear:
         self.node, self.act_in, self.w, self.e_axis, self.h_axis = node, act_in, w, e_axis, h_axis
         self.bias = bias  # [E or 1, H] or None
         self.post = node.outputs[0]  # output after the bias Add, if any
-        self.nodes = [node]
 
 
 # --- structure ------------------------------------------------------------------------
@@ -206,7 +209,6 @@ def _absorb_bias(g: Graph, cons, lin: _Linear) -> None:
     except ValueError:
         return
     lin.post = add.outputs[0]
-    lin.nodes.append(add)
 
 
 def _second_layer(g: Graph, cons, lin: _Linear, by_node: dict[int, _Linear]):
@@ -449,6 +451,8 @@ def _try_fuse(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> bool:
     if experts is None:
         return _warn(anchor, why) if moe_like else False  # a TopK beside one MLP: not an MoE
     w1, b1, w2, b2, activation = experts
+    if w1.shape[1] != g.tensors[gate.x].shape[-1]:
+        return _warn(anchor, f"its first expert layers take {w1.shape[1]} features, the gate {g.tensors[gate.x].shape[-1]}")
     if not region_is_closed(g, region):
         return _warn(anchor, "its routing or expert tensors are used outside the block")
     extra = [i for i in region.inputs[1:] if i != gate.w]
@@ -470,14 +474,12 @@ def _try_fuse(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> bool:
     except Exception as e:  # the block fails on other tokens: not a function we can fuse
         return _warn(anchor, f"evaluating the block on random tokens failed ({type(e).__name__}: {e})")
     dtype = x_t.dtype
-    norm = None
-    for cand in _norm_order(anchor, gate.ops):
-        if all(
-            close(moe_reference(f[x_root], gate.matrix(f.get(gate.w, g.tensors[gate.w].data), dtype), gate.bias, w1, b1, w2, b2, gate.top_k, activation, cand).reshape(ref.shape), ref)
-            for f, ref in zip(feeds, refs)
-        ):
-            norm = cand
-            break
+
+    def fused(f, cand):
+        gw = gate.matrix(f.get(gate.w, g.tensors[gate.w].data), dtype)
+        return moe_reference(f[x_root], gw, gate.bias, w1, b1, w2, b2, gate.top_k, activation, cand)
+
+    norm = next((c for c in _norm_order(anchor, gate.ops) if all(close(fused(f, c).reshape(r.shape), r) for f, r in zip(feeds, refs))), None)
     if norm is None:
         return _warn(
             anchor,
