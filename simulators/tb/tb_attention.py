@@ -97,12 +97,57 @@ async def attention_matches_reference(dut):
             kv_drv.append(pack([(x, f.width) for x in k[j]] + [(x, f.width) for x in v[j]] + [(j == len(k) - 1, 1)]))
         n_rows += len(q)
 
+    await _drain(dut, mon, n_rows)
+    dut._log.info("attention: %d rows checked in %d cycles, %d errors", checker.checked, mon.cycle, checker.errors)
+    assert mon.received == n_rows, f"received {mon.received} of {n_rows} rows"
+    assert checker.checked == n_rows
+    assert checker.errors == 0
+
+
+@cocotb.test()
+async def attention_rows_leave_one_per_cycle(dut):
+    """Without stalls, the rows of a group leave on consecutive cycles (the skew)."""
+    from cocotb.simtime import get_sim_time
+
+    p = _params()
+    f, w_out, d, dv, nq = p["in_fmt"], p["out_fmt"].width, p["head_dim"], p["value_dim"], p["queries"]
+    rng = np.random.default_rng(p["seed"] + 7)
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    q_drv = StreamDriver(dut, "q", dut.clk, 1.0)
+    kv_drv = StreamDriver(dut, "kv", dut.clk, 1.0)
+    checker = InOrderChecker(dut._log, "o")
+    times: list[float] = []
+
+    def on_row(word):
+        times.append(get_sim_time("ns"))
+        checker.got(tuple(unpack(word, [(w_out, True)] * dv)))
+
+    mon = StreamMonitor(dut, "o", dut.clk, on_row, 1.0)
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    model = AttentionModel(p)
+    n_groups, n_k = 8, p["max_keys"]
+    for _ in range(n_groups):
+        q, k, v = (np.floor(rng.normal(0, 1, s) * 2.0**f.frac_bits).astype(np.int64) for s in ((nq, d), (n_k, d), (n_k, dv)))
+        for row in model.rows(q, k, v):
+            checker.expect(row)
+        for i, row in enumerate(q):
+            q_drv.append(pack([(x, f.width) for x in row] + [(i == nq - 1, 1)]))
+        for j in range(n_k):
+            kv_drv.append(pack([(x, f.width) for x in k[j]] + [(x, f.width) for x in v[j]] + [(j == n_k - 1, 1)]))
+    await _drain(dut, mon, n_groups * nq)
+    gaps = [times[g * nq + i + 1] - times[g * nq + i] for g in range(n_groups) for i in range(nq - 1)]
+    period = (times[-1] - times[nq - 1]) / (n_groups - 1) / 10
+    dut._log.info("rows of a group %s ns apart; %.1f cycles per group of %d queries x %d keys", sorted(set(gaps)), period, nq, n_k)
+    assert mon.received == n_groups * nq
+    assert all(g == 10 for g in gaps)
+    assert checker.errors == 0
+
+
+async def _drain(dut, mon, n_rows):
     for _ in range(200 * n_rows + 1000):
         await RisingEdge(dut.clk)
         if mon.received >= n_rows:
             break
     await ClockCycles(dut.clk, 20)  # nothing extra may follow
-    dut._log.info("attention: %d rows checked in %d cycles, %d errors", checker.checked, mon.cycle, checker.errors)
-    assert mon.received == n_rows, f"received {mon.received} of {n_rows} rows"
-    assert checker.checked == n_rows
-    assert checker.errors == 0
