@@ -30,7 +30,8 @@ import scipy.fft as sfft
 from .devices import OpticalConfig, load_config
 from .physics import constrain_filter, encode_amplitude, frame_geometry, kernel_filter, run_frames
 
-__all__ = ["conv2d", "TilePlan", "plan_tiles", "resolve_padding", "ConvInfo"]
+__all__ = ["conv2d", "TilePlan", "plan_tiles", "set_plan", "encoded_counts", "electronic_flops", "correlation_sets",
+           "dilate_kernels", "resolve_padding", "ConvInfo"]
 
 _AUTO_FRAME_CAP = 512
 _CHUNK = 8  # frames per batched FFT call (memory: 8 x 512² complex64 = 16 MB)
@@ -152,6 +153,46 @@ def _auto_frame(cfg: OpticalConfig, cell: tuple, products: int) -> int:
     return min(sfft.next_fast_len(side * max(cell)), cap)
 
 
+def encoded_counts(cfg: OpticalConfig, tiles: int, kernels: int, x_signed: bool, k_signed: bool) -> tuple[int, int]:
+    """(tiles, kernels) actually put on the optics after the sign scheme and bit-planes."""
+    two = cfg.sim.signed == "two_pass"
+    te = tiles * (2 if two and x_signed else 1)
+    if cfg.input_modulator.modulation == "binary":
+        te *= max(cfg.input_modulator.bits, 1)
+    return te, kernels * (2 if two and k_signed else 1)
+
+
+def set_plan(cfg: OpticalConfig, tile_hw: tuple, tiles: int, kernels: int, x_signed: bool, k_signed: bool) -> TilePlan:
+    """The frame plan of one correlation set (shared by conv2d and optical4f.mapping)."""
+    te, ke = encoded_counts(cfg, tiles, kernels, x_signed, k_signed)
+    g = cfg.sim.guard_px
+    n = cfg.sim.frame_px or _auto_frame(cfg, (tile_hw[0] + g, tile_hw[1] + g), te * ke)
+    return plan_tiles(tile_hw, te, ke, n, g, cfg.sim.max_kernels_per_frame)
+
+
+def electronic_flops(cfg: OpticalConfig, plan: TilePlan, tiles: int, kernels: int, out_hw: tuple) -> int:
+    """Electronic work of one set: sqrt, scale and accumulate per read output, bias terms."""
+    ho, wo = out_hw
+    flops = plan.tiles * plan.kernels * ho * wo * 3
+    if cfg.sim.signed == "bias":
+        flops += tiles * kernels * ho * wo * 4 + tiles * ho * wo * 4
+    return flops
+
+
+def correlation_sets(kd: np.ndarray, groups: int) -> list[tuple[np.ndarray, list]]:
+    """[(kernels [K, kh, kw], [(channel, output channels), ...]), ...] of a weight [O, C/g, kh, kw].
+
+    Channels that meet the same kernel list (shared depthwise kernels) share one set."""
+    O, cg = kd.shape[:2]
+    og = O // groups
+    sets: dict[bytes, list] = {}
+    for c in range(cg * groups):
+        g, ci = divmod(c, cg)
+        ks = kd[g * og:(g + 1) * og, ci]
+        sets.setdefault(ks.tobytes(), [ks, []])[1].append((c, np.arange(g * og, (g + 1) * og)))
+    return [(ks, members) for ks, members in sets.values()]
+
+
 def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, rng, info: ConvInfo, where: str,
                    keep_planes: bool) -> np.ndarray:
     """Correlate every tile [T, Hp, Wp] with every kernel [K, kh, kw] optically -> [T, K, Ho, Wo]."""
@@ -175,8 +216,9 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
     else:
         tp = encode_amplitude(tp, im)
     te, ke = tp.shape[0], kp.shape[0]
-    n = sim.frame_px or _auto_frame(cfg, (hp + sim.guard_px, wp + sim.guard_px), te * ke)
-    plan = plan_tiles((hp, wp), te, ke, n, sim.guard_px, sim.max_kernels_per_frame)
+    plan = set_plan(cfg, (hp, wp), T, K, bool((tiles < 0).any()), bool((kernels < 0).any()))
+    assert (plan.tiles, plan.kernels) == (te, ke)
+    n = plan.n
     geom = frame_geometry(cfg, n, where=where)
     (ch, cw), (br, bc), (kr, kc) = plan.cell, plan.block, plan.kernel_grid
     bh, bw = br * ch, bc * cw
@@ -229,7 +271,6 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
         cs = np.pad(tiles, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
         box = cs[:, kh:, kw:] - cs[:, :-kh, kw:] - cs[:, kh:, :-kw] + cs[:, :-kh, :-kw]
         out -= bk * box[:, None] + bx * kernels.sum(axis=(1, 2))[None, :, None, None] + bx * bk * kh * kw
-        info.electronic_flops += T * K * ho * wo * 4 + T * ho * wo * 4
     info.frames += plan.frames
     info.filter_loads += plan.kernel_chunks
     info.tiles += te
@@ -238,8 +279,16 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
     info.input_pixels += plan.frames * n * n
     info.filter_pixels += plan.kernel_chunks * n * n
     info.camera_pixels += plan.frames * n * n
-    info.electronic_flops += te * ke * ho * wo * 3  # sqrt, scale, accumulate
+    info.electronic_flops += electronic_flops(cfg, plan, T, K, (ho, wo))
     return out
+
+
+def dilate_kernels(w: np.ndarray, dilation: tuple) -> np.ndarray:
+    """Kernels [O, C/g, kh, kw] with zeros inserted for the dilation (float64)."""
+    O, cg, kh, kw = w.shape
+    kd = np.zeros((O, cg, dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1), np.float64)
+    kd[:, :, :: dilation[0], :: dilation[1]] = w
+    return kd
 
 
 def _to_numpy(a):
@@ -280,27 +329,20 @@ def conv2d(x, w, bias=None, stride=1, padding="valid", dilation=1, groups: int =
         raise ValueError(f"groups={groups} does not fit x with {C} channels and w of shape {wa.shape}")
     stride, dilation = _pair(stride), _pair(dilation)
     pads = resolve_padding(padding, (kh, kw), dilation, stride)
-    khd, kwd = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
-    kd = np.zeros((O, cg, khd, kwd), np.float64)
-    kd[:, :, :: dilation[0], :: dilation[1]] = wa
+    kd = dilate_kernels(wa, dilation)
+    khd, kwd = kd.shape[2:]
     xp = np.pad(xa.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     hp, wp = xp.shape[2:]
     if hp < khd or wp < kwd:
         raise ValueError(f"kernel {khd}x{kwd} (dilated) is larger than the padded input {hp}x{wp}")
     ho1, wo1 = hp - khd + 1, wp - kwd + 1
-    og = O // groups
-    # correlation sets: channels that meet the same kernel list share the Fourier filter
-    sets: dict[bytes, list] = {}
-    for c in range(C):
-        g, ci = divmod(c, cg)
-        ks = kd[g * og:(g + 1) * og, ci]
-        sets.setdefault(ks.tobytes(), [ks, []])[1].append((c, np.arange(g * og, (g + 1) * og)))
+    sets = correlation_sets(kd, groups)
     info = ConvInfo(sets=len(sets))
     rng = rng if rng is not None else np.random.default_rng(cfg.sim.seed)
     y = np.zeros((B, O, ho1, wo1), np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("once")
-        for ks, members in sets.values():
+        for ks, members in sets:
             chans = [c for c, _ in members]
             tiles = xp[:, chans].transpose(1, 0, 2, 3).reshape(len(chans) * B, hp, wp)
             res = _correlate_set(tiles, ks, cfg, rng, info, name, keep_planes)

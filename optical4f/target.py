@@ -1,0 +1,283 @@
+"""The ``optical4f`` target: ``hwgen compile MODEL --target optical4f -o OUT``.
+
+Writes ``OUT/report.json`` and ``OUT/report.md`` (schema :mod:`hwgen.report`) and three
+PNGs of the first Conv layer's first frame: ``input_plane.png``, ``fourier_plane.png``,
+``camera_frame.png``.
+
+Options (``--config FILE.toml``, ``--set KEY=VALUE``): any ``SECTION.FIELD`` of
+:mod:`optical4f.devices`, ``preset=NAME`` (default ``realistic``), ``accuracy=auto|true|false``
+(test-set accuracy digital vs optical for 8x8 digit classifiers; ``auto``: when the
+input is ``[B, 1, 8, 8]`` and scikit-learn is installed), ``ort=true|false`` (measure
+onnxruntime on this CPU), ``ort_seconds=0.5``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from hwgen.errors import TargetError
+from hwgen.ir import Graph
+from hwgen.report import make_report, write_report
+
+from .conv import conv2d
+from .cost import GPU_A100, frame_period_s, gpu_estimate, photon_budget, plan_cost
+from .devices import load_config
+from .evaluate import accuracy, conv_args, run_graph, test_split
+from .mapping import FLOPS_PER_ELEMENT, plan_graph
+from .physics import OpticalAliasingWarning, centered
+
+__all__ = ["Optical4fTarget", "measure_onnxruntime"]
+
+_TARGET_KEYS = ("accuracy", "ort", "ort_seconds", "preset")
+
+
+def _flag(v, default: str = "auto") -> str:
+    v = str(v if v is not None else default).lower()
+    if v in ("1", "true", "yes", "on"):
+        return "true"
+    if v in ("0", "false", "no", "off"):
+        return "false"
+    if v == "auto":
+        return "auto"
+    raise TargetError(f"expected true, false or auto, not {v!r}")
+
+
+def measure_onnxruntime(model_path: str, inputs: dict, seconds: float = 0.5) -> dict:
+    """Median latency of the ONNX model under onnxruntime (CPU, 1 thread) on ``inputs``."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {"name": "onnxruntime CPU (measured)", "latency_s": None, "note": "onnxruntime is not installed: not measured"}
+    if not model_path or not Path(model_path).is_file():
+        return {"name": "onnxruntime CPU (measured)", "latency_s": None, "note": f"no ONNX file to run ({model_path!r})"}
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+        feeds = {i.name: inputs[i.name] for i in sess.get_inputs()}
+        for _ in range(5):
+            sess.run(None, feeds)
+        times = []
+        t_end = time.perf_counter() + seconds
+        while time.perf_counter() < t_end or len(times) < 20:
+            t0 = time.perf_counter()
+            sess.run(None, feeds)
+            times.append(time.perf_counter() - t0)
+    except Exception as e:  # a model ORT cannot run is reported, not fatal
+        return {"name": "onnxruntime CPU (measured)", "latency_s": None, "note": f"onnxruntime failed: {type(e).__name__}: {e}"}
+    return {"name": "onnxruntime CPU (measured)", "latency_s": float(np.median(times)), "runs": len(times),
+            "threads": 1, "cpu": platform.processor() or platform.machine(), "onnxruntime": ort.__version__}
+
+
+def _inputs(graph: Graph, use_digits: bool) -> tuple[dict, set]:
+    """Sample inputs (digit test images when the model takes them) and the non-negative ones."""
+    from hwgen.frontend import sample_inputs
+
+    feeds = sample_inputs(graph)
+    if use_digits:
+        x, _ = test_split()
+        name = graph.inputs[0]
+        b = graph.tensors[name].shape[0]
+        feeds[name] = x[:b].astype(graph.tensors[name].dtype)
+    nonneg = {k for k, v in feeds.items() if np.issubdtype(v.dtype, np.floating) and (v >= 0).all()}
+    return feeds, nonneg
+
+
+def _is_digit_model(graph: Graph) -> bool:
+    if len(graph.inputs) != 1:
+        return False
+    shape = graph.tensors[graph.inputs[0]].shape
+    if len(shape) != 4 or tuple(shape[1:]) != (1, 8, 8):
+        return False
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _save_planes(planes: dict, out_dir: Path, layer: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, p, pf = planes["n"], planes["pitch_m"], planes["fourier_pitch_m"]
+    ext = [-n / 2 * p * 1e3, n / 2 * p * 1e3, n / 2 * p * 1e3, -n / 2 * p * 1e3]
+    extf = [-n / 2 * pf * 1e3, n / 2 * pf * 1e3, n / 2 * pf * 1e3, -n / 2 * pf * 1e3]
+    out = []
+    pics = [
+        ("input_plane.png", planes["input"], ext, "input modulator amplitude", "x (mm)"),
+        ("fourier_plane.png", np.log10(np.abs(centered(planes["fourier"])) ** 2 + 1e-30), extf,
+         "Fourier plane |U|² (log10), before the filter", "x_f (mm)"),
+        ("camera_frame.png", planes["camera"], ext, "camera intensity (detected, arbitrary units)", "x (mm)"),
+    ]
+    for fname, img, extent, title, xl in pics:
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        if fname.startswith("fourier"):
+            finite = img[np.isfinite(img)]
+            vmax = float(finite.max())
+            im = ax.imshow(img, extent=extent, cmap="magma", vmin=vmax - 8, vmax=vmax)
+        else:
+            im = ax.imshow(img, extent=extent, cmap="gray")
+        ax.set_title(f"{layer}: {title}", fontsize=9)
+        ax.set_xlabel(xl)
+        ax.set_ylabel(xl.replace("x", "y"))
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        fig.tight_layout()
+        fig.savefig(out_dir / fname, dpi=110)
+        plt.close(fig)
+        out.append(fname)
+    return out
+
+
+def _check_graph(graph: Graph) -> None:
+    from hwgen.interp.registry import FLOAT_OPS
+
+    for t in graph.tensors.values():
+        if t.dynamic:
+            raise TargetError(f"tensor {t.name!r} has a data-dependent shape; optical4f needs static shapes")
+    for n in graph.nodes:
+        key = f"{n.domain}.{n.op}" if n.domain else n.op
+        if key not in FLOAT_OPS:
+            raise TargetError(f"node {n.name!r}: op {n.op!r} cannot run on the host; supported: {', '.join(sorted(FLOAT_OPS))}")
+
+
+class Optical4fTarget:
+    name = "optical4f"
+    help = "ConvShareViT-style convolutions on a simulated 4f optical correlator (latency, energy, accuracy)"
+
+    def compile(self, graph: Graph, out_dir: Path, options: dict) -> dict:
+        out_dir = Path(out_dir)
+        overrides = dict(options.get("overrides") or {})
+        target_opts = {k: overrides.pop(k) for k in list(overrides) if k in _TARGET_KEYS}
+        spec = options.get("config") or target_opts.get("preset") or options.get("preset")
+        cfg = load_config(spec, overrides)
+        _check_graph(graph)
+        model = str(options.get("model_name") or graph.source or graph.name)
+        convs = [n for n in graph.nodes if n.op == "Conv" and not n.domain]
+        if not convs:
+            raise TargetError(f"{model}: no Conv node; the optical4f target maps convolutions (ConvShareViT-style models)")
+        want_acc = _flag(target_opts.get("accuracy"))
+        digits = _is_digit_model(graph)
+        if want_acc == "true" and not digits:
+            raise TargetError("accuracy=true needs a classifier of 8x8 digit images ([B,1,8,8] input) and scikit-learn")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", OpticalAliasingWarning)
+            report = self._compile(graph, cfg, model, out_dir, target_opts, digits and want_acc != "false", digits)
+        msgs = sorted({str(w.message) for w in caught if issubclass(w.category, OpticalAliasingWarning)})
+        if msgs:
+            report["warnings"] = msgs + report.get("warnings", [])
+        write_report(report, out_dir)
+        return report
+
+    def _compile(self, graph, cfg, model, out_dir, topts, do_acc, digits) -> dict:
+        from hwgen.interp import interpret
+
+        feeds, nonneg = _inputs(graph, digits)
+        plan = plan_graph(graph, cfg, nonneg)
+        cost = plan_cost(plan, cfg)
+        # --- simulate the sample: per-layer error (optical conv on digital inputs) and planes
+        env = interpret(graph, feeds, keep_all=True)
+        rng = np.random.default_rng(cfg.sim.seed)
+        errors, first_planes = {}, None
+        t_sim = time.perf_counter()
+        for i, node in enumerate(n for n in graph.nodes if n.op == "Conv" and not n.domain):
+            args = [env[x] if x else None for x in node.inputs]
+            y, info = conv2d(args[0], args[1], args[2] if len(args) > 2 else None, config=cfg, rng=rng,
+                             return_info=True, keep_planes=(i == 0), name=node.name, **conv_args(node))
+            ref = env[node.outputs[0]]
+            errors[node.name] = float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30))
+            if i == 0:
+                first_planes, first_name = info.planes, node.name
+        outs = run_graph(graph, feeds, cfg, rng=np.random.default_rng(cfg.sim.seed))
+        t_sim = time.perf_counter() - t_sim
+        o = graph.outputs[0]
+        end_err = float(np.linalg.norm(outs[o] - env[o]) / max(np.linalg.norm(env[o]), 1e-30))
+        images = _save_planes(first_planes, out_dir, first_name) if first_planes else []
+        # --- comparisons
+        batch = int(graph.tensors[graph.inputs[0]].shape[0]) if graph.tensors[graph.inputs[0]].shape else 1
+        comps = []
+        if _flag(topts.get("ort"), "true") != "false":
+            ort = measure_onnxruntime(graph.source, feeds, float(topts.get("ort_seconds", 0.5)))
+        else:
+            ort = {"name": "onnxruntime CPU (measured)", "latency_s": None, "note": "not measured (ort=false)"}
+        gpu = gpu_estimate(plan, GPU_A100)
+        for c in (ort, {"name": f"{gpu['name']} (estimate)", "latency_s": gpu["latency_s"], "roofline_s": gpu["roofline_s"],
+                        "kernels": gpu["kernels"], "energy_j": gpu["energy_j"]}):
+            c = dict(c)
+            if c.get("latency_s"):
+                c["speedup"] = c["latency_s"] / cost["latency_s"]  # > 1: the optical system is faster
+            comps.append(c)
+        # --- rows
+        layers = []
+        for l, c in zip(plan.layers, cost["layers"]):
+            layers.append({
+                "name": l.name, "op": l.op, "latency_s": c["latency_s"], "energy_j": c["energy_j"],
+                "optical_time_s": c["optical_time_s"], "electronic_time_s": c["electronic_time_s"],
+                "frames": l.frames, "filter_loads": l.filter_loads, "frame_px": l.frame_px,
+                "tiles": l.tiles, "kernels": l.kernels, "tiles_per_frame": l.tiles_per_frame,
+                "kernels_per_frame": l.kernels_per_frame, "correlation_sets": l.sets,
+                "shared_kernels": l.shared_kernels, "signed_input": l.x_signed, "macs": l.macs,
+                "electronic_flops": l.electronic_flops, "weight_shape": list(l.weight_shape),
+                "rel_error_vs_digital": errors.get(l.name),
+            })
+        hosts = [{"name": h.name, "op": h.op, "flops": h.flops, "bytes": h.bytes, "latency_s": c["latency_s"],
+                  "energy_j": c["energy_j"]} for h, c in zip(plan.host_ops, cost["host_ops"])]
+        assumptions = cfg.assumptions() + [
+            {"name": "frame_period_s", "value": frame_period_s(cfg), "unit": "s",
+             "source": "max(1/input modulator rate, 1/camera rate) of the devices above"},
+            {"name": "overlap", "value": "none", "unit": "-",
+             "source": "modelling choice: optics, filter loads and electronics run one after another (upper bound)"},
+            {"name": "planck_h", "value": 6.62607015e-34, "unit": "J s", "source": "SI 2019 exact"},
+            {"name": "host_flops_per_element", "value": FLOPS_PER_ELEMENT, "unit": "FLOP/element",
+             "source": "counting convention of optical4f.mapping (not measured)"},
+            {"name": "gpu.fp32_flops_per_s", "value": GPU_A100.fp32_flops_per_s, "unit": "FLOP/s", "source": GPU_A100.source},
+            {"name": "gpu.bytes_per_s", "value": GPU_A100.bytes_per_s, "unit": "B/s", "source": GPU_A100.source},
+            {"name": "gpu.power_w", "value": GPU_A100.power_w, "unit": "W", "source": GPU_A100.source},
+            {"name": "gpu.launch_s", "value": GPU_A100.launch_s, "unit": "s", "source": GPU_A100.launch_source},
+        ]
+        budget = photon_budget(cfg, max(l.frame_px for l in plan.layers))
+        notes = [
+            "latency = sum over Conv layers of (frames x frame period + filter loads / Fourier modulator rate + "
+            "electronic time) + host-op time; see docs/optical4f.md",
+            "speedup = other latency / optical latency (> 1: the optical system is faster)",
+            f"sample-run simulation time on this CPU: {t_sim:.3g} s",
+        ]
+        if ort.get("latency_s") is None:
+            notes.append(f"onnxruntime comparison missing: {ort.get('note')}")
+        if budget["ratio"] < 1:
+            notes.append(f"photon budget: the laser delivers {budget['ratio']:.3g} of the worst-case frame energy")
+        extra = {
+            "throughput_per_s": batch / cost["latency_s"],
+            "batch": batch,
+            "frames": plan.frames,
+            "filter_loads": plan.filter_loads,
+            "optical_time_s": cost["optical_time_s"],
+            "electronic_time_s": cost["electronic_time_s"],
+            "energy_breakdown_j": cost["energy_breakdown_j"],
+            "comparisons": comps,
+            "fidelity": {"sample": "digit test images" if digits else "standard-normal sample input",
+                         "output_rel_error_vs_digital": end_err,
+                         "conv_rel_error_vs_digital": errors},
+            "photon_budget": budget,
+            "images": images,
+            "notes": notes,
+        }
+        if do_acc:
+            import hwgen
+
+            x, yl = test_split()
+            g_all = hwgen.load(graph.source, batch=len(yl)) if graph.source and os.path.isfile(graph.source) else None
+            if g_all is not None:
+                extra["accuracy"] = accuracy(g_all, x, yl, cfg)
+        return make_report("optical4f", model, cfg.flat(), cost["latency_s"], cost["energy_j"], layers, hosts,
+                           assumptions, **extra)
+
