@@ -70,7 +70,7 @@ def _gate_of(g: Graph, prod, anchor: Node):
         n = prod.get(t)
         if n is None:
             return None
-        if n.op in ("MatMul", "Gemm"):
+        if n.op in ("MatMul", "Gemm") or n.op == "Einsum" and len(n.inputs) == 2:
             return n, ops
         if n.op not in _GATE_PATH:
             return None
@@ -296,9 +296,9 @@ def _experts(g: Graph, region_nodes: list[Node], gate: Node, num_experts: int):
 class _Gate:
     """The gate of a candidate block: ``logits = (x @ w) * scale + bias``."""
 
-    def __init__(self, node: Node, ops: list[Node], top_k: int, num_experts: int, trans_b: bool):
+    def __init__(self, node: Node, ops: list[Node], top_k: int, num_experts: int, trans_b: bool, x: str, w: str):
         self.node, self.ops, self.top_k, self.num_experts, self.trans_b = node, ops, top_k, num_experts, trans_b
-        self.x, self.w = node.inputs[0], node.inputs[1]
+        self.x, self.w = x, w
         self.scale = np.ones(num_experts)
         self.bias: np.ndarray | None = None
 
@@ -326,14 +326,21 @@ def _find_gate(g: Graph, prod, anchor: Node) -> _Gate | None:
         if int(anchor.attrs.get("axis", 0)) % rank != rank - 1 or int(anchor.attrs.get("select_last_index", 0)):
             return None
         top_k = 1
-    xt, wt = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
+    if node.op == "Einsum":
+        found = _einsum_gate(g, node)
+        if found is None:
+            return None
+        x, w, trans_b = found
+    else:
+        x, w = node.inputs[:2]
+        trans_b = node.op == "Gemm" and bool(int(node.attrs.get("transB", 0)))
+    xt, wt = g.tensors[x], g.tensors[w]
     if xt.is_const or len(wt.shape) != 2 or node.op == "Gemm" and int(node.attrs.get("transA", 0)):
         return None
-    trans_b = node.op == "Gemm" and bool(int(node.attrs.get("transB", 0)))
     d, e = (wt.shape[1], wt.shape[0]) if trans_b else wt.shape
     if xt.shape[-1] != d or scores.shape[-1] != e or not 1 <= top_k <= e:
         return None
-    gate = _Gate(node, ops, top_k, e, trans_b)
+    gate = _Gate(node, ops, top_k, e, trans_b, x, w)
     bias = np.zeros(e)
     if node.op == "Gemm":
         gate.scale = gate.scale * float(node.attrs.get("alpha", 1.0))
@@ -368,6 +375,24 @@ def _find_gate(g: Graph, prod, anchor: Node) -> _Gate | None:
         cur = n.outputs[0]
     gate.bias = bias if np.any(bias != 0) else None
     return gate
+
+
+def _einsum_gate(g: Graph, node: Node) -> tuple[str, str, bool] | None:
+    """An Einsum that is ``x @ w`` over x's last axis -> (x, w, w is [E, D])."""
+    parsed = _parse_einsum(str(node.attrs.get("equation", "")), [len(g.tensors[i].shape) for i in node.inputs])
+    if parsed is None:
+        return None
+    specs, out = parsed
+    order = (0, 1) if g.tensors[node.inputs[0]].is_const else (1, 0)
+    for k in order:
+        sw, sa = specs[k], specs[1 - k]
+        if len(sw) != 2 or not sa:
+            continue
+        d = sa[-1]
+        e = sw.replace(d, "")
+        if len(e) == 1 and d in sw and out == sa[:-1] + e:
+            return node.inputs[1 - k], node.inputs[k], sw.index(d) == 1
+    return None
 
 
 def _per_expert(g: Graph, name: str, e: int) -> np.ndarray | None:

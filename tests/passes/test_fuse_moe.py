@@ -211,9 +211,9 @@ class GShardEinsum(nn.Module):
     (cumsum positions), stacked expert weights as einsum. With capacity >= tokens no token
     is dropped (an MoE); with a smaller capacity tokens are dropped (not an MoE)."""
 
-    def __init__(self, e=4, h=32, capacity=TOKENS[0] * TOKENS[1]):
+    def __init__(self, e=4, h=32, capacity=TOKENS[0] * TOKENS[1], einsum_gate=False):
         super().__init__()
-        self.e, self.c = e, capacity
+        self.e, self.c, self.einsum_gate = e, capacity, einsum_gate
         self.wg = nn.Linear(D, e, bias=False)
         self.w1 = nn.Parameter(torch.randn(e, D, h) * 0.3)
         self.b1 = nn.Parameter(torch.randn(e, h) * 0.1)
@@ -222,7 +222,9 @@ class GShardEinsum(nn.Module):
 
     def forward(self, x):
         xs = x.reshape(-1, x.shape[-1])
-        gates = torch.softmax(self.wg(xs), dim=1)
+        # the gate as nn.Linear, or as GShard's einsum on an [E, D] weight
+        logits = torch.einsum("sm,em->se", xs, self.wg.weight) if self.einsum_gate else self.wg(xs)
+        gates = torch.softmax(logits, dim=1)
         mask = F.one_hot(torch.argmax(gates, dim=1), self.e).to(x.dtype)
         loc = torch.cumsum(mask, dim=0) - 1
         mask = mask * (loc < self.c).to(x.dtype)
@@ -309,6 +311,11 @@ CASES = {
         [dict(num_experts=5, top_k=2, activation="gelu", normalization="sigmoid_then_topk")],
     ),
     "gshard-einsum-dispatch": (GShardEinsum, _X, [dict(num_experts=4, top_k=1, activation="relu", normalization="softmax_then_topk")]),
+    "gshard-einsum-gate": (
+        lambda: GShardEinsum(einsum_gate=True),
+        _X,
+        [dict(num_experts=4, top_k=1, activation="relu", normalization="softmax_then_topk")],
+    ),
     "shared-expert": (SharedExpert, _X, [dict(num_experts=4, top_k=2, activation="gelu")]),
     "two-layers": (TwoLayers, _X, [dict(num_experts=4, top_k=2), dict(num_experts=4, top_k=1)]),
 }
