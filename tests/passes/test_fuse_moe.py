@@ -320,7 +320,7 @@ CASES = {
     "two-layers": (TwoLayers, _X, [dict(num_experts=4, top_k=2), dict(num_experts=4, top_k=1)]),
 }
 _DYNAMO_ONLY = {"hf-switch-boolmask": "torchscript bakes the traced token count into the boolean index_put (invalid model)"}
-EXPORTERS = [("dynamo", 18), ("dynamo", 20), ("torchscript", 17), ("torchscript", 20)]
+EXPORTERS = [("dynamo", 18), ("dynamo", 20), ("dynamo", 23), ("torchscript", 13), ("torchscript", 17), ("torchscript", 20)]
 
 
 def _export(module, names, exporter, opset, path):
