@@ -37,10 +37,13 @@ from .devices import Camera, Modulator, OpticalConfig
 
 __all__ = [
     "OpticalAliasingWarning", "FrameGeometry", "frame_geometry", "matched_pitch", "fourier_pitch", "fourier_coords",
-    "lens_ft", "encode_amplitude", "kernel_filter", "constrain_filter", "camera_detect", "run_frames", "centered",
+    "lens_ft", "encode_amplitude", "kernel_filter", "constrain_filter", "camera_detect", "run_frames", "simulate_frames",
+    "centered",
 ]
 
 _WORKERS = 1  # the CPU is shared; scipy.fft workers
+_CACHE_PIXELS = 1 << 18  # samples per batched pass (2 MB of complex64)
+_POISSON_BELOW = 20.0  # electrons: exact Poisson below, Gaussian limit (error < 1% in sigma) above
 
 
 class OpticalAliasingWarning(UserWarning):
@@ -169,12 +172,19 @@ def constrain_filter(h: np.ndarray, mod: Modulator, geom: FrameGeometry) -> np.n
         else:
             out = h.copy()
     elif mod.modulation == "phase":
+        rdt = h.real.dtype
         amp = np.clip(np.abs(h), 0.0, 1.0)
         phi = np.angle(h)
         theta = np.arccos(amp)
-        p1 = _quantise_phase(phi + theta, mod.bits)
-        p2 = _quantise_phase(phi - theta, mod.bits)
-        out = 0.5 * (np.exp(1j * p1) + np.exp(1j * p2))
+        if mod.bits > 0:  # quantised phases: look the phasors up
+            levels = 1 << mod.bits
+            k = rdt.type(levels / (2 * np.pi))
+            lut = (0.5 * np.exp(2j * np.pi * np.arange(levels) / levels)).astype(h.dtype)
+            i1 = np.rint((phi + theta) * k).astype(np.int64) % levels
+            i2 = np.rint((phi - theta) * k).astype(np.int64) % levels
+            out = lut[i1] + lut[i2]
+        else:
+            out = 0.5 * (np.exp(1j * (phi + theta)) + np.exp(1j * (phi - theta)))
     elif mod.modulation == "amplitude":
         amp = np.abs(h)
         if mod.bits > 0:
@@ -199,22 +209,27 @@ def camera_detect(intensity: np.ndarray, cam: Camera, fill: float, noise: bool, 
     """Detected intensity (same units as ``intensity``) of each frame [F, N, N].
 
     Exposure per frame puts the brightest pixel at ``fill`` x full well; then shot noise
-    (Poisson, Gaussian for means above 1e4 e-), read noise, clipping to [0, full well],
+    (Poisson; for means of 20 e- and more its Gaussian limit, drawn together with the
+    read noise as one normal of variance mean + read²), read noise, clipping to [0, full well],
     ADC quantisation to ``2^bits - 1`` codes over the full well; then back to the input
     units (the electronics know exposure and gain)."""
     peak = intensity.max(axis=(-2, -1), keepdims=True)
     peak = np.where(peak > 0, peak, 1.0)
     to_e = (fill * cam.full_well_e) / peak
     e = intensity * to_e.astype(intensity.dtype)
-    if noise:
+    if noise and (cam.shot_noise or cam.read_noise_e > 0):
+        z = rng.standard_normal(e.shape, dtype=np.float32).astype(e.dtype, copy=False)
+        r2 = cam.read_noise_e ** 2
         if cam.shot_noise:
-            big = e > 1e4
-            shot = rng.poisson(np.where(big, 0.0, e)).astype(e.dtype)
-            if big.any():
-                shot = np.where(big, e + np.sqrt(np.maximum(e, 0)) * rng.standard_normal(e.shape, dtype=np.float32).astype(e.dtype), shot)
-            e = shot
-        if cam.read_noise_e > 0:
-            e = e + cam.read_noise_e * rng.standard_normal(e.shape, dtype=np.float32).astype(e.dtype)
+            # shot + read noise as one Gaussian of variance e + r² where the mean is large,
+            # exact Poisson (+ Gaussian read noise) below _POISSON_BELOW electrons
+            small = e < _POISSON_BELOW
+            noisy = e + np.sqrt(e + r2) * z
+            if small.any():
+                noisy[small] = rng.poisson(e[small]) + cam.read_noise_e * z[small]
+            e = noisy
+        else:
+            e = e + cam.read_noise_e * z
     e = np.clip(e, 0.0, cam.full_well_e)
     if cam.bits > 0:
         codes = (1 << cam.bits) - 1
@@ -232,18 +247,39 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
     Fourier-plane and camera arrays of the first frame (for pictures)."""
     cdt = np.complex128 if cfg.sim.precision == "complex128" else np.complex64
     lam, f = cfg.laser.wavelength_m, cfg.lens.focal_length_m
-    u = frames.astype(cdt, copy=False)
-    spec, pf = lens_ft(u, geom.pitch_m, lam, f)
-    spec *= filters.astype(cdt, copy=False)
-    out, _ = lens_ft(spec, pf, lam, f)
-    inten = out.real * out.real + out.imag * out.imag
     rng = rng if rng is not None else np.random.default_rng(cfg.sim.seed)
-    det = camera_detect(inten, cfg.camera, cfg.sim.exposure_fill, cfg.sim.noise, rng)
-    # lens 2 inverts the image: sample n of the camera holds input position -n (mod N)
-    amp = np.sqrt(np.roll(np.flip(det, axis=(-2, -1)), 1, axis=(-2, -1)))
+    n = frames.shape[-1]
+    step = max(1, _CACHE_PIXELS // (n * n))  # frames per pass: keep the working set in cache
+    amp = np.empty(frames.shape, np.float64 if cdt is np.complex128 else np.float32)
+    filt = filters.astype(cdt, copy=False)
+    for f0 in range(0, frames.shape[0], step):
+        u = frames[f0:f0 + step].astype(cdt, copy=False)
+        spec, pf = lens_ft(u, geom.pitch_m, lam, f)
+        spec *= filt if filt.shape[0] == 1 else filt[f0:f0 + step]
+        out, _ = lens_ft(spec, pf, lam, f)
+        inten = out.real * out.real + out.imag * out.imag
+        det = camera_detect(inten, cfg.camera, cfg.sim.exposure_fill, cfg.sim.noise, rng)
+        if f0 == 0:
+            det0 = det[0]
+        # lens 2 inverts the image: sample n of the camera holds input position -n (mod N)
+        np.sqrt(np.roll(np.flip(det, axis=(-2, -1)), 1, axis=(-2, -1)), out=amp[f0:f0 + step])
     if not keep_planes:
         return amp
     planes = {"input": np.asarray(frames[0]).real.copy(),
-              "fourier": lens_ft(u[:1], geom.pitch_m, lam, f)[0][0],  # incident on the filter
-              "filtered": spec[0], "camera": det[0]}
+              "fourier": lens_ft(frames[:1].astype(cdt), geom.pitch_m, lam, f)[0][0],  # incident on the filter
+              "camera": det0}
     return amp, planes
+
+
+def simulate_frames(frames: np.ndarray, kernel_plane: np.ndarray, cfg: OpticalConfig,
+                    rng: np.random.Generator | None = None) -> np.ndarray:
+    """The whole 4f path for frames [F, N, N] (amplitudes in [0, 1]) and one kernel plane
+    [N, N]: geometry checks, matched filter written on the Fourier modulator, propagation,
+    detection. Returns the detected amplitudes [F, N, N] (see :func:`run_frames`)."""
+    frames = np.asarray(frames)
+    if frames.ndim == 2:
+        frames = frames[None]
+    geom = frame_geometry(cfg, frames.shape[-1])
+    cdt = np.complex128 if cfg.sim.precision == "complex128" else np.complex64
+    h, _ = kernel_filter(np.asarray(kernel_plane)[None], cdt)
+    return run_frames(frames, constrain_filter(h, cfg.fourier_modulator, geom), cfg, geom, rng)
