@@ -100,6 +100,7 @@ def _x_root(g: Graph, prod, x: str) -> tuple[str, list[Node]]:
 
 
 def _parse_einsum(eq: str, ranks: list[int]):
+    """Two-operand explicit equation -> ([spec0, spec1], out) with "..." spelt out."""
     eq = eq.replace(" ", "")
     if "->" not in eq:
         return None
@@ -107,7 +108,7 @@ def _parse_einsum(eq: str, ranks: list[int]):
     ops = lhs.split(",")
     if len(ops) != 2:
         return None
-    spare = iter("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    spare = iter([c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in eq])
     fill = ""
     res = []
     for o, r in zip(ops, ranks):
@@ -500,16 +501,21 @@ def _try_fuse(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> bool:
         return _warn(anchor, f"evaluating the block on random tokens failed ({type(e).__name__}: {e})")
     dtype = x_t.dtype
 
-    def fused(f, cand):
+    def fused(f, k, norm):
         gw = gate.matrix(f.get(gate.w, g.tensors[gate.w].data), dtype)
-        return moe_reference(f[x_root], gw, gate.bias, w1, b1, w2, b2, gate.top_k, activation, cand)
+        return moe_reference(f[x_root], gw, gate.bias, w1, b1, w2, b2, k, activation, norm)
 
-    norm = next((c for c in _norm_order(anchor, gate.ops) if all(close(fused(f, c).reshape(r.shape), r) for f, r in zip(feeds, refs))), None)
-    if norm is None:
+    # top-2 by two ArgMax (GShard/DeepSpeed: the second on the scores without the first)
+    argmaxes = sum(1 for n in region.nodes if n.op == "ArgMax")
+    ks = [gate.top_k] + ([argmaxes] if anchor.op == "ArgMax" and 1 < argmaxes <= gate.num_experts else [])
+    tries = [(k, c) for k in ks for c in _norm_order(anchor, gate.ops)]
+    found = next((t for t in tries if all(close(fused(f, *t).reshape(r.shape), r) for f, r in zip(feeds, refs))), None)
+    if found is None:
         return _warn(
             anchor,
             f"{gate.num_experts} experts, top-{gate.top_k}, {activation}: its numbers differ from the MoE op under every gate normalisation",
         )
+    gate.top_k, norm = found
     _replace(g, anchor, gate, region, chain if moe_in == gate.x else [], moe_in, (w1, b1, w2, b2), activation, norm)
     return True
 

@@ -237,6 +237,26 @@ class GShardEinsum(nn.Module):
         return torch.einsum("sec,ecm->sm", combine, ye).reshape(x.shape)
 
 
+class GShardTop2(nn.Module):
+    """GShard/DeepSpeed top-2 by two ArgMax: the second on the logits with the first
+    masked to -inf (Where), gates renormalised over the two, dense combine."""
+
+    def __init__(self, e=5, h=24):
+        super().__init__()
+        self.e, self.wg = e, nn.Linear(D, e, bias=False)
+        self.experts = nn.ModuleList(_mlp(D, h, nn.GELU()) for _ in range(e))
+
+    def forward(self, x):
+        logits = self.wg(x)
+        gates = torch.softmax(logits, dim=-1)
+        mask1 = F.one_hot(torch.argmax(gates, dim=-1), self.e).to(x.dtype)
+        mask2 = F.one_hot(torch.argmax(logits.masked_fill(mask1.bool(), float("-inf")), dim=-1), self.e).to(x.dtype)
+        g1, g2 = (gates * mask1).sum(-1, keepdim=True), (gates * mask2).sum(-1, keepdim=True)
+        denom = torch.clamp(g1 + g2, min=torch.finfo(x.dtype).eps)
+        combine = g1 / denom * mask1 + g2 / denom * mask2
+        return sum(combine[..., i : i + 1] * ex(x) for i, ex in enumerate(self.experts))
+
+
 class SharedExpert(nn.Module):
     """DeepSeek-style: a routed top-2 MoE plus an always-on shared expert. The routed part
     is one MoE; the shared expert stays outside it."""
@@ -316,6 +336,7 @@ CASES = {
         _X,
         [dict(num_experts=4, top_k=1, activation="relu", normalization="softmax_then_topk")],
     ),
+    "gshard-top2-two-argmax": (GShardTop2, _X, [dict(num_experts=5, top_k=2, activation="gelu", normalization="softmax_topk_renorm")]),
     "shared-expert": (SharedExpert, _X, [dict(num_experts=4, top_k=2, activation="gelu")]),
     "two-layers": (TwoLayers, _X, [dict(num_experts=4, top_k=2), dict(num_experts=4, top_k=1)]),
 }
