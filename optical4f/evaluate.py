@@ -20,7 +20,7 @@ from hwgen.ir import Graph, Node
 from .conv import ConvInfo, conv2d
 from .devices import OpticalConfig, load_config
 
-__all__ = ["conv_args", "run_graph", "accuracy", "bit_depth_sweep", "test_split"]
+__all__ = ["conv_args", "run_graph", "accuracy", "bit_depth_sweep", "digits_test_split"]
 
 
 def conv_args(node: Node) -> dict:
@@ -84,7 +84,7 @@ def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], config: OpticalCon
     return env if keep else {o: env[o] for o in graph.outputs}
 
 
-def test_split():
+def digits_test_split():
     """(x_test, digit labels) of the tiny models' fixed digits split (needs scikit-learn)."""
     from models.data import load_split
 

@@ -28,7 +28,7 @@ from hwgen.report import make_report, write_report
 from .conv import conv2d
 from .cost import GPU_A100, frame_period_s, gpu_estimate, photon_budget, plan_cost
 from .devices import load_config
-from .evaluate import accuracy, conv_args, run_graph, test_split
+from .evaluate import accuracy, conv_args, run_graph, digits_test_split
 from .mapping import FLOPS_PER_ELEMENT, plan_graph
 from .physics import OpticalAliasingWarning, centered
 
@@ -82,7 +82,7 @@ def _inputs(graph: Graph, use_digits: bool) -> tuple[dict, set]:
 
     feeds = sample_inputs(graph)
     if use_digits:
-        x, _ = test_split()
+        x, _ = digits_test_split()
         name = graph.inputs[0]
         b = graph.tensors[name].shape[0]
         feeds[name] = x[:b].astype(graph.tensors[name].dtype)
@@ -274,7 +274,7 @@ class Optical4fTarget:
         if do_acc:
             import hwgen
 
-            x, yl = test_split()
+            x, yl = digits_test_split()
             g_all = hwgen.load(graph.source, batch=len(yl)) if graph.source and os.path.isfile(graph.source) else None
             if g_all is not None:
                 extra["accuracy"] = accuracy(g_all, x, yl, cfg)

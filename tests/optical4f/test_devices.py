@@ -1,0 +1,53 @@
+"""Device presets and TOML configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwgen.errors import TargetError
+from optical4f import load_config, preset_names
+
+
+def test_presets_exist_and_every_constant_is_sourced():
+    assert {"ideal", "realistic", "dmd-highspeed"} <= set(preset_names())
+    for name in preset_names():
+        cfg = load_config(name)
+        rows = cfg.assumptions()
+        assert rows and all(r["source"] and "unsourced" not in r["source"] and "user setting" not in r["source"] for r in rows), name
+
+
+def test_realistic_is_default_and_cites_datasheets():
+    cfg = load_config()
+    assert cfg.preset == "realistic"
+    assert "datasheet" in cfg.input_modulator.source and "datasheet" in cfg.camera.source
+    dmd = load_config("dmd-highspeed")
+    assert dmd.input_modulator.modulation == "binary" and dmd.input_modulator.frame_rate_hz > 10_000
+    assert "DLP7000" in dmd.input_modulator.source
+    assert "Genie" not in dmd.camera.source_of("frame_rate_hz")  # the replaced camera's citations are gone
+
+
+def test_toml_file_and_overrides(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text('preset = "realistic"\n[camera]\nbits = 10\n[sim]\nsigned = "bias"\n')
+    cfg = load_config(p, {"input_modulator.bits": "6"})
+    assert (cfg.camera.bits, cfg.sim.signed, cfg.input_modulator.bits) == (10, "bias", 6)
+    assert cfg.camera.source_of("bits") == "user setting"
+    assert cfg.camera.full_well_e == load_config("realistic").camera.full_well_e
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"camera.nonsense": "1"}, "unknown field camera.nonsense"),
+    ({"optics.bits": "1"}, "unknown config section"),
+    ({"camera.bits": "many"}, "camera.bits"),
+    ({"sim.signed": "three_pass"}, "sim.signed"),
+    ({"input_modulator.modulation": "holographic"}, "modulation"),
+    ({"camera.read_noise_e": "-1"}, "negative"),
+])
+def test_bad_settings_are_clear_errors(bad, match):
+    with pytest.raises(TargetError, match=match):
+        load_config("realistic", bad)
+
+
+def test_unknown_preset():
+    with pytest.raises(TargetError, match="presets: .*realistic"):
+        load_config("nope")
