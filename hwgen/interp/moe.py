@@ -88,10 +88,11 @@ def moe_reference(x, gate_w, gate_b, w1, b1, w2, b2, top_k: int, activation: str
     """The function of the module docstring, in numpy (None for an absent bias)."""
     dtype = x.dtype
     d = x.shape[-1]
-    e_count, _, h_dim = w1.shape
+    e_count = w1.shape[0]
     d_out = w2.shape[-1]
     tok = x.reshape(-1, d)
-    logits = tok @ gate_w.astype(dtype, copy=False)
+    gate_w, gate_b, w1, b1, w2, b2 = (None if a is None else np.asarray(a).astype(dtype, copy=False) for a in (gate_w, gate_b, w1, b1, w2, b2))
+    logits = tok @ gate_w
     if gate_b is not None:
         logits = logits + gate_b
     if normalization in ("softmax_then_topk", "softmax_topk_renorm"):
@@ -119,8 +120,7 @@ def moe_reference(x, gate_w, gate_b, w1, b1, w2, b2, top_k: int, activation: str
         out = _activation(activation, h) @ w2[e]
         if b2 is not None:
             out = out + b2[e]
-        np.add.at(y, rows, weight[rows, slot][:, None] * out)
-    assert h_dim == w2.shape[1]
+        y[rows] += weight[rows, slot][:, None] * out  # a token picks an expert at most once
     return y.reshape(x.shape[:-1] + (d_out,))
 
 
