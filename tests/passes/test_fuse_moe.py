@@ -167,9 +167,9 @@ class TaskMoE(nn.Module):
     input), softmax then top-2 (optionally renormalised), stacked expert weights. Dense:
     torch.einsum over all experts; sparse: NonZero / index_select / index_add."""
 
-    def __init__(self, mode="dense", renorm=False, bias=True, e=4, h=24, tasks=3, linear_gate=False):
+    def __init__(self, mode="dense", renorm=False, bias=True, e=4, h=24, tasks=3, linear_gate=False, temperature=1.0):
         super().__init__()
-        self.mode, self.renorm, self.e, self.linear_gate = mode, renorm, e, linear_gate
+        self.mode, self.renorm, self.e, self.linear_gate, self.temperature = mode, renorm, e, linear_gate, temperature
         self.gate = nn.Parameter(torch.randn(tasks, e, D) * 0.5 if linear_gate else torch.randn(tasks, D, e) * 0.5)
         self.w1 = nn.Parameter(torch.randn(e, D, h) * 0.3)
         self.w2 = nn.Parameter(torch.randn(e, h, D) * 0.3)
@@ -178,7 +178,8 @@ class TaskMoE(nn.Module):
 
     def forward(self, x, task):
         if self.linear_gate:  # F.linear on flattened tokens: Gemm(transB) on a gathered weight
-            p = torch.softmax(F.linear(x.reshape(-1, D), self.gate[task]), dim=-1).reshape(x.shape[:-1] + (self.e,))
+            logits = F.linear(x.reshape(-1, D), self.gate[task]) / self.temperature
+            p = torch.softmax(logits, dim=-1).reshape(x.shape[:-1] + (self.e,))
         else:
             p = torch.softmax(x @ self.gate[task], dim=-1)
         v, i = torch.topk(p, 2, dim=-1)
@@ -324,7 +325,7 @@ CASES = {
         [dict(num_experts=4, top_k=2, activation="gelu", normalization="softmax_then_topk")],
     ),
     "m3vit-task-sparse-linear-gate": (
-        lambda: TaskMoE("sparse", renorm=True, linear_gate=True),
+        lambda: TaskMoE("sparse", renorm=True, linear_gate=True, temperature=0.6),
         _XT,
         [dict(num_experts=4, top_k=2, activation="gelu", normalization="softmax_topk_renorm")],
     ),
