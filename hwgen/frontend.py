@@ -298,8 +298,9 @@ def _check_defined(g: Graph, source: str) -> None:
             raise ModelError(f"{source}: graph output {o!r} is produced by no node")
 
 
-def sample_inputs(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic sample values for the graph inputs (standard normal floats, zeros else)."""
+def sample_inputs(g: Graph, seed: int = 0, int_value: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic sample values for the graph inputs: standard normal floats, and
+    ``int_value`` in every integer/bool input (e.g. a task id)."""
     rng = np.random.default_rng(seed)
     out = {}
     for name in g.inputs:
@@ -307,7 +308,7 @@ def sample_inputs(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
         if np.issubdtype(t.dtype, np.floating):
             out[name] = rng.standard_normal(t.shape).astype(t.dtype)
         else:
-            out[name] = np.zeros(t.shape, dtype=t.dtype)
+            out[name] = np.full(t.shape, int_value, dtype=t.dtype)
     return out
 
 

@@ -9,21 +9,13 @@ import pytest
 
 import hwgen
 from hwgen.analysis import find_patterns
-from hwgen.frontend import bundled_models
+from hwgen.frontend import bundled_models, sample_inputs
 
 BUNDLED = sorted(bundled_models())
 
 
 def _feeds(g, seed):
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name in g.inputs:
-        t = g.tensors[name]
-        if np.issubdtype(t.dtype, np.floating):
-            out[name] = rng.standard_normal(t.shape).astype(t.dtype)
-        else:  # the task id of multi-task models
-            out[name] = np.full(t.shape, seed % 2, dtype=t.dtype)
-    return out
+    return sample_inputs(g, seed, int_value=seed % 2)  # both tasks of multi-task models
 
 
 def test_models_are_bundled():

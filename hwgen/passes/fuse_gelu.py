@@ -14,7 +14,7 @@ import numpy as np
 
 from ..interp import run_node
 from ..ir import Graph, Node
-from .pattern import close, descendants, eval_nodes, region_between, region_is_closed
+from .pattern import close, eval_nodes, single_input_regions
 
 __all__ = ["fuse_gelu"]
 
@@ -50,14 +50,8 @@ def _try_fuse(g: Graph, anchor: Node) -> bool:
         probe = Node("Gelu", "probe", [x], ["y"], {"approximate": approx})
         want = [run_node(probe, [s], g.opset)[0] for s in samples]
         best = None
-        for n in [anchor] + descendants(g, anchor.outputs[0], _FORWARD):
-            y = n.outputs[0]
-            if g.tensors[y].shape != xt.shape:
-                continue
-            region = region_between(g, x, y)
-            if region is None or region.inputs != [x] or anchor not in region.nodes or not region_is_closed(g, region):
-                continue
-            if all(close(eval_nodes(g, region.nodes, {x: s}, [y])[0], w) for s, w in zip(samples, want)):
+        for region in single_input_regions(g, x, anchor, _FORWARD):
+            if all(close(eval_nodes(g, region.nodes, {x: s}, [region.output])[0], w) for s, w in zip(samples, want)):
                 best = region
         if best is not None:
             new = Node("Gelu", g.fresh(f"{anchor.name}_gelu"), [x], [best.output], {"approximate": approx})

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..interp import run_node
 from ..ir import Graph, Node
-from .pattern import close, descendants, eval_nodes, region_between, region_is_closed, scalar_const
+from .pattern import close, eval_nodes, scalar_const, single_input_regions
 
 __all__ = ["fuse_layernorm"]
 
@@ -60,13 +60,8 @@ def _try_fuse(g: Graph, rm: Node) -> bool:
     rng = np.random.default_rng(0)
     sample = (rng.standard_normal((2,) + xt.shape) * 3 + 1).astype(xt.dtype)
     best = None
-    for n in descendants(g, rm.outputs[0], _WINDOW):
-        y = n.outputs[0]
-        if g.tensors[y].shape != xt.shape:
-            continue
-        region = region_between(g, x, y)
-        if region is None or region.inputs != [x] or rm not in region.nodes or not region_is_closed(g, region):
-            continue
+    for region in single_input_regions(g, x, rm, _WINDOW):
+        y = region.output
         eps = next(
             (v for m in region.nodes if m.op == "Add" for i in m.inputs if (v := scalar_const(g, i)) is not None),
             0.0,

@@ -20,6 +20,7 @@ from ..ir import Graph, Node
 __all__ = [
     "Region",
     "region_between",
+    "single_input_regions",
     "region_is_closed",
     "eval_nodes",
     "descendants",
@@ -80,6 +81,20 @@ def region_between(g: Graph, source: str, output: str) -> Region | None:
             if i and i not in made and i not in ext and not g.tensors[i].is_const:
                 ext.append(i)
     return Region(nodes, ext, output)
+
+
+def single_input_regions(g: Graph, x: str, anchor: Node, window: int):
+    """Closed regions that read only ``x`` (and constants), contain ``anchor`` and end at
+    a tensor of ``x``'s shape among the ``window`` nodes from ``anchor`` on, in
+    topological order (so the last one is the largest)."""
+    shape = g.tensors[x].shape
+    for n in [anchor] + descendants(g, anchor.outputs[0], window):
+        y = n.outputs[0]
+        if g.tensors[y].shape != shape:
+            continue
+        region = region_between(g, x, y)
+        if region is not None and region.inputs == [x] and anchor in region.nodes and region_is_closed(g, region):
+            yield region
 
 
 def region_is_closed(g: Graph, region: Region) -> bool:
