@@ -101,14 +101,15 @@ def inspect(model: str, batch: int, as_json: bool):
 
     raw, g = _load(model, batch)
     pats = find_patterns(g)
-    unsupported: dict[str, list[str]] = {}
+    ops_used = {f"{n.domain}.{n.op}" if n.domain else n.op for n in g.nodes}
+    unsupported: dict[str, list[str]] = {}  # target -> ops it refuses (a target without a list takes all)
     for name, ep in sorted(available_targets().items()):
         try:
             ops = getattr(ep.load(), "supported_ops", None)
         except Exception:  # a target that cannot load is reported by `compile`
             continue
-        if ops is not None:
-            unsupported[name] = sorted({n.op for n in g.nodes} - set(ops))
+        unsupported[name] = sorted(ops_used - set(ops)) if ops is not None else []
+    no_target = sorted(set.intersection(*(set(v) for v in unsupported.values()))) if unsupported else sorted(ops_used)
     summary = {
         "model": str(model),
         "source": g.source,
@@ -124,6 +125,7 @@ def inspect(model: str, batch: int, as_json: bool):
         "layernorm": pats.layernorm,
         "gelu": pats.gelu,
         "unsupported_by_target": unsupported,
+        "unsupported_by_every_target": no_target,
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -153,7 +155,8 @@ def inspect(model: str, batch: int, as_json: bool):
             t.add_row(m["node"], str(m["experts"]), str(m["top_k"]), str(m["tokens"]), gate)
         con.print(t)
     for name, ops_ in unsupported.items():
-        con.print(f"not supported by target {name}: {', '.join(ops_) if ops_ else 'none'}")
+        con.print(f"ops target {name} does not support: {', '.join(ops_) if ops_ else 'none'}")
+    con.print(f"ops no installed target supports: {', '.join(no_target) if no_target else 'none'}")
 
 
 @cli.command()
