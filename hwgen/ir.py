@@ -6,8 +6,8 @@
 * A :class:`Node` is one op: ONNX op types keep their ONNX names and attributes
   (``"MatMul"``, ``"Conv"``, ...); the ops that passes create are listed in
   :data:`FUSED_OPS` (``"LayerNormalization"`` and ``"Gelu"`` keep their ONNX meaning,
-  ``"Attention"`` and ``"MoE"`` are hwgen's; their semantics are in
-  :mod:`hwgen.interp.ops.fused`).
+  ``"Attention"`` and ``"MoE"`` are hwgen's, with ``domain="hwgen"``; their semantics
+  are in :mod:`hwgen.interp.fused` and :mod:`hwgen.interp.moe`).
 * A :class:`Graph` owns tensors and a topologically ordered list of nodes.
 
 The graph is mutable; passes edit it in place through the small set of helpers below
