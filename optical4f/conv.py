@@ -217,10 +217,11 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
         tp = encode_amplitude(tp, im)
     te, ke = tp.shape[0], kp.shape[0]
     plan = set_plan(cfg, (hp, wp), T, K, bool((tiles < 0).any()), bool((kernels < 0).any()))
-    assert (plan.tiles, plan.kernels) == (te, ke)
+    if (plan.tiles, plan.kernels) != (te, ke):  # the mapping's counts must be the simulation's
+        raise RuntimeError(f"{where}: planned {plan.tiles}x{plan.kernels} tiles x kernels, encoded {te}x{ke}")
     n = plan.n
     geom = frame_geometry(cfg, n, where=where)
-    (ch, cw), (br, bc), (kr, kc) = plan.cell, plan.block, plan.kernel_grid
+    (ch, cw), (br, bc), (_, kc) = plan.cell, plan.block, plan.kernel_grid
     bh, bw = br * ch, bc * cw
     tpf, kpf = plan.tiles_per_frame, plan.kernels_per_frame
     rdt = np.float64 if sim.precision == "complex128" else np.float32

@@ -85,7 +85,8 @@ def _inputs(graph: Graph, use_digits: bool) -> tuple[dict, set]:
         x, _ = digits_test_split()
         name = graph.inputs[0]
         b = graph.tensors[name].shape[0]
-        feeds[name] = x[:b].astype(graph.tensors[name].dtype)
+        reps = -(-b // len(x))  # more images than the test split: repeat it
+        feeds[name] = np.concatenate([x] * reps)[:b].astype(graph.tensors[name].dtype)
     nonneg = {k for k, v in feeds.items() if np.issubdtype(v.dtype, np.floating) and (v >= 0).all()}
     return feeds, nonneg
 
@@ -96,11 +97,9 @@ def _is_digit_model(graph: Graph) -> bool:
     shape = graph.tensors[graph.inputs[0]].shape
     if len(shape) != 4 or tuple(shape[1:]) != (1, 8, 8):
         return False
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("sklearn") is not None
 
 
 def _save_planes(planes: dict, out_dir: Path, layer: str) -> list[str]:
