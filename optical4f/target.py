@@ -8,7 +8,8 @@ Options (``--config FILE.toml``, ``--set KEY=VALUE``): any ``SECTION.FIELD`` of
 :mod:`optical4f.devices`, ``preset=NAME`` (default ``realistic``), ``accuracy=auto|true|false``
 (test-set accuracy digital vs optical for 8x8 digit classifiers; ``auto``: when the
 input is ``[B, 1, 8, 8]`` and scikit-learn is installed), ``ort=true|false`` (measure
-onnxruntime on this CPU), ``ort_seconds=0.5``.
+onnxruntime on this CPU), ``ort_seconds=0.5``, ``sweep=true`` (with the accuracy: the
+input-modulator and camera bit-depth sweep, ~2 minutes).
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from hwgen.report import make_report, write_report
 from .conv import conv2d
 from .cost import GPU_A100, frame_period_s, gpu_estimate, photon_budget, plan_cost
 from .devices import load_config
-from .evaluate import accuracy, conv_args, run_graph, digits_test_split
+from .evaluate import accuracy, bit_depth_sweep, conv_args, digits_test_split, run_graph
 from .mapping import FLOPS_PER_ELEMENT, plan_graph
 from .physics import OpticalAliasingWarning, centered
 
 __all__ = ["Optical4fTarget", "measure_onnxruntime"]
 
-_TARGET_KEYS = ("accuracy", "ort", "ort_seconds", "preset")
+_TARGET_KEYS = ("accuracy", "ort", "ort_seconds", "preset", "sweep")
 
 
 def _flag(v, default: str = "auto") -> str:
@@ -277,6 +278,8 @@ class Optical4fTarget:
             g_all = hwgen.load(graph.source, batch=len(yl)) if graph.source and os.path.isfile(graph.source) else None
             if g_all is not None:
                 extra["accuracy"] = accuracy(g_all, x, yl, cfg)
+                if _flag(topts.get("sweep"), "false") == "true":
+                    extra["bit_depth_sweep"] = bit_depth_sweep(g_all, x, yl, cfg)
         return make_report("optical4f", model, cfg.flat(), cost["latency_s"], cost["energy_j"], layers, hosts,
                            assumptions, **extra)
 
