@@ -103,6 +103,17 @@ def _is_digit_model(graph: Graph) -> bool:
     return importlib.util.find_spec("sklearn") is not None
 
 
+def _crop(img: np.ndarray, margin: int = 6) -> tuple[slice, slice]:
+    """Rows/cols around the lit part of a plane (tiles fill only part of a frame)."""
+    lit = np.argwhere(img > 1e-3 * max(float(img.max()), 1e-30))
+    if lit.size == 0:
+        return slice(0, img.shape[0]), slice(0, img.shape[1])
+    (r0, c0), (r1, c1) = lit.min(0), lit.max(0)
+    side = max(r1 - r0, c1 - c0) + 1 + 2 * margin
+    r0, c0 = max(0, r0 - margin), max(0, c0 - margin)
+    return slice(r0, min(img.shape[0], r0 + side)), slice(c0, min(img.shape[1], c0 + side))
+
+
 def _save_planes(planes: dict, out_dir: Path, layer: str) -> list[str]:
     import matplotlib
 
@@ -110,14 +121,21 @@ def _save_planes(planes: dict, out_dir: Path, layer: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     n, p, pf = planes["n"], planes["pitch_m"], planes["fourier_pitch_m"]
-    ext = [-n / 2 * p * 1e3, n / 2 * p * 1e3, n / 2 * p * 1e3, -n / 2 * p * 1e3]
+    # the camera as read out: flipped back from the inversion by lens 2 (input orientation)
+    # roll by a margin so that outputs that wrap around the frame edge (full-correlation
+    # borders) sit next to their tile, then crop to the lit part of the input
+    m = 8
+    cam = np.roll(np.flip(planes["camera"], axis=(0, 1)), 1 + m, axis=(0, 1))
+    inp = np.roll(planes["input"], m, axis=(0, 1))
+    rs, cs = _crop(inp, m)
+    ext = [(cs.start - m) * p * 1e3, (cs.stop - m) * p * 1e3, (rs.stop - m) * p * 1e3, (rs.start - m) * p * 1e3]
     extf = [-n / 2 * pf * 1e3, n / 2 * pf * 1e3, n / 2 * pf * 1e3, -n / 2 * pf * 1e3]
     out = []
     pics = [
-        ("input_plane.png", planes["input"], ext, "input modulator amplitude", "x (mm)"),
+        ("input_plane.png", inp[rs, cs], ext, f"input modulator amplitude (lit part of the {n}x{n} frame)", "x (mm)"),
         ("fourier_plane.png", np.log10(np.abs(centered(planes["fourier"])) ** 2 + 1e-30), extf,
          "Fourier plane |U|² (log10), before the filter", "x_f (mm)"),
-        ("camera_frame.png", planes["camera"], ext, "camera intensity (detected, arbitrary units)", "x (mm)"),
+        ("camera_frame.png", cam[rs, cs], ext, "camera intensity, read-out orientation (lit part)", "x (mm)"),
     ]
     for fname, img, extent, title, xl in pics:
         fig, ax = plt.subplots(figsize=(5.5, 5))
