@@ -116,3 +116,41 @@ def test_registered_softmax_kernel_axes_and_opsets():
     assert np.all(np.abs(b - ref2) <= 0.004 * ref2 + 2.0**-14)
     with pytest.raises(UnsupportedOpError, match="axis"):
         fn(_node("Softmax", axis=3), [x], [ACT], [ACT], 17)
+
+
+def test_interpret_fixed_runs_the_attention_and_softmax_kernels():
+    """ONNX MatMul-Mul-Softmax-MatMul and a lone Softmax, fused and run with
+    numerics="fixed": the results are hwgen.numerics' codes, bit for bit."""
+    from onnx import TensorProto, helper
+
+    from hwgen.frontend import from_onnx
+    from hwgen.interp import interpret
+    from hwgen.passes import canonicalize
+
+    s, d = 6, 8
+    nodes = [
+        helper.make_node("MatMul", ["q", "kT"], ["s"]),
+        helper.make_node("Mul", ["s", "c"], ["ss"]),
+        helper.make_node("Softmax", ["ss"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", "v"], ["y"]),
+        helper.make_node("Softmax", ["q"], ["z"], axis=-1),
+    ]
+    f32 = TensorProto.FLOAT
+    g = helper.make_graph(
+        nodes, "att",
+        [helper.make_tensor_value_info("q", f32, [s, d]), helper.make_tensor_value_info("kT", f32, [d, s]),
+         helper.make_tensor_value_info("v", f32, [s, d])],
+        [helper.make_tensor_value_info("y", f32, [s, d]), helper.make_tensor_value_info("z", f32, [s, d])],
+        [helper.make_tensor("c", f32, [], [0.25])],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    graph = canonicalize(from_onnx(m))
+    assert [n.op for n in graph.nodes].count("Attention") == 1
+    rng = np.random.default_rng(9)
+    feeds = {n: rng.normal(size=sh).astype(np.float32) for n, sh in (("q", (s, d)), ("kT", (d, s)), ("v", (s, d)))}
+    out = interpret(graph, feeds, numerics="fixed")
+    q, kT, v = (to_fixed(feeds[n], ACT) for n in ("q", "kT", "v"))
+    want_y = from_fixed(attention_codes(q, kT, v, (ACT,) * 3, ACT, scale=0.25), ACT)
+    want_z = from_fixed(softmax_codes(q, ACT.frac_bits, ACT), ACT)
+    assert np.array_equal(out["y"], want_y)
+    assert np.array_equal(out["z"], want_z)
