@@ -28,17 +28,25 @@ def test_constructor_checks():
     gc.collect()  # the half-built components warn when collected: here, where it is filtered
 
 
-def test_amaranth_simulation_with_stalls():
+@pytest.mark.parametrize(
+    "d, dv, p, in_fmt, out_fmt, scale",
+    [
+        (3, 2, 3, F, F, 0.7),
+        (2, 3, 1, FixedFormat(16, 6), FixedFormat(8, 2), 1.0),  # one lane; narrow output saturates
+        (5, 1, 4, FixedFormat(12, 4), FixedFormat(16, 8), 0.35),
+    ],
+)
+def test_amaranth_simulation_with_stalls(d, dv, p, in_fmt, out_fmt, scale):
     """Amaranth's own simulator, a few groups, random stalls on all three streams."""
-    d, dv, p = 3, 2, 3
-    dut = AttentionUnit(d, dv, max_keys=8, queries=p, scale=0.7)
-    rng = np.random.default_rng(0)
-    stall = random.Random(0)
+    dut = AttentionUnit(d, dv, max_keys=8, queries=p, scale=scale, in_fmt=in_fmt, out_fmt=out_fmt)
+    rng = np.random.default_rng(d)
+    stall = random.Random(d)
     groups = []
     for _ in range(8):
         nq, nk = int(rng.integers(1, p + 1)), int(rng.integers(1, 9))
-        groups.append(tuple(to_fixed(rng.normal(0, 2, s), F) for s in ((nq, d), (nk, d), (nk, dv))))
-    want = [r for q, k, v in groups for r in attention_codes(q, k.T, v, (F, F, F), F, scale=0.7).tolist()]
+        groups.append(tuple(to_fixed(rng.normal(0, 2, s), in_fmt) for s in ((nq, d), (nk, d), (nk, dv))))
+    fmts = (in_fmt,) * 3
+    want = [r for q, k, v in groups for r in attention_codes(q, k.T, v, fmts, out_fmt, scale=scale).tolist()]
     got = []
 
     async def feed_q(ctx):
