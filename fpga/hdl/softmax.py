@@ -36,7 +36,7 @@ def saturate_hw(x: Value, fmt: FixedFormat) -> Value:
 
 def requantize_hw(x: Value, from_frac_bits: int, fmt: FixedFormat) -> Value:
     """``requantize``: round half up to ``fmt.frac_bits`` fraction bits, then saturate."""
-    return saturate_hw(shift_round_hw(x.as_signed() if x.shape().signed else x, from_frac_bits - fmt.frac_bits), fmt)
+    return saturate_hw(shift_round_hw(x, from_frac_bits - fmt.frac_bits), fmt)
 
 
 def exp2_neg_hw(m: Module, u: Value, spec: SoftmaxSpec, name: str = "exp2") -> Signal:

@@ -73,7 +73,7 @@ def _groups(p, rng: np.random.Generator):
 @cocotb.test()
 async def attention_matches_reference(dut):
     p = _params()
-    f, w_out, d, dv = p["in_fmt"], p["out_fmt"].width, p["head_dim"], p["value_dim"]
+    f, w_out, dv = p["in_fmt"], p["out_fmt"].width, p["value_dim"]
     rng = np.random.default_rng(p["seed"])
     prng = random.Random(p["seed"])
     Clock(dut.clk, 10, unit="ns").start()

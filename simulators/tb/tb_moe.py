@@ -143,7 +143,7 @@ def _images(p, rng: np.random.Generator):
 @cocotb.test()
 async def schedule_matches_reference(dut):
     p = _params()
-    n_e, k, n_max = p["num_experts"], p["k"], p["max_tokens"]
+    n_e, n_max = p["num_experts"], p["max_tokens"]
     eb, tb = _bits(n_e), _bits(n_max)
     rng = np.random.default_rng(p["seed"] + 1)
     prng = random.Random(p["seed"] + 1)
