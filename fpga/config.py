@@ -1,0 +1,172 @@
+"""The accelerator's configuration: one dataclass, loadable from and savable to TOML.
+
+Defaults are Edge-MoE's (DESIGN.md): a 16x16 MAC array, activations fixed<32,10>,
+linear weights fixed<16,2>, four queries at a time in attention, a 256-bit memory port,
+300 MHz on a ZCU102 (xczu9eg).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hwgen.errors import TargetError
+from hwgen.fixedpoint import FixedFormat
+
+__all__ = ["AcceleratorConfig", "Part", "PARTS", "PRESETS"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """An FPGA part and its resources."""
+
+    name: str
+    lut: int
+    ff: int
+    bram36: int
+    dsp: int
+
+
+#: Known parts by board name.
+PARTS = {"zcu102": Part("xczu9eg-ffvb1156-2-e", 274_080, 548_160, 912, 2_520)}
+
+#: Format presets: (activation, weight).
+PRESETS = {
+    "edge-moe": (FixedFormat(32, 10), FixedFormat(16, 2)),
+    "int16": (FixedFormat(16, 16), FixedFormat(16, 16)),
+    "int8": (FixedFormat(8, 8), FixedFormat(8, 8)),
+}
+
+
+@dataclass
+class AcceleratorConfig:
+    """Parameters of the generated accelerator.
+
+    Members
+    -------
+    mac_rows, mac_cols : int
+        Linear-unit MAC array (rows x cols MACs per cycle).
+    act_fmt, weight_fmt : FixedFormat
+        Activation and linear-weight formats.
+    attention_queries : int
+        Queries processed at a time by the attention unit.
+    weight_buffer_bytes, act_buffer_bytes : int
+        On-chip buffer sizes (the weight buffer is double-buffered: two halves).
+    mem_port_bits : int
+        External memory port width.
+    clock_hz : float
+        Target clock.
+    board : str
+        Target board (key of :data:`PARTS`).
+    """
+
+    mac_rows: int = 16
+    mac_cols: int = 16
+    act_fmt: FixedFormat = field(default_factory=lambda: FixedFormat(32, 10))
+    weight_fmt: FixedFormat = field(default_factory=lambda: FixedFormat(16, 2))
+    attention_queries: int = 4
+    weight_buffer_bytes: int = 2 * 16 * 192 * 2
+    act_buffer_bytes: int = 129 * 768 * 4
+    mem_port_bits: int = 256
+    clock_hz: float = 300e6
+    board: str = "zcu102"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "AcceleratorConfig":
+        """Formats from :data:`PRESETS` (``"edge-moe"``, ``"int16"``, ``"int8"``)."""
+        if name not in PRESETS:
+            raise TargetError(f"unknown format preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+        act, weight = PRESETS[name]
+        return cls(act_fmt=act, weight_fmt=weight, **overrides)
+
+    @property
+    def part(self) -> Part:
+        return PARTS[self.board]
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.mac_rows * self.mac_cols
+
+    def validate(self) -> None:
+        """Raise :class:`~hwgen.errors.TargetError` for an invalid combination."""
+        for name in ("mac_rows", "mac_cols", "attention_queries", "weight_buffer_bytes", "act_buffer_bytes",
+                     "mem_port_bits"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise TargetError(f"accelerator config: {name} must be a positive integer, not {v!r}")
+        for name in ("act_fmt", "weight_fmt"):
+            if not isinstance(getattr(self, name), FixedFormat):
+                raise TargetError(f"accelerator config: {name} must be a FixedFormat, not {getattr(self, name)!r}")
+        if self.mem_port_bits & (self.mem_port_bits - 1) or self.mem_port_bits < 8:
+            raise TargetError(f"accelerator config: mem_port_bits must be a power of two >= 8, not {self.mem_port_bits}")
+        if not isinstance(self.clock_hz, (int, float)) or not 1e6 <= self.clock_hz <= 1e9:
+            raise TargetError(f"accelerator config: clock_hz must be between 1 MHz and 1 GHz, not {self.clock_hz!r}")
+        if self.board not in PARTS:
+            raise TargetError(f"accelerator config: unknown board {self.board!r}; known: {', '.join(sorted(PARTS))}")
+        tile_bytes = self.mac_rows * self.mac_cols * self.weight_fmt.width // 8
+        if self.weight_buffer_bytes < 2 * tile_bytes:
+            raise TargetError(
+                f"accelerator config: weight_buffer_bytes={self.weight_buffer_bytes} cannot double-buffer a "
+                f"{self.mac_rows}x{self.mac_cols} tile of {self.weight_fmt} weights (needs >= {2 * tile_bytes})"
+            )
+        if self.attention_queries > self.mac_rows:
+            raise TargetError(
+                f"accelerator config: attention_queries={self.attention_queries} exceeds mac_rows={self.mac_rows}"
+            )
+        if self.mac_rows * self.mac_cols > self.part.dsp:
+            raise TargetError(
+                f"accelerator config: {self.mac_rows}x{self.mac_cols} = {self.mac_rows * self.mac_cols} MACs exceed "
+                f"the {self.part.dsp} DSPs of {self.part.name}"
+            )
+
+    # --- TOML -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["act_fmt"], d["weight_fmt"] = str(self.act_fmt), str(self.weight_fmt)
+        return d
+
+    def to_toml(self, path: str | Path | None = None) -> str:
+        """The config as TOML text (written to ``path`` if given)."""
+        lines = ["[accelerator]"]
+        for k, v in self.to_dict().items():
+            lines.append(f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v!r}")
+        text = "\n".join(lines) + "\n"
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "AcceleratorConfig":
+        """Load ``[accelerator]`` from a TOML file; keys as in :meth:`to_toml`, plus
+        ``preset = "int8"``/``"int16"``/``"edge-moe"`` for the formats."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise TargetError(f"{path}: cannot read accelerator config: {e}") from e
+        table = dict(data.get("accelerator", data))
+        known = {f.name for f in dataclasses.fields(cls)} | {"preset"}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise TargetError(f"{path}: unknown accelerator config keys {unknown}; known: {sorted(known)}")
+        preset = table.pop("preset", None)
+        if preset is not None:
+            if preset not in PRESETS:
+                raise TargetError(f"{path}: unknown format preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+            table.setdefault("act_fmt", str(PRESETS[preset][0]))
+            table.setdefault("weight_fmt", str(PRESETS[preset][1]))
+        for k in ("act_fmt", "weight_fmt"):
+            if k in table:
+                try:
+                    table[k] = FixedFormat.parse(str(table[k]))
+                except ValueError as e:
+                    raise TargetError(f"{path}: {k}: {e}") from e
+        try:
+            return cls(**table)
+        except TargetError as e:
+            raise TargetError(f"{path}: {e}") from e
