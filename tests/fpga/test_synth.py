@@ -1,0 +1,33 @@
+"""Yosys (synth_xilinx -family xcup, flattened) on the GELU, residual and linear units."""
+
+from __future__ import annotations
+
+import pytest
+
+from fpga.hdl.gelu import GeluUnit
+from fpga.hdl.linear import LinearUnit
+from fpga.hdl.residual import ResidualAdd
+from fpga.synth import synthesize
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_synthesize_units():
+    res = {
+        "residual": synthesize(ResidualAdd(1), "residual"),
+        "gelu": synthesize(GeluUnit(1), "gelu"),
+        "linear": synthesize(LinearUnit(rows=4, cols=4, depth=16, max_k=256), "linear"),
+    }
+    for name, r in res.items():
+        print(name, {k: v for k, v in r.items() if k != "cells"})
+    # one 32-bit output register + valid in each single-stage unit
+    assert res["residual"]["ff"] == 33 and res["residual"]["dsp"] == 0
+    assert res["gelu"]["ff"] == 33
+    assert res["gelu"]["dsp"] >= 1                      # the interpolation multiply
+    # 16 MACs of 32x16 bits: at least one DSP48E2 each (27x18 multipliers)
+    assert res["linear"]["dsp"] >= 16
+    # 16 accumulators of 32+16+8 bits
+    assert res["linear"]["ff"] >= 16 * 56
+    for r in res.values():
+        assert r["lut"] is None or r["lut"] > 0
+        assert r["lut_mapped"] or r["unmapped_gates"] > 0
