@@ -1,13 +1,15 @@
-"""Yosys (synth_xilinx -family xcup, flattened) on the GELU, residual and linear units."""
+"""Yosys (synth_xilinx -family xcup, flattened) on the GELU, residual, linear and LayerNorm units."""
 
 from __future__ import annotations
 
 import pytest
 
 from fpga.hdl.gelu import GeluUnit
+from fpga.hdl.layernorm import LayerNormUnit
 from fpga.hdl.linear import LinearUnit
 from fpga.hdl.residual import ResidualAdd
 from fpga.synth import synthesize
+from hwgen.fixedpoint import FixedFormat
 
 
 @pytest.mark.rtl
@@ -17,6 +19,7 @@ def test_synthesize_units():
         "residual": synthesize(ResidualAdd(1), "residual"),
         "gelu": synthesize(GeluUnit(1), "gelu"),
         "linear": synthesize(LinearUnit(rows=4, cols=4, depth=16, max_k=256), "linear"),
+        "layernorm": synthesize(LayerNormUnit(16, *[FixedFormat(16, 6)] * 4), "layernorm"),
     }
     for name, r in res.items():
         print(name, {k: v for k, v in r.items() if k != "cells"})
@@ -28,6 +31,8 @@ def test_synthesize_units():
     assert res["linear"]["dsp"] >= 16
     # 16 accumulators of 32+16+8 bits
     assert res["linear"]["ff"] >= 16 * 56
+    # the row buffer (16 x 48 bits) and the divider/square-root state are registers
+    assert res["layernorm"]["ff"] > 2 * 51
     for r in res.values():
         assert r["lut"] is None or r["lut"] > 0
         assert r["lut_mapped"] or r["unmapped_gates"] > 0

@@ -1,0 +1,1 @@
+"""Amaranth units of the Edge-MoE-style accelerator (one module per unit)."""
