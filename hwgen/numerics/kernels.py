@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ..fixedpoint import from_fixed, quantize, requantize, shift_round, to_fixed
+from ..fixedpoint import from_fixed, quantize, shift_round, to_fixed
 from ..interp.registry import FLOAT_OPS, register_fixed
 from .gelu import gelu_codes
 from .layernorm import layernorm_codes
-from .linear import accumulator_bits
+from .linear import exact_products, requantize_wide
 from .residual import residual_codes
 
 __all__ = ["linear_fixed", "gelu_fixed", "layernorm_fixed", "add_fixed"]
@@ -40,17 +40,15 @@ def linear_fixed(node, inputs, in_fmts, out_fmts, opset):
     x_fmt, w_fmt, out_fmt = in_fmts[0], in_fmts[1], out_fmts[0]
     x, w = to_fixed(inputs[0], x_fmt), to_fixed(inputs[1], w_fmt)
     k = int(np.prod(w.shape[1:])) if node.op == "Conv" else (w.shape[1] if int(node.attrs.get("transB", 0)) and node.op == "Gemm" else w.shape[-2] if w.ndim >= 2 else w.shape[0])
-    if accumulator_bits(x_fmt, w_fmt, k) > 63:
-        raise UnsupportedOpError(f"node {node.name!r} ({node.op}): a {k}-term sum of {x_fmt} x {w_fmt} products overflows int64")
     fa = x_fmt.frac_bits + w_fmt.frac_bits
     if node.op == "Conv":  # the float kernel's im2col einsum on int64 codes is exact
-        acc = FLOAT_OPS["Conv"](node, [x, w], opset)[0]
+        acc = exact_products(lambda a, b: FLOAT_OPS["Conv"](node, [a, b], opset)[0], x, w, x_fmt, w_fmt, k)
     elif node.op == "Gemm":
         a = x.T if int(node.attrs.get("transA", 0)) else x
         b = w.T if int(node.attrs.get("transB", 0)) else w
-        acc = np.matmul(a, b)
+        acc = exact_products(np.matmul, a, b, x_fmt, w_fmt, k)
     else:
-        acc = np.matmul(x, w)
+        acc = exact_products(np.matmul, x, w, x_fmt, w_fmt, k)
     bias = inputs[2] if len(inputs) > 2 and node.op in ("Gemm", "Conv") else None
     if bias is not None:
         _need(node, in_fmts, (2,), "input")
@@ -58,7 +56,7 @@ def linear_fixed(node, inputs, in_fmts, out_fmts, opset):
         if node.op == "Conv":
             b = b.reshape((1, -1) + (1,) * (acc.ndim - 2))
         acc = acc + b
-    return (from_fixed(requantize(acc, fa, out_fmt), out_fmt),)
+    return (from_fixed(requantize_wide(acc, fa, out_fmt), out_fmt),)
 
 
 @register_fixed("Gelu")

@@ -139,3 +139,18 @@ def test_interpreter_uses_the_fixed_kernels(op):
         want = residual_codes(xq, to_fixed(init["c"], F), F, F, F)
     assert np.array_equal(to_fixed(y, F), want)
     assert np.array_equal(from_fixed(want, F), y)
+
+
+def test_linear_of_two_activations_is_exact_beyond_int64():
+    """Q @ K^T style: two fixed<32,10> operands; sums need more than 63 bits."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(F.qmin, F.qmax + 1, (3, 16))
+    b = rng.integers(F.qmin, F.qmax + 1, (16, 2))
+    a[0] = F.qmin
+    b[:, 0] = F.qmin
+    y = linear_codes(a, b, None, F, F, None, FixedFormat(48, 40))
+    for m in range(3):
+        for n in range(2):
+            acc = sum(int(a[m, k]) * int(b[k, n]) for k in range(16))
+            want = min(max((acc + (1 << 35)) >> 36, -(1 << 47)), (1 << 47) - 1)
+            assert y[m, n] == want
