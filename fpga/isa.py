@@ -1,0 +1,126 @@
+"""The accelerator's instruction set: one 128-bit word per instruction.
+
+Encoding (bit 0 is the least significant bit of the word):
+
+=========  ======  =====  ===============================================================
+field      bits    width  meaning
+=========  ======  =====  ===============================================================
+opcode     3:0     4      :class:`Op`
+flags      7:4     4      op-specific (LINEAR: bit 0 fused GELU; MOE_ROUTE: bit 0..3 = k-1)
+dst        23:8    16     destination buffer address (words) / external address for STORE
+src0       39:24   16     first source buffer address (words)
+src1       55:40   16     second source buffer address (weights, residual operand, ...)
+length     71:56   16     number of buffer words (rows for LINEAR/ATTENTION/LAYERNORM)
+ext_addr   111:72  40     external memory byte address (LOAD/STORE)
+aux        127:112 16     op-specific (LINEAR: K dimension; ATTENTION: keys; MOE: experts)
+=========  ======  =====  ===============================================================
+
+LOAD copies ``length`` words from external ``ext_addr`` to buffer ``dst``; STORE copies
+``length`` words from buffer ``src0`` to external ``ext_addr``. SYNC waits until every
+unit is idle; END raises the controller's ``done``. Unused fields must be zero (the
+decoder does not check them, the assembler writes zeros).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Op", "Instr", "FIELDS", "WORD_BITS", "encode", "decode", "assemble", "disassemble"]
+
+#: Width of one instruction word in bits.
+WORD_BITS = 128
+
+
+class Op(enum.IntEnum):
+    """Opcodes (4 bits)."""
+
+    END = 0
+    LOAD = 1
+    STORE = 2
+    LINEAR = 3
+    GELU = 4
+    LAYERNORM = 5
+    ATTENTION = 6
+    ADD = 7
+    MOE_ROUTE = 8
+    SYNC = 9
+
+
+#: (name, lsb, width) of every field, in word order.
+FIELDS = (
+    ("op", 0, 4),
+    ("flags", 4, 4),
+    ("dst", 8, 16),
+    ("src0", 24, 16),
+    ("src1", 40, 16),
+    ("length", 56, 16),
+    ("ext_addr", 72, 40),
+    ("aux", 112, 16),
+)
+
+
+@dataclass(frozen=True)
+class Instr:
+    """One instruction; every field is an unsigned integer that must fit its width."""
+
+    op: Op
+    flags: int = 0
+    dst: int = 0
+    src0: int = 0
+    src1: int = 0
+    length: int = 0
+    ext_addr: int = 0
+    aux: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "op", Op(self.op))
+        for name, _, width in FIELDS[1:]:
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < (1 << width):
+                raise ValueError(f"field {name} must be an integer in [0, {1 << width}), not {value!r}")
+
+    def __str__(self) -> str:
+        parts = [f"{name}={getattr(self, name)}" for name, _, _ in FIELDS[1:] if getattr(self, name)]
+        return " ".join([self.op.name] + parts)
+
+
+def encode(instr: Instr) -> int:
+    """Instruction -> 128-bit word."""
+    word = 0
+    for name, lsb, width in FIELDS:
+        word |= (int(getattr(instr, name)) & ((1 << width) - 1)) << lsb
+    return word
+
+
+def decode(word: int) -> Instr:
+    """128-bit word -> instruction; raises ValueError for an unknown opcode or a wider word."""
+    if not 0 <= word < (1 << WORD_BITS):
+        raise ValueError(f"an instruction word is {WORD_BITS} bits, got {word:#x}")
+    values = {name: (word >> lsb) & ((1 << width) - 1) for name, lsb, width in FIELDS}
+    if values["op"] not in Op._value2member_map_:
+        raise ValueError(f"unknown opcode {values['op']} (known: {', '.join(o.name for o in Op)})")
+    return Instr(**values)
+
+
+def assemble(text: str) -> list[Instr]:
+    """Parse lines like ``LOAD dst=0 length=4 ext_addr=0x100`` (``#`` starts a comment)."""
+    program = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        mnemonic, *args = line.split()
+        if mnemonic.upper() not in Op.__members__:
+            raise ValueError(f"line {lineno}: unknown mnemonic {mnemonic!r} (known: {', '.join(Op.__members__)})")
+        kwargs = {}
+        for arg in args:
+            key, _, value = arg.partition("=")
+            kwargs[key] = int(value, 0)
+        program.append(Instr(Op[mnemonic.upper()], **kwargs))
+    return program
+
+
+def disassemble(program) -> str:
+    """Instructions (or words) -> assembler text that :func:`assemble` reads back."""
+    return "\n".join(str(decode(i) if isinstance(i, int) else i) for i in program) + "\n"
