@@ -9,7 +9,8 @@ beats) answered by a read data stream (``rd_data``), and a write request stream
 A command on ``cmd`` (``store`` 0 = LOAD external -> buffer, 1 = STORE buffer ->
 external; ``ext_addr`` in bytes; ``buf_addr`` and ``length`` in buffer words of
 ``data_bits``) runs to completion; ``done`` pulses for one cycle at its end. The buffer
-has one more read port, ``rd_addr``/``rd_word`` (one cycle latency), for the units.
+has one more read port, ``rd_addr``/``rd_word`` (one cycle latency), and one more write
+port, ``wr_en``/``wr_addr``/``wr_word``, for the units.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Dma(wiring.Component):
     wr_data : Out(stream.Signature(data_bits))
     done, busy : Out(1)
     rd_addr : In(buf_addr_bits); rd_word : Out(data_bits)
+    wr_en : In(1); wr_addr : In(buf_addr_bits); wr_word : In(data_bits)
     """
 
     def __init__(self, data_bits: int = 256, depth: int = 1024, burst_beats: int = 16):
@@ -73,6 +75,9 @@ class Dma(wiring.Component):
             "busy": Out(1),
             "rd_addr": In(self.buf_addr_bits),
             "rd_word": Out(data_bits),
+            "wr_en": In(1),
+            "wr_addr": In(self.buf_addr_bits),
+            "wr_word": In(data_bits),
         })
 
     def elaborate(self, platform):
@@ -82,6 +87,8 @@ class Dma(wiring.Component):
         dp = buf.read_port()  # DMA's own read port (STORE)
         up = buf.read_port()  # units' read port
         m.d.comb += [up.addr.eq(self.rd_addr), self.rd_word.eq(up.data)]
+        uw = buf.write_port()  # units' write port (the controller never overlaps it with a LOAD)
+        m.d.comb += [uw.addr.eq(self.wr_addr), uw.data.eq(self.wr_word), uw.en.eq(self.wr_en)]
 
         store = Signal()
         ext = Signal(ADDR_BITS)

@@ -76,6 +76,7 @@ async def random_load_store_with_stalls(dut):
     model_buf = [None] * depth
     cmd = StreamDriver(dut, "cmd", dut.clk, p_valid=0.8, rng=random.Random(seed + 7))
     dut.rd_addr.value = 0
+    dut.wr_en.value = 0
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
 
