@@ -1,0 +1,19 @@
+"""Controller: constructor check and the cocotb testbench on Verilator."""
+
+from __future__ import annotations
+
+import pytest
+
+from fpga.hdl.controller import Controller
+from simulators.runner import run_cocotb
+
+
+def test_constructor_checks():
+    with pytest.raises(TypeError, match="buf_addr_bits must be a positive integer, not 0"):
+        Controller(0)
+
+
+@pytest.mark.rtl
+def test_cocotb_verilator_random_program(tmp_path):
+    env = {"TB_N": "300", "TB_ABITS": "10", "TB_SEED": "11"}
+    run_cocotb(Controller(10), "tb_controller", build_dir=tmp_path, extra_env=env)
