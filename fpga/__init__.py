@@ -1,10 +1,17 @@
-"""fpga package of hwgen: the Edge-MoE-style accelerator."""
+"""fpga package of hwgen: the Edge-MoE-style accelerator.
+
+``fpga.AcceleratorConfig`` holds every architectural parameter (Edge-MoE's defaults);
+the units live in :mod:`fpga.hdl`; :mod:`fpga.synth` gives Yosys resource counts;
+:func:`generate_verilog` writes the whole accelerator as one Verilog file.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["generate_verilog", "LINT_WAIVERS"]
+from .config import AcceleratorConfig
+
+__all__ = ["AcceleratorConfig", "generate_verilog", "LINT_WAIVERS"]
 
 #: Verilator lint rules waived for the generated file, each with its reason. All come
 #: from the way Amaranth writes Verilog, not from the design; any other warning fails.
