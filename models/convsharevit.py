@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import PatchEmbed, attend, trunc_init
+from .vit import ClassTokenClassifier
 
 __all__ = ["ConvShareViT", "SharedConv"]
 
@@ -136,7 +137,7 @@ class ConvShareBlock(nn.Module):
         return self.attn.macs(n) + self.fc1.macs(n) + self.fc2.macs(n)
 
 
-class ConvShareViT(nn.Module):
+class ConvShareViT(ClassTokenClassifier):
     input_names = ("image",)
     output_names = ("logits",)
 
@@ -157,16 +158,3 @@ class ConvShareViT(nn.Module):
         nn.init.trunc_normal_(self.pos, std=0.02)
         nn.init.trunc_normal_(self.cls, std=0.02)
         self.dim, self.classes = dim, classes
-
-    def forward(self, image):
-        x = self.embed(image)
-        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self.norm(x)[:, 0])
-
-    def example_inputs(self, batch: int = 1):
-        return (torch.zeros(batch, self.in_ch, *self.img),)
-
-    def macs(self) -> int:
-        return self.embed.macs() + sum(b.macs(self.tokens) for b in self.blocks) + self.dim * self.classes

@@ -13,7 +13,7 @@ from torch import nn
 
 from .layers import Attention, Mlp, PatchEmbed, trunc_init
 
-__all__ = ["ViT", "Block"]
+__all__ = ["ViT", "Block", "ClassTokenClassifier"]
 
 
 class Block(nn.Module):
@@ -32,7 +32,27 @@ class Block(nn.Module):
         return self.attn.macs(n) + self.mlp.macs(n)
 
 
-class ViT(nn.Module):
+class ClassTokenClassifier(nn.Module):
+    """What a single-task ViT-shaped classifier does with its parts: embed, prepend the
+    class token, add positions, run the blocks, classify the class token. Subclasses set
+    ``embed``, ``cls``, ``pos``, ``blocks``, ``norm``, ``head``, ``img``, ``in_ch``,
+    ``tokens``, ``dim`` and ``classes``."""
+
+    def forward(self, image):
+        x = self.embed(image)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.norm(x)[:, 0])
+
+    def example_inputs(self, batch: int = 1):
+        return (torch.zeros(batch, self.in_ch, *self.img),)
+
+    def macs(self) -> int:
+        return self.embed.macs() + sum(b.macs(self.tokens) for b in self.blocks) + self.dim * self.classes
+
+
+class ViT(ClassTokenClassifier):
     input_names = ("image",)
     output_names = ("logits",)
 
@@ -50,16 +70,3 @@ class ViT(nn.Module):
         nn.init.trunc_normal_(self.pos, std=0.02)
         nn.init.trunc_normal_(self.cls, std=0.02)
         self.dim, self.classes = dim, classes
-
-    def forward(self, image):
-        x = self.embed(image)
-        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self.norm(x)[:, 0])
-
-    def example_inputs(self, batch: int = 1):
-        return (torch.zeros(batch, self.in_ch, *self.img),)
-
-    def macs(self) -> int:
-        return self.embed.macs() + sum(b.macs(self.tokens) for b in self.blocks) + self.dim * self.classes
