@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hwgen.errors import TargetError
 from hwgen.fixedpoint import FixedFormat
+from hwgen.numerics.topk import NORMALIZATIONS
 
 __all__ = ["AcceleratorConfig", "Part", "PARTS", "PRESETS"]
 
@@ -60,6 +61,22 @@ class AcceleratorConfig:
         Target clock.
     board : str
         Target board (key of :data:`PARTS`).
+    attention_head_dim : int
+        Largest head dimension of the attention unit (elements; shorter heads are
+        zero-padded at run time).
+    attention_chunk : int
+        Elements of a query/key/value row the attention unit takes per cycle
+        (``attention_head_dim // attention_chunk`` cycles per key per query group).
+    max_keys : int
+        Most keys of one attention call and most tokens of one MoE routing call.
+    max_row : int
+        Longest LayerNorm row (elements).
+    linear_max_k : int
+        Longest reduction of a linear op (sizes the exact accumulators).
+    moe_experts, moe_k : int
+        Experts the routing unit ranks and experts it selects per token.
+    moe_normalization : str
+        Gate normalisation of the routing unit (``hwgen.MoE``'s ``normalization``).
     """
 
     mac_rows: int = 16
@@ -72,6 +89,14 @@ class AcceleratorConfig:
     mem_port_bits: int = 256
     clock_hz: float = 300e6
     board: str = "zcu102"
+    attention_head_dim: int = 64
+    attention_chunk: int = 16
+    max_keys: int = 256
+    max_row: int = 1024
+    linear_max_k: int = 4096
+    moe_experts: int = 16
+    moe_k: int = 2
+    moe_normalization: str = "topk_then_softmax"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -92,10 +117,26 @@ class AcceleratorConfig:
     def macs_per_cycle(self) -> int:
         return self.mac_rows * self.mac_cols
 
+    @property
+    def lanes(self) -> int:
+        """Activations per on-chip buffer word (``mem_port_bits // act_fmt.width``)."""
+        return self.mem_port_bits // self.act_fmt.width
+
+    @property
+    def buffer_words(self) -> int:
+        """Words of the on-chip activation buffer."""
+        return max(2, self.act_buffer_bytes * 8 // self.mem_port_bits)
+
+    @property
+    def weight_depth(self) -> int:
+        """Weight rows per bank of the linear unit (the K-tile length; two banks)."""
+        return max(1, self.weight_buffer_bytes * 8 // (2 * self.mac_cols * self.weight_fmt.width))
+
     def validate(self) -> None:
         """Raise :class:`~hwgen.errors.TargetError` for an invalid combination."""
         for name in ("mac_rows", "mac_cols", "attention_queries", "weight_buffer_bytes", "act_buffer_bytes",
-                     "mem_port_bits"):
+                     "mem_port_bits", "attention_head_dim", "attention_chunk", "max_keys", "max_row",
+                     "linear_max_k", "moe_experts", "moe_k"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise TargetError(f"accelerator config: {name} must be a positive integer, not {v!r}")
@@ -117,6 +158,18 @@ class AcceleratorConfig:
         if self.attention_queries > self.mac_rows:
             raise TargetError(
                 f"accelerator config: attention_queries={self.attention_queries} exceeds mac_rows={self.mac_rows}"
+            )
+        if self.attention_head_dim % self.attention_chunk:
+            raise TargetError(
+                f"accelerator config: attention_chunk={self.attention_chunk} does not divide "
+                f"attention_head_dim={self.attention_head_dim}"
+            )
+        if self.moe_k > self.moe_experts:
+            raise TargetError(f"accelerator config: moe_k={self.moe_k} exceeds moe_experts={self.moe_experts}")
+        if self.moe_normalization not in NORMALIZATIONS:
+            raise TargetError(
+                f"accelerator config: moe_normalization {self.moe_normalization!r} is not supported; "
+                f"supported: {', '.join(NORMALIZATIONS)}"
             )
         if self.mac_rows * self.mac_cols > self.part.dsp:
             raise TargetError(

@@ -17,7 +17,9 @@ aux        127:112 16     op-specific (LINEAR: K dimension; ATTENTION: keys; MOE
 
 LOAD copies ``length`` words from external ``ext_addr`` to buffer ``dst``; STORE copies
 ``length`` words from buffer ``src0`` to external ``ext_addr``. SYNC waits until every
-unit is idle; END raises the controller's ``done``. Unused fields must be zero (the
+unit is idle; END raises the controller's ``done``. SET writes ``ext_addr`` into register
+``aux`` (:data:`REGISTERS`). The compute ops' fields are documented by their engines
+(``fpga/hdl/engine_*.py``) and in ``docs/fpga-architecture.md``. Unused fields must be zero (the
 decoder does not check them, the assembler writes zeros).
 """
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Op", "Instr", "FIELDS", "WORD_BITS", "encode", "decode", "assemble", "disassemble"]
+__all__ = ["Op", "Instr", "FIELDS", "REGISTERS", "WORD_BITS", "encode", "decode", "assemble", "disassemble"]
 
 #: Width of one instruction word in bits.
 WORD_BITS = 128
@@ -45,6 +47,17 @@ class Op(enum.IntEnum):
     ADD = 7
     MOE_ROUTE = 8
     SYNC = 9
+    SET = 10
+
+
+#: Registers that ``SET`` writes (``aux`` = index, ``ext_addr`` = value), read by later ops.
+REGISTERS = {
+    "att_dim": 0,         # ATTENTION: head dimension D (elements)
+    "att_in_stride": 1,   # ATTENTION: words between rows of Q, K, V
+    "att_out_stride": 2,  # ATTENTION: words between rows of O
+    "att_scale": 3,       # ATTENTION: scale code (hwgen.numerics.softmax.scale_code), two's complement
+    "ln_eps": 4,          # LAYERNORM: eps code (fpga.hdl.layernorm.eps_code)
+}
 
 
 #: (name, lsb, width) of every field, in word order.

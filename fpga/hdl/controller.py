@@ -8,7 +8,7 @@ and executes in order, one at a time:
 * LOAD / STORE -> one command on ``dma_cmd``; waits for ``dma_done``.
 * any unit op (LINEAR, GELU, LAYERNORM, ATTENTION, ADD, MOE_ROUTE) -> ``unit_start``
   pulses for one cycle with ``unit_op``, ``unit_src0``, ``unit_src1``, ``unit_dst``,
-  ``unit_length``, ``unit_flags``, ``unit_aux`` valid; waits for ``unit_done``.
+  ``unit_length``, ``unit_flags``, ``unit_aux``, ``unit_ext_addr`` valid; waits for ``unit_done``.
 * SYNC -> nothing (execution is already in order); END -> ``done`` rises and stays
   high until the next ``start``.
 """
@@ -20,7 +20,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..isa import FIELDS, WORD_BITS, Op
-from .dma import ADDR_BITS, LEN_BITS
+from .dma import ADDR_BITS, cmd_layout
 
 __all__ = ["Controller"]
 
@@ -41,8 +41,7 @@ class Controller(wiring.Component):
             raise TypeError(f"buf_addr_bits must be a positive integer, not {buf_addr_bits!r}")
         self.buf_addr_bits = buf_addr_bits
         req = data.StructLayout({"addr": ADDR_BITS, "beats": 8})
-        cmd = data.StructLayout({"store": 1, "ext_addr": ADDR_BITS,
-                                 "buf_addr": buf_addr_bits, "length": LEN_BITS})
+        cmd = cmd_layout(buf_addr_bits)
         super().__init__({
             "start": In(1),
             "prog_addr": In(ADDR_BITS),
@@ -60,6 +59,7 @@ class Controller(wiring.Component):
             "unit_src1": Out(16),
             "unit_length": Out(16),
             "unit_aux": Out(16),
+            "unit_ext_addr": Out(ADDR_BITS),
             "unit_done": In(1),
         })
 
@@ -80,6 +80,7 @@ class Controller(wiring.Component):
             self.unit_op.eq(op), self.unit_flags.eq(field("flags")), self.unit_dst.eq(field("dst")),
             self.unit_src0.eq(field("src0")), self.unit_src1.eq(field("src1")),
             self.unit_length.eq(field("length")), self.unit_aux.eq(field("aux")),
+            self.unit_ext_addr.eq(field("ext_addr")),
         ]
         with m.If(op == Op.STORE):
             m.d.comb += self.dma_cmd.p.buf_addr.eq(field("src0"))

@@ -8,9 +8,16 @@ beats) answered by a read data stream (``rd_data``), and a write request stream
 
 A command on ``cmd`` (``store`` 0 = LOAD external -> buffer, 1 = STORE buffer ->
 external; ``ext_addr`` in bytes; ``buf_addr`` and ``length`` in buffer words of
-``data_bits``) runs to completion; ``done`` pulses for one cycle at its end. The buffer
-has one more read port, ``rd_addr``/``rd_word`` (one cycle latency), and one more write
-port, ``wr_en``/``wr_addr``/``wr_word``, for the units.
+``data_bits``; ``to_unit`` 1 = a LOAD whose words leave on the ``unit_words`` stream
+instead of entering the buffer, e.g. weights streamed into the linear unit) runs to
+completion; ``done`` pulses for one cycle at its end.
+
+The buffer is one simple dual-port memory (one write port, one synchronous read port),
+so that it maps onto block RAM. The units reach it through ``rd_addr``/``rd_word`` (one
+cycle latency) and ``wr_en``/``wr_addr``/``wr_word`` whenever the DMA is not moving
+words into or out of the buffer (``buf_busy`` low); the controller executes in order, so
+a unit and a buffer transfer never overlap (a ``to_unit`` transfer leaves the buffer to
+the units).
 """
 
 from __future__ import annotations
@@ -20,12 +27,18 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Dma", "ADDR_BITS", "LEN_BITS"]
+__all__ = ["Dma", "ADDR_BITS", "LEN_BITS", "cmd_layout"]
 
 #: External byte-address width.
 ADDR_BITS = 40
 #: Width of a transfer length (buffer words) and a burst length field.
 LEN_BITS = 16
+
+
+def cmd_layout(buf_addr_bits: int) -> data.StructLayout:
+    """Layout of a DMA command (``to_unit`` last, so that older packers leave it 0)."""
+    return data.StructLayout({"store": 1, "ext_addr": ADDR_BITS, "buf_addr": buf_addr_bits,
+                              "length": LEN_BITS, "to_unit": 1})
 
 
 class Dma(wiring.Component):
@@ -47,7 +60,11 @@ class Dma(wiring.Component):
     rd_req, wr_req : Out(stream.Signature(addr, beats))
     rd_data : In(stream.Signature(data_bits))
     wr_data : Out(stream.Signature(data_bits))
+    unit_words : Out(stream.Signature(data_bits))
+        Words of a ``to_unit`` LOAD, in order.
     done, busy : Out(1)
+    buf_busy : Out(1)
+        The DMA owns the buffer's ports (a LOAD into or a STORE from the buffer).
     rd_addr : In(buf_addr_bits); rd_word : Out(data_bits)
     wr_en : In(1); wr_addr : In(buf_addr_bits); wr_word : In(data_bits)
     """
@@ -63,16 +80,17 @@ class Dma(wiring.Component):
         self.data_bits, self.depth, self.burst_beats = data_bits, depth, burst_beats
         self.buf_addr_bits = max(1, (depth - 1).bit_length())
         req = data.StructLayout({"addr": ADDR_BITS, "beats": 8})
-        cmd = data.StructLayout({"store": 1, "ext_addr": ADDR_BITS,
-                                 "buf_addr": self.buf_addr_bits, "length": LEN_BITS})
+        cmd = cmd_layout(self.buf_addr_bits)
         super().__init__({
             "cmd": In(stream.Signature(cmd)),
             "rd_req": Out(stream.Signature(req)),
             "rd_data": In(stream.Signature(data_bits)),
             "wr_req": Out(stream.Signature(req)),
             "wr_data": Out(stream.Signature(data_bits)),
+            "unit_words": Out(stream.Signature(data_bits)),
             "done": Out(1),
             "busy": Out(1),
+            "buf_busy": Out(1),
             "rd_addr": In(self.buf_addr_bits),
             "rd_word": Out(data_bits),
             "wr_en": In(1),
@@ -84,15 +102,25 @@ class Dma(wiring.Component):
         m = Module()
         m.submodules.buf = buf = Memory(shape=unsigned(self.data_bits), depth=self.depth, init=[])
         wp = buf.write_port()
-        dp = buf.read_port()  # DMA's own read port (STORE)
-        up = buf.read_port()  # units' read port
-        m.d.comb += [up.addr.eq(self.rd_addr), self.rd_word.eq(up.data)]
-        uw = buf.write_port()  # units' write port (the controller never overlaps it with a LOAD)
-        m.d.comb += [uw.addr.eq(self.wr_addr), uw.data.eq(self.wr_word), uw.en.eq(self.wr_en)]
+        rp = buf.read_port()
 
         store = Signal()
-        ext = Signal(ADDR_BITS)
+        to_unit = Signal()
         ptr = Signal(self.buf_addr_bits)
+        dma_wr_en = Signal()
+        dma_rd_addr = Signal(self.buf_addr_bits)
+        m.d.comb += self.buf_busy.eq(self.busy & ~to_unit)
+        # one write port and one read port, shared: the DMA's while it owns the buffer
+        with m.If(self.buf_busy):
+            m.d.comb += [wp.addr.eq(ptr), wp.data.eq(self.rd_data.payload), wp.en.eq(dma_wr_en),
+                         rp.addr.eq(dma_rd_addr)]
+        with m.Else():
+            m.d.comb += [wp.addr.eq(self.wr_addr), wp.data.eq(self.wr_word), wp.en.eq(self.wr_en),
+                         rp.addr.eq(self.rd_addr)]
+        m.d.comb += [self.rd_word.eq(rp.data), self.wr_data.payload.eq(rp.data),
+                     self.unit_words.payload.eq(self.rd_data.payload)]
+
+        ext = Signal(ADDR_BITS)
         left = Signal(LEN_BITS)          # words not yet requested
         beats = Signal(8)                # beats left in the current burst
         burst = Signal(8)
@@ -102,15 +130,15 @@ class Dma(wiring.Component):
 
         m.d.comb += [self.rd_req.p.addr.eq(ext), self.rd_req.p.beats.eq(burst),
                      self.wr_req.p.addr.eq(ext), self.wr_req.p.beats.eq(burst),
-                     wp.addr.eq(ptr), wp.data.eq(self.rd_data.payload),
-                     self.wr_data.payload.eq(dp.data), dp.addr.eq(ptr)]
+                     dma_rd_addr.eq(ptr)]
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     m.d.sync += [store.eq(self.cmd.p.store), ext.eq(self.cmd.p.ext_addr),
-                                 ptr.eq(self.cmd.p.buf_addr), left.eq(self.cmd.p.length)]
+                                 ptr.eq(self.cmd.p.buf_addr), left.eq(self.cmd.p.length),
+                                 to_unit.eq(self.cmd.p.to_unit & ~self.cmd.p.store)]
                     m.next = "NEXT"
             with m.State("NEXT"):
                 m.d.comb += self.busy.eq(1)
@@ -128,9 +156,10 @@ class Dma(wiring.Component):
                                  ext.eq(ext + burst * bytes_per_beat)]
                     m.next = "RD_DATA"
             with m.State("RD_DATA"):
-                m.d.comb += [self.busy.eq(1), self.rd_data.ready.eq(1)]
-                with m.If(self.rd_data.valid):
-                    m.d.comb += wp.en.eq(1)
+                m.d.comb += [self.busy.eq(1), self.rd_data.ready.eq(~to_unit | self.unit_words.ready),
+                             self.unit_words.valid.eq(to_unit & self.rd_data.valid)]
+                with m.If(self.rd_data.valid & self.rd_data.ready):
+                    m.d.comb += dma_wr_en.eq(~to_unit)
                     m.d.sync += [ptr.eq(ptr + 1), beats.eq(beats - 1)]
                     with m.If(beats == 1):
                         m.next = "NEXT"
@@ -140,13 +169,13 @@ class Dma(wiring.Component):
                     m.d.sync += [beats.eq(burst), left.eq(left - burst),
                                  ext.eq(ext + burst * bytes_per_beat)]
                     m.next = "WR_PRIME"
-            with m.State("WR_PRIME"):  # buffer read latency: dp.data = buf[ptr] next cycle
+            with m.State("WR_PRIME"):  # buffer read latency: rp.data = buf[ptr] next cycle
                 m.d.comb += self.busy.eq(1)
                 m.next = "WR_DATA"
             with m.State("WR_DATA"):
                 m.d.comb += [self.busy.eq(1), self.wr_data.valid.eq(1)]
                 with m.If(self.wr_data.ready):
-                    m.d.comb += dp.addr.eq(ptr + 1)
+                    m.d.comb += dma_rd_addr.eq(ptr + 1)
                     m.d.sync += [ptr.eq(ptr + 1), beats.eq(beats - 1)]
                     with m.If(beats == 1):
                         m.next = "NEXT"

@@ -27,10 +27,18 @@ from hwgen.numerics.layernorm import RSQRT_BITS
 
 from .softmax import saturate_hw
 
-__all__ = ["LayerNormUnit"]
+__all__ = ["LayerNormUnit", "EPS_BITS", "eps_code"]
+
+#: Width of the run-time ``eps_code`` input.
+EPS_BITS = 32
 
 _QBITS = 2 * RSQRT_BITS + 3  # q < 2**51
 _SQRT_STEPS = (_QBITS + 1) // 2
+
+
+def eps_code(eps: float, x_fmt: FixedFormat) -> int:
+    """The code of ``eps`` as the variance term sees it (``2 * x_fmt.frac_bits`` fraction bits)."""
+    return math.floor(eps * 2.0 ** (2 * x_fmt.frac_bits) + 0.5)
 
 
 class LayerNormUnit(wiring.Component):
@@ -42,7 +50,10 @@ class LayerNormUnit(wiring.Component):
         Longest row (row buffer depth).
     x_fmt, g_fmt, b_fmt, out_fmt : FixedFormat
         Formats of x, gamma, beta and the output.
-    eps : float
+    eps : float or None
+        ``None`` adds the input ``eps_code`` (unsigned, :data:`EPS_BITS` bits): the code of
+        ``eps`` with ``2 * x_fmt.frac_bits`` fraction bits, set at run time (held stable
+        while a row is normalised).
 
     Members
     -------
@@ -59,7 +70,7 @@ class LayerNormUnit(wiring.Component):
         for name, f in (("x_fmt", x_fmt), ("g_fmt", g_fmt), ("b_fmt", b_fmt), ("out_fmt", out_fmt)):
             if not isinstance(f, FixedFormat):
                 raise TypeError(f"{name} must be a FixedFormat, not {f!r}")
-        if not eps >= 0:
+        if eps is not None and not eps >= 0:
             raise ValueError(f"eps must be >= 0, not {eps!r}")
         if out_fmt.frac_bits >= RSQRT_BITS + 1 + g_fmt.frac_bits or b_fmt.frac_bits > RSQRT_BITS + 1 + g_fmt.frac_bits:
             raise ValueError(
@@ -67,8 +78,10 @@ class LayerNormUnit(wiring.Component):
                 f"({RSQRT_BITS + 1 + g_fmt.frac_bits} at least)"
             )
         self.max_n, self.x_fmt, self.g_fmt, self.b_fmt, self.out_fmt = max_n, x_fmt, g_fmt, b_fmt, out_fmt
-        self.eps_code = math.floor(eps * 2.0 ** (2 * x_fmt.frac_bits) + 0.5)
+        self.eps_const = None if eps is None else eps_code(eps, x_fmt)
+        ports = {} if eps is not None else {"eps_code": In(unsigned(EPS_BITS))}
         super().__init__({
+            **ports,
             "i": In(stream.Signature(data.StructLayout({
                 "x": signed(x_fmt.width), "gamma": signed(g_fmt.width), "beta": signed(b_fmt.width), "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({"data": signed(out_fmt.width), "last": 1}))),
@@ -87,7 +100,9 @@ class LayerNormUnit(wiring.Component):
         idx = Signal(range(self.max_n + 1))
         s1 = Signal(signed(wx + nb + 1))
         s2 = Signal(unsigned(2 * wx + nb))
-        d_bits = 2 * wx + 3 * nb + max(self.eps_code.bit_length(), 1) + 4
+        eps = self.eps_const if self.eps_const is not None else self.eps_code
+        eps_bits = max(self.eps_const.bit_length(), 1) if self.eps_const is not None else EPS_BITS
+        d_bits = 2 * wx + 3 * nb + eps_bits + 4
         dd = Signal(unsigned(d_bits))
         big_r = Signal(range(RSQRT_BITS + d_bits + 2))
         rem = Signal(unsigned(d_bits + 2))
@@ -113,7 +128,7 @@ class LayerNormUnit(wiring.Component):
                         m.d.sync += idx.eq(idx + 1)
             with m.State("VAR"):
                 v = Signal(signed(d_bits + 2))
-                m.d.comb += v.eq(n * s2 - s1 * s1 + n * n * self.eps_code)
+                m.d.comb += v.eq(n * s2 - s1 * s1 + n * n * eps)
                 m.d.sync += dd.eq(Mux(v < 1, 1, v))
                 m.next = "NORM"
             with m.State("NORM"):

@@ -1,30 +1,48 @@
-"""Accelerator top: controller, DMA (with the on-chip buffer) and the stream units.
+"""Accelerator top: controller, DMA with the on-chip buffer, and one engine per compute op.
 
 ```
  ins_req/ins_data ──► Controller ──dma_cmd──► Dma ◄── rd_req/rd_data, wr_req/wr_data ──► external memory
-                          │ unit_start/op/src0/dst/length      │ buffer read/write ports
-                          ▼                                    ▼
-                     stream engine: buffer[src0+i] ──► unit.i ; unit.o ──► buffer[dst+i]
-                          └─ selects the unit by opcode from ``_stream_units`` (one line per unit)
+                          │ unit_start/op + fields          │ buffer: 1 write port, 1 read port (block RAM)
+                          ▼                                 │        unit_words (weights, to LINEAR)
+      registers (SET) ─► engines: GELU, ADD, LAYERNORM, LINEAR, ATTENTION, MOE_ROUTE
+                          │ the running op's engine owns the buffer's ports:
+                          └─ rd (addresses) ─► BufferReader ─► rd_data (words) ; wr (addr, word) ─► buffer
 ```
 
-Every stream unit takes one buffer word (``data_bits``, i.e. ``data_bits // 32`` lanes of
-the activation format) per beat and gives one word per beat. A unit op whose opcode has
-no unit in this build completes at once and sets the sticky ``error`` output.
+Execution is in order, one instruction at a time (:mod:`fpga.hdl.controller`), so the
+buffer needs one read and one write port: the DMA's during LOAD/STORE, the running
+engine's otherwise (LINEAR's weights come from external memory through the DMA's
+``unit_words`` stream while its engine reads activations). An opcode without an engine
+completes at once and sets the sticky ``error`` output.
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..isa import Op
+from hwgen.errors import TargetError
+
+from ..isa import REGISTERS, Op
 from .controller import Controller
 from .dma import ADDR_BITS, Dma
+from .engine import BufferReader
+from .engine_attention import ATTENTION_REGS, AttentionEngine
+from .engine_elementwise import ElementwiseEngine
+from .engine_layernorm import LayerNormEngine
+from .engine_linear import LinearEngine
+from .engine_moe import MoeRouteEngine
 from .gelu import GeluUnit
+from .layernorm import EPS_BITS
+from .residual import ResidualAdd
 
-__all__ = ["Accelerator"]
+__all__ = ["Accelerator", "ENGINE_ADDR_BITS"]
+
+#: Width of the buffer addresses in instructions and engines (the ISA's 16-bit fields).
+ENGINE_ADDR_BITS = 16
+
+_REG_BITS = {**ATTENTION_REGS, "ln_eps": EPS_BITS}
 
 
 class Accelerator(wiring.Component):
@@ -33,19 +51,32 @@ class Accelerator(wiring.Component):
     Parameters
     ----------
     config : fpga.config.AcceleratorConfig
-        Uses ``mem_port_bits`` (buffer word and external port width) and
-        ``act_buffer_bytes`` (buffer depth); the activation format is fixed<32,10>.
+    buffer_words : int, optional
+        Buffer depth (default ``config.buffer_words``); smaller for fast simulations.
+    ops : iterable of Op, optional
+        The compute ops to build (default all); others set ``error`` when executed.
     """
 
-    def __init__(self, config=None, *, buffer_words: int | None = None):
+    def __init__(self, config=None, *, buffer_words: int | None = None, ops=None):
         from ..config import AcceleratorConfig
 
-        self.config = config if config is not None else AcceleratorConfig()
-        self.data_bits = self.config.mem_port_bits
-        self.buffer_words = buffer_words or max(2, self.config.act_buffer_bytes * 8 // self.data_bits)
-        self.lanes = self.data_bits // 32
+        self.config = c = config if config is not None else AcceleratorConfig()
+        self.data_bits = c.mem_port_bits
+        if self.data_bits % c.act_fmt.width or c.lanes & (c.lanes - 1):
+            raise TargetError(f"accelerator: mem_port_bits={self.data_bits} must hold a power-of-two number of "
+                              f"{c.act_fmt} activations")
+        self.buffer_words = buffer_words or c.buffer_words
+        if self.buffer_words > 1 << ENGINE_ADDR_BITS:
+            raise TargetError(f"accelerator: {self.buffer_words} buffer words exceed the ISA's 16-bit addresses")
+        self.lanes = c.lanes
+        self.ops = set(Op(o) for o in ops) if ops is not None else {
+            Op.GELU, Op.ADD, Op.LAYERNORM, Op.LINEAR, Op.ATTENTION, Op.MOE_ROUTE}
         self._dma = Dma(self.data_bits, self.buffer_words, 16)
         self._ctrl = Controller(self._dma.buf_addr_bits)
+        try:
+            self._engines = self._build_engines()
+        except ValueError as e:
+            raise TargetError(f"accelerator: {e}") from e
         super().__init__({
             "start": In(1),
             "prog_addr": In(ADDR_BITS),
@@ -59,60 +90,83 @@ class Accelerator(wiring.Component):
             "wr_data": Out(self._dma.wr_data.signature),
         })
 
-    def _stream_units(self) -> dict:
-        """Opcode -> unit with ``i``/``o`` word streams. Add a unit here."""
-        return {Op.GELU: GeluUnit(self.lanes)}
+    def _build_engines(self) -> dict:
+        """Opcode -> engine. Add an op here (and its opcode in fpga.isa)."""
+        c, ab, db = self.config, ENGINE_ADDR_BITS, self.data_bits
+        make = {
+            Op.GELU: lambda: ElementwiseEngine(GeluUnit(self.lanes, c.act_fmt, c.act_fmt), 1, ab, db),
+            Op.ADD: lambda: ElementwiseEngine(ResidualAdd(self.lanes, c.act_fmt, c.act_fmt, c.act_fmt), 2, ab, db),
+            Op.LAYERNORM: lambda: LayerNormEngine(c.max_row, c.act_fmt, self.lanes, ab),
+            Op.LINEAR: lambda: LinearEngine(c, ab, self._dma.buf_addr_bits),
+            Op.ATTENTION: lambda: AttentionEngine(c, ab),
+            Op.MOE_ROUTE: lambda: MoeRouteEngine(c, ab),
+        }
+        return {op: make[op]() for op in sorted(self.ops)}
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dma = dma = self._dma
         m.submodules.ctrl = ctrl = self._ctrl
+        m.submodules.reader = reader = BufferReader(ENGINE_ADDR_BITS, self.data_bits)
         for name in ("ins_req", "ins_data"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(ctrl, name))
         for name in ("rd_req", "rd_data", "wr_req", "wr_data"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(dma, name))
-        m.d.comb += [ctrl.start.eq(self.start), ctrl.prog_addr.eq(self.prog_addr), self.done.eq(ctrl.done)]
-        m.d.comb += [dma.cmd.p.eq(ctrl.dma_cmd.p), dma.cmd.valid.eq(ctrl.dma_cmd.valid),
-                     ctrl.dma_cmd.ready.eq(dma.cmd.ready), ctrl.dma_done.eq(dma.done)]
+        m.d.comb += [ctrl.start.eq(self.start), ctrl.prog_addr.eq(self.prog_addr), self.done.eq(ctrl.done),
+                     ctrl.dma_done.eq(dma.done), dma.rd_addr.eq(reader.mem_addr), reader.mem_data.eq(dma.rd_word)]
 
-        # stream engine
+        # registers written by SET
+        regs = {name: Signal(_REG_BITS[name], name=f"reg_{name}") for name in REGISTERS}
+        is_set = ctrl.unit_start & (ctrl.unit_op == Op.SET)
+        for name, index in REGISTERS.items():
+            with m.If(is_set & (ctrl.unit_aux == index)):
+                m.d.sync += regs[name].eq(ctrl.unit_ext_addr)
+
+        # the running op
         op = Signal(4)
-        src, dst, length = Signal(16), Signal(16), Signal(16)
-        sent, received = Signal(16), Signal(16)
-        running = Signal()
-        have = Signal()            # rd_word holds buffer[src + sent]
-        unit_i_valid, unit_i_ready = Signal(), Signal()
-        unit_o_valid, unit_o_payload = Signal(), Signal(self.data_bits)
-        m.d.comb += dma.rd_addr.eq(src + sent)
+        active = Signal()
         with m.If(ctrl.unit_start):
-            m.d.sync += [op.eq(ctrl.unit_op), src.eq(ctrl.unit_src0), dst.eq(ctrl.unit_dst),
-                         length.eq(ctrl.unit_length), sent.eq(0), received.eq(0), have.eq(0)]
+            m.d.sync += [op.eq(ctrl.unit_op), active.eq(1)]
+        finished = Signal()
         known = Signal()
-        for code, unit in self._stream_units().items():
-            m.submodules[Op(code).name.lower()] = unit
-            sel = op == code
-            m.d.comb += [unit.i.payload.eq(dma.rd_word), unit.i.valid.eq(sel & unit_i_valid),
-                         unit.o.ready.eq(sel & running)]
+        m.d.comb += known.eq(op == Op.SET)
+        dma_for_unit = Signal()
+        for code, eng in self._engines.items():
+            m.submodules[f"{Op(code).name.lower()}_engine"] = eng
+            sel = active & (op == code)
+            a = eng.args
+            m.d.comb += [eng.start.eq(ctrl.unit_start & (ctrl.unit_op == code)),
+                         a.flags.eq(ctrl.unit_flags), a.dst.eq(ctrl.unit_dst), a.src0.eq(ctrl.unit_src0),
+                         a.src1.eq(ctrl.unit_src1), a.length.eq(ctrl.unit_length), a.aux.eq(ctrl.unit_aux),
+                         a.ext_addr.eq(ctrl.unit_ext_addr),
+                         eng.rd_data.payload.eq(reader.data.payload), eng.rd_data.valid.eq(sel & reader.data.valid),
+                         eng.wr.ready.eq(sel)]
+            for name in ATTENTION_REGS if code == Op.ATTENTION else ():
+                m.d.comb += getattr(eng, name).eq(regs[name])
+            if code == Op.LAYERNORM:
+                m.d.comb += eng.eps_code.eq(regs["ln_eps"])
+            if code == Op.LINEAR:
+                m.d.comb += [eng.dma_words.payload.eq(dma.unit_words.payload),
+                             eng.dma_words.valid.eq(sel & dma.unit_words.valid)]
+            with m.If(op == code):
+                m.d.comb += known.eq(1)
             with m.If(sel):
-                m.d.comb += [known.eq(1), unit_i_ready.eq(unit.i.ready),
-                             unit_o_valid.eq(unit.o.valid), unit_o_payload.eq(unit.o.payload)]
-        with m.If(ctrl.unit_start):
-            m.d.sync += running.eq(1)
-        # read latency: a word is present one cycle after rd_addr settles on src + sent
-        m.d.comb += unit_i_valid.eq(running & have & (sent < length))
-        with m.If(running & (sent < length)):
-            with m.If(~have):
-                m.d.sync += have.eq(1)
-            with m.Elif(unit_i_ready):
-                m.d.sync += [sent.eq(sent + 1), have.eq(0)]
-        m.d.comb += [dma.wr_addr.eq(dst + received), dma.wr_word.eq(unit_o_payload),
-                     dma.wr_en.eq(running & unit_o_valid)]
-        with m.If(running & unit_o_valid):
-            m.d.sync += received.eq(received + 1)
-        finished = running & ((received == length) | ~known)
-        with m.If(finished & ~ctrl.unit_start):
-            m.d.sync += running.eq(0)
+                m.d.comb += [reader.req.payload.eq(eng.rd.payload), reader.req.valid.eq(eng.rd.valid),
+                             eng.rd.ready.eq(reader.req.ready), reader.data.ready.eq(eng.rd_data.ready),
+                             dma.wr_en.eq(eng.wr.valid), dma.wr_addr.eq(eng.wr.payload.addr),
+                             dma.wr_word.eq(eng.wr.payload.data), finished.eq(eng.done)]
+                if code == Op.LINEAR:
+                    m.d.comb += [dma_for_unit.eq(1), dma.cmd.p.eq(eng.dma_cmd.p), dma.cmd.valid.eq(eng.dma_cmd.valid),
+                                 eng.dma_cmd.ready.eq(dma.cmd.ready), dma.unit_words.ready.eq(eng.dma_words.ready)]
+        with m.If(~dma_for_unit):
+            m.d.comb += [dma.cmd.p.eq(ctrl.dma_cmd.p), dma.cmd.valid.eq(ctrl.dma_cmd.valid),
+                         ctrl.dma_cmd.ready.eq(dma.cmd.ready)]
+        with m.If(active & ((op == Op.SET) | ~known)):
+            m.d.comb += finished.eq(1)
             with m.If(~known):
                 m.d.sync += self.error.eq(1)
-        m.d.comb += ctrl.unit_done.eq(finished)
+        done = active & finished
+        with m.If(done):
+            m.d.sync += active.eq(0)
+        m.d.comb += ctrl.unit_done.eq(done)
         return m

@@ -1,17 +1,35 @@
-"""Accelerator top: a program assembled with fpga.isa runs on Verilator, bit-exact."""
+"""Accelerator top: programs assembled with fpga.isa run on Verilator, bit-exact."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from fpga.config import AcceleratorConfig
 from fpga.hdl.top import Accelerator
+from fpga.isa import Op
 from simulators.runner import run_cocotb
+
+#: A small top: every engine with partial tiles (4x16 MACs, 16-row weight banks, 32-element heads in 2 chunks).
+SMALL = dict(mac_rows=4, mac_cols=16, weight_buffer_bytes=2 * 16 * 16 * 2, attention_head_dim=32, attention_chunk=16,
+             max_keys=32, max_row=64, linear_max_k=256, moe_experts=4, moe_k=2)
+ALL_OPS = [Op.GELU, Op.ADD, Op.LAYERNORM, Op.LINEAR, Op.ATTENTION, Op.MOE_ROUTE]
 
 
 @pytest.mark.rtl
 def test_cocotb_verilator_load_gelu_store(tmp_path):
     words = 128  # 1,024 activations at 8 lanes per 256-bit word
-    acc = Accelerator(AcceleratorConfig(), buffer_words=2 * words)
+    acc = Accelerator(AcceleratorConfig(), buffer_words=2 * words, ops=[Op.GELU])
     env = {"TB_DATA_BITS": "256", "TB_WORDS": str(words), "TB_SEED": "3"}
     run_cocotb(acc, "tb_top", build_dir=tmp_path, extra_env=env)
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_cocotb_verilator_every_op(tmp_path):
+    """LINEAR (+GELU), ADD, LAYERNORM, GELU, MOE_ROUTE, ATTENTION in one program, bit-exact."""
+    config = AcceleratorConfig(**SMALL)
+    acc = Accelerator(config, buffer_words=512, ops=ALL_OPS)
+    params = {"config": config.to_dict(), "ops": [o.name for o in ALL_OPS], "seed": 5}
+    run_cocotb(acc, "tb_top_program", build_dir=tmp_path, extra_env={"HWGEN_TB_PARAMS": json.dumps(params)})

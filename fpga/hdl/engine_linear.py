@@ -1,0 +1,257 @@
+"""Engine of LINEAR: ``Y = X @ W + b`` (optionally GELU) on :class:`~fpga.hdl.linear.LinearUnit`.
+
+Instruction fields: ``src0`` = X ``[M, K]`` (row stride ``ceil(K / lanes)`` words),
+``dst`` = Y ``[M, N]`` (row stride ``N / lanes``), ``length`` = M, ``aux`` = K,
+``src1`` = N (a multiple of ``cols``), ``ext_addr`` = the weight image in external
+memory, ``flags`` bit 0 = GELU on the results.
+
+Weight image (written by the compiler, read by the DMA straight into the unit, never
+through the buffer): for each feature tile ``j`` (``cols`` outputs) one block of
+``bias_words + K * w_words`` words: the bias ``b[j*cols : (j+1)*cols]`` (``b_fmt``
+codes packed from bit 0, ``bias_words`` words), then rows ``k = 0 .. K-1`` of
+``W[k, j*cols : (j+1)*cols]`` (``w_fmt`` codes from bit 0, ``w_words`` words a row).
+Block ``j`` starts at ``ext_addr + j * block_words * data_bits / 8``.
+
+Order: for each token tile (``rows`` tokens) and feature tile, the DMA streams that
+tile's weight block into the unit's weight banks (double-buffered: the next K tile
+loads while this one computes) while the *transposer* reads, for each word ``k // lanes``
+of the ``rows`` token rows, ``rows`` buffer words and sends ``lanes`` columns
+``X[t0 : t0+rows, k]`` to the unit. The unit's output rows (``cols`` values =
+``cols / lanes`` words) of tokens ``< M`` go, through the GELU unit if asked, to Y.
+Tokens past ``M`` in the last tile compute on whatever the buffer holds and are dropped.
+
+Cycles per output tile: about ``3 K`` (``rows`` reads + ``lanes`` beats per ``lanes``
+values of K, one buffer read port) + ``rows * cols / lanes`` writes; weights stream at one
+row a cycle, so the buffer read port, not the MAC array, bounds this engine.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..isa import FIELDS
+from .dma import cmd_layout
+from .engine import ceil_div_pow2, engine_members
+from .gelu import GeluUnit
+from .linear import LinearUnit
+
+__all__ = ["LinearEngine", "weight_words"]
+
+
+def weight_words(cols: int, w_bits: int, b_bits: int, data_bits: int) -> tuple[int, int]:
+    """``(w_words, bias_words)``: words of one weight row and of one tile's bias."""
+    return -(-cols * w_bits // data_bits), -(-cols * b_bits // data_bits)
+
+
+class LinearEngine(wiring.Component):
+    """LINEAR on a ``rows x cols`` MAC array.
+
+    Parameters
+    ----------
+    config : fpga.config.AcceleratorConfig
+        ``mac_rows``, ``mac_cols``, ``weight_depth``, ``linear_max_k``, formats.
+    addr_bits, buf_addr_bits : int
+        Engine-side and DMA-side buffer address widths.
+
+    Members
+    -------
+    dma_cmd : Out(stream.Signature(dma command)); dma_words : In(stream.Signature(data_bits))
+        Weight-block transfers (``to_unit``) and their words.
+    """
+
+    def __init__(self, config, addr_bits: int, buf_addr_bits: int):
+        c = config
+        self.rows, self.cols, self.lanes = c.mac_rows, c.mac_cols, c.lanes
+        self.data_bits = c.mem_port_bits
+        self.act, self.wfmt = c.act_fmt, c.weight_fmt
+        if self.cols % self.lanes:
+            raise ValueError(f"mac_cols={self.cols} must be a multiple of the {self.lanes} activations a word holds")
+        self.w_words, self.bias_words = weight_words(self.cols, self.wfmt.width, self.act.width, self.data_bits)
+        self.unit = LinearUnit(self.rows, self.cols, c.weight_depth, c.linear_max_k, self.act, self.wfmt,
+                               self.act, self.act, gelu=False)
+        super().__init__({
+            **engine_members(addr_bits, self.data_bits),
+            "dma_cmd": Out(stream.Signature(cmd_layout(buf_addr_bits))),
+            "dma_words": In(stream.Signature(self.data_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols, lanes, depth = self.rows, self.cols, self.lanes, self.unit.depth
+        cpw = cols // lanes
+        bytes_per_word = self.data_bits // 8
+        m.submodules.unit = unit = self.unit
+        m.submodules.gelu = gelu = GeluUnit(lanes, self.act, self.act)
+
+        x_base, y_base, ext_base = Signal(16), Signal(16), Signal(40)
+        n_tok, k_len, n_out = Signal(16), Signal(16), Signal(16)
+        sk, sn = Signal(16), Signal(16)       # row strides of X and Y (words)
+        block_bytes = Signal(40)
+        use_gelu = Signal()
+        running = Signal()
+        with m.If(self.start):
+            a = self.args
+            m.d.sync += [x_base.eq(a.src0), y_base.eq(a.dst), ext_base.eq(a.ext_addr), n_tok.eq(a.length),
+                         k_len.eq(a.aux), n_out.eq(a.src1), sk.eq(ceil_div_pow2(a.aux, lanes)),
+                         sn.eq(a.src1 >> (lanes.bit_length() - 1)), use_gelu.eq(a.flags[0]), running.eq(1),
+                         block_bytes.eq((self.bias_words + a.aux * self.w_words) * bytes_per_word)]
+
+        # --- 1. weight-block transfers: for each token tile, each feature tile --------
+        d_t0, d_n0, d_ext = Signal(16), Signal(16), Signal(40)
+        with m.If(self.start):
+            m.d.sync += [d_t0.eq(0), d_n0.eq(0), d_ext.eq(self.args.ext_addr)]
+        m.d.comb += [self.dma_cmd.valid.eq(running & (d_t0 < n_tok)),
+                     self.dma_cmd.p.store.eq(0), self.dma_cmd.p.to_unit.eq(1), self.dma_cmd.p.ext_addr.eq(d_ext),
+                     self.dma_cmd.p.length.eq(self.bias_words + k_len * self.w_words)]
+        with m.If(self.dma_cmd.valid & self.dma_cmd.ready):
+            with m.If(d_n0 + cols >= n_out):
+                m.d.sync += [d_n0.eq(0), d_t0.eq(d_t0 + rows), d_ext.eq(ext_base)]
+            with m.Else():
+                m.d.sync += [d_n0.eq(d_n0 + cols), d_ext.eq(d_ext + block_bytes)]
+
+        # --- 2. weight words -> weight rows (bias first) ------------------------------
+        bias_bits = len(unit.w.payload.bias.as_value())
+        row_bits = len(unit.w.payload.data.as_value())
+        bias = Signal(self.bias_words * self.data_bits)
+        row = Signal(self.w_words * self.data_bits)
+        w_word = Signal(range(max(self.bias_words, self.w_words) + 1))  # word within the bias / row
+        in_bias = Signal(init=1)
+        w_k = Signal(16)          # row index k
+        w_kpos = Signal(range(depth))  # k within its K tile
+        with m.If(self.start):
+            m.d.sync += [w_word.eq(0), in_bias.eq(1), w_k.eq(0), w_kpos.eq(0)]
+        word_in = self.dma_words.payload
+        row_done = ~in_bias & (w_word == self.w_words - 1)
+        m.d.comb += [
+            unit.w.payload.data.eq(Cat(row[:(self.w_words - 1) * self.data_bits], word_in)[:row_bits]
+                                   if self.w_words > 1 else word_in[:row_bits]),
+            unit.w.payload.bias.eq(bias[:bias_bits]),
+            unit.w.payload.last.eq((w_kpos == depth - 1) | (w_k == k_len - 1)),
+            unit.w.payload.final.eq(w_k - w_kpos + depth >= k_len),
+            unit.w.valid.eq(self.dma_words.valid & row_done),
+            self.dma_words.ready.eq(~row_done | unit.w.ready),
+        ]
+        with m.If(self.dma_words.valid & self.dma_words.ready):
+            with m.If(in_bias):
+                for i in range(self.bias_words):
+                    with m.If(w_word == i):
+                        m.d.sync += bias[i * self.data_bits:(i + 1) * self.data_bits].eq(word_in)
+                with m.If(w_word == self.bias_words - 1):
+                    m.d.sync += [w_word.eq(0), in_bias.eq(0)]
+                with m.Else():
+                    m.d.sync += w_word.eq(w_word + 1)
+            with m.Elif(~row_done):
+                for i in range(self.w_words - 1):
+                    with m.If(w_word == i):
+                        m.d.sync += row[i * self.data_bits:(i + 1) * self.data_bits].eq(word_in)
+                m.d.sync += w_word.eq(w_word + 1)
+            with m.Else():  # a row went to the unit
+                m.d.sync += [w_word.eq(0), w_kpos.eq(Mux(w_kpos == depth - 1, 0, w_kpos + 1)), w_k.eq(w_k + 1)]
+                with m.If(w_k == k_len - 1):  # the block's last row: the next block starts with its bias
+                    m.d.sync += [in_bias.eq(1), w_k.eq(0), w_kpos.eq(0)]
+
+        # --- 3. transposer: rows token words -> lanes columns of X -------------------
+        x_t0, x_n0 = Signal(16), Signal(16)   # tile being fed
+        x_kw = Signal(16)                     # word of the K dimension
+        x_tile_addr = Signal(16)              # x_base + x_t0 * sk
+        rq_r = Signal(range(rows + 1))        # requests issued for this block
+        rq_addr = Signal(16)                  # x_tile_addr + rq_r * sk + x_kw
+        rs_r = Signal(range(rows + 1))        # words received for this block
+        block = [Signal(data.ArrayLayout(self.act.width, lanes), name=f"xblock{r}") for r in range(rows)]
+        emit_l = Signal(range(lanes))
+        x_k = Signal(16)                      # k of the column being sent
+        x_kpos = Signal(range(depth))
+        x_done = Signal()
+        with m.If(self.start):
+            m.d.sync += [x_t0.eq(0), x_n0.eq(0), x_kw.eq(0), x_tile_addr.eq(self.args.src0), rq_r.eq(0),
+                         rq_addr.eq(self.args.src0), rs_r.eq(0), emit_l.eq(0), x_k.eq(0), x_kpos.eq(0),
+                         x_done.eq(self.args.length == 0)]
+        m.d.comb += [self.rd.valid.eq(running & ~x_done & (rq_r < rows)), self.rd.payload.eq(rq_addr)]
+        with m.If(self.rd.valid & self.rd.ready):
+            m.d.sync += [rq_r.eq(rq_r + 1), rq_addr.eq(rq_addr + sk)]
+        m.d.comb += self.rd_data.ready.eq(rs_r < rows)
+        with m.If(self.rd_data.valid & self.rd_data.ready):
+            for r in range(rows):
+                with m.If(rs_r == r):
+                    m.d.sync += block[r].eq(self.rd_data.payload)
+            m.d.sync += rs_r.eq(rs_r + 1)
+        col_last = (x_kpos == depth - 1) | (x_k == k_len - 1)
+        m.d.comb += [unit.x.valid.eq(running & (rs_r == rows)), unit.x.payload.last.eq(col_last)]
+        for r in range(rows):
+            m.d.comb += unit.x.payload.data[r].eq(block[r].as_value().word_select(emit_l, self.act.width))
+        with m.If(unit.x.valid & unit.x.ready):
+            m.d.sync += [x_k.eq(x_k + 1), x_kpos.eq(Mux(x_kpos == depth - 1, 0, x_kpos + 1)), emit_l.eq(emit_l + 1)]
+            block_end = (emit_l == lanes - 1) | (x_k == k_len - 1)
+            with m.If(block_end):
+                m.d.sync += [emit_l.eq(0), rq_r.eq(0), rs_r.eq(0)]
+                with m.If(x_k == k_len - 1):  # the tile's columns are all sent: next tile
+                    m.d.sync += [x_k.eq(0), x_kpos.eq(0), x_kw.eq(0)]
+                    with m.If(x_n0 + cols >= n_out):
+                        m.d.sync += [x_n0.eq(0), x_t0.eq(x_t0 + rows), x_tile_addr.eq(x_tile_addr + sk * rows),
+                                     rq_addr.eq(x_tile_addr + sk * rows)]
+                        with m.If(x_t0 + rows >= n_tok):
+                            m.d.sync += x_done.eq(1)
+                    with m.Else():
+                        m.d.sync += [x_n0.eq(x_n0 + cols), rq_addr.eq(x_tile_addr)]
+                with m.Else():
+                    m.d.sync += [x_kw.eq(x_kw + 1), rq_addr.eq(x_tile_addr + x_kw + 1)]
+
+        # --- 4. output rows -> words (tokens < M), GELU or not -> Y ------------------
+        o_t0, o_n0 = Signal(16), Signal(16)
+        o_r = Signal(range(rows))
+        o_j = Signal(range(cpw))
+        with m.If(self.start):
+            m.d.sync += [o_t0.eq(0), o_n0.eq(0), o_r.eq(0), o_j.eq(0)]
+        keep = o_t0 + o_r < n_tok
+        word_out = unit.o.payload.as_value().word_select(o_j, self.data_bits)
+        word_valid = unit.o.valid & keep
+        down_ready = Signal()
+        m.d.comb += unit.o.ready.eq(~keep | ((o_j == cpw - 1) & down_ready))
+        with m.If(unit.o.valid & (~keep | down_ready)):
+            m.d.sync += o_j.eq(Mux(keep & (o_j != cpw - 1), o_j + 1, 0))
+            with m.If(~keep | (o_j == cpw - 1)):
+                m.d.sync += o_r.eq(o_r + 1)
+                with m.If(o_r == rows - 1):
+                    m.d.sync += o_r.eq(0)
+                    with m.If(o_n0 + cols >= n_out):
+                        m.d.sync += [o_n0.eq(0), o_t0.eq(o_t0 + rows)]
+                    with m.Else():
+                        m.d.sync += o_n0.eq(o_n0 + cols)
+        # through GELU or straight to the writer
+        wr_valid, wr_data = Signal(), Signal(self.data_bits)
+        m.d.comb += [gelu.i.payload.eq(word_out), gelu.i.valid.eq(use_gelu & word_valid),
+                     gelu.o.ready.eq(self.wr.ready)]
+        with m.If(use_gelu):
+            m.d.comb += [down_ready.eq(gelu.i.ready), wr_valid.eq(gelu.o.valid), wr_data.eq(gelu.o.payload)]
+        with m.Else():
+            m.d.comb += [down_ready.eq(self.wr.ready), wr_valid.eq(word_valid), wr_data.eq(word_out)]
+
+        # writer: words of tokens < M in order: (token tile, feature tile, row, word)
+        y_t, y_n0w, y_j = Signal(16), Signal(16), Signal(range(cpw))
+        y_row_addr = Signal(16)       # y_base + y_t * sn
+        y_tile_t0 = Signal(16)
+        y_tile_addr = Signal(16)      # y_base + y_tile_t0 * sn
+        y_done = Signal()
+        with m.If(self.start):
+            m.d.sync += [y_t.eq(0), y_n0w.eq(0), y_j.eq(0), y_row_addr.eq(self.args.dst), y_tile_t0.eq(0),
+                         y_tile_addr.eq(self.args.dst), y_done.eq(self.args.length == 0)]
+        m.d.comb += [self.wr.valid.eq(wr_valid), self.wr.payload.data.eq(wr_data),
+                     self.wr.payload.addr.eq(y_row_addr + y_n0w + y_j)]
+        tile_rows_end = (y_t + 1 == n_tok) | (y_t + 1 == y_tile_t0 + rows)
+        with m.If(self.wr.valid & self.wr.ready):
+            m.d.sync += y_j.eq(y_j + 1)
+            with m.If(y_j == cpw - 1):
+                m.d.sync += [y_j.eq(0), y_t.eq(y_t + 1), y_row_addr.eq(y_row_addr + sn)]
+                with m.If(tile_rows_end):  # next feature tile of the same tokens, or the next token tile
+                    with m.If(y_n0w + cpw >= sn):
+                        m.d.sync += [y_n0w.eq(0), y_tile_t0.eq(y_t + 1), y_tile_addr.eq(y_row_addr + sn)]
+                        with m.If(y_t + 1 == n_tok):
+                            m.d.sync += y_done.eq(1)
+                    with m.Else():
+                        m.d.sync += [y_n0w.eq(y_n0w + cpw), y_t.eq(y_tile_t0), y_row_addr.eq(y_tile_addr)]
+        with m.If(running & y_done & ~self.start):
+            m.d.comb += self.done.eq(1)
+            m.d.sync += running.eq(0)
+        return m

@@ -1,0 +1,196 @@
+"""A program that exercises every compute op of the accelerator top, with its expected results.
+
+:func:`build` lays out operands in external memory, writes the program (``fpga.isa``)
+that LOADs them, runs LINEAR (with and without GELU, several token and feature tiles,
+K split over weight-bank tiles), ADD, LAYERNORM, GELU, MOE_ROUTE and (if built)
+ATTENTION on two heads, and STOREs every result; the expected external words come from
+``hwgen.numerics`` only (the reference the hardware must equal bit for bit).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fpga.hdl.engine_linear import weight_words
+from fpga.hdl.layernorm import eps_code
+from fpga.isa import REGISTERS, Instr, Op
+from hwgen.numerics.attention import attention_codes
+from hwgen.numerics.gelu import gelu_codes
+from hwgen.numerics.layernorm import layernorm_codes
+from hwgen.numerics.linear import linear_codes
+from hwgen.numerics.residual import residual_codes
+from hwgen.numerics.softmax import SOFTMAX_DEFAULT, scale_code
+from hwgen.numerics.topk import expert_schedule, route
+
+__all__ = ["build", "pack_words", "unpack_words"]
+
+
+def pack_words(codes: np.ndarray, bits: int, per_word: int) -> list[int]:
+    """Rows of codes -> words (``per_word`` codes of ``bits`` each, code 0 at bit 0), row by row;
+    each row starts a new word."""
+    out = []
+    for row in np.asarray(codes, dtype=np.int64).reshape(len(codes), -1):
+        for w0 in range(0, len(row), per_word):
+            word = 0
+            for i, v in enumerate(row[w0:w0 + per_word]):
+                word |= (int(v) & ((1 << bits) - 1)) << (i * bits)
+            out.append(word)
+    return out
+
+
+def unpack_words(words: list[int], bits: int, per_word: int, n: int) -> list[int]:
+    """The first ``n`` codes of words (signed)."""
+    vals = []
+    for w in words:
+        for i in range(per_word):
+            v = (w >> (i * bits)) & ((1 << bits) - 1)
+            vals.append(v - (1 << bits) if v >> (bits - 1) else v)
+    return vals[:n]
+
+
+class _Layout:
+    def __init__(self, bytes_per_word: int):
+        self.ext, self.buf, self.bpw = 0x10000, 0, bytes_per_word
+        self.memory: dict[int, int] = {}
+
+    def ext_block(self, words: list[int]) -> int:
+        addr = self.ext
+        for i, w in enumerate(words):
+            self.memory[addr // self.bpw + i] = w
+        self.ext += (len(words) + 8) * self.bpw
+        return addr
+
+    def buf_block(self, n: int) -> int:
+        addr = self.buf
+        self.buf += n + 2
+        return addr
+
+
+def build(config, ops, seed: int = 0) -> dict:
+    """``{"program", "memory" (ext word -> int), "expect" (ext word -> int), "names" (ext word -> what)}``."""
+    c = config
+    act, wf = c.act_fmt, c.weight_fmt
+    lanes, bits, bpw = c.lanes, act.width, c.mem_port_bits // 8
+    rng = np.random.default_rng(seed)
+    lay = _Layout(bpw)
+    prog: list[Instr] = []
+    expect: dict[int, int] = {}
+    names: dict[int, str] = {}
+
+    def stride(d):
+        return -(-d // lanes)
+
+    def small(shape, scale=2.0):  # codes of moderate values, so that results are not all saturated
+        return np.clip(np.round(rng.normal(0, scale, shape) * 2 ** act.frac_bits), act.qmin, act.qmax).astype(np.int64)
+
+    def load(codes, d):
+        words = pack_words(codes, bits, lanes)
+        ext = lay.ext_block(words)
+        buf = lay.buf_block(len(words))
+        prog.append(Instr(Op.LOAD, dst=buf, length=len(words), ext_addr=ext))
+        return buf
+
+    def store(buf, codes, name):
+        words = pack_words(codes, bits, lanes)
+        ext = lay.ext_block([0] * len(words))
+        prog.append(Instr(Op.STORE, src0=buf, length=len(words), ext_addr=ext))
+        for i, w in enumerate(words):
+            expect[ext // bpw + i] = w
+            names[ext // bpw + i] = f"{name} word {i}"
+
+    def weights(w, b):
+        """The LINEAR weight image (fpga.hdl.engine_linear)."""
+        cols = c.mac_cols
+        w_words, bias_words = weight_words(cols, wf.width, act.width, c.mem_port_bits)
+        img = []
+        for j in range(0, w.shape[1], cols):
+            bias = pack_words(b[None, j:j + cols], act.width, lanes)
+            rows = pack_words(w[:, j:j + cols], wf.width, c.mem_port_bits // wf.width)
+            assert len(bias) == bias_words and len(rows) == w_words * len(w)
+            img += bias + rows
+        return lay.ext_block(img)
+
+    m_tok = c.mac_rows + 2                      # a partial token tile
+    k = 2 * c.weight_depth + lanes // 2 + 1     # K over three weight-bank tiles, not a whole word
+    n = 2 * c.mac_cols                          # two feature tiles
+    x = small((m_tok, k))
+    xb = load(x, k)
+    outs = {}
+    if Op.LINEAR in ops:
+        for name, gelu in (("linear_gelu", True), ("linear", False)):
+            w = rng.integers(wf.qmin, wf.qmax + 1, (k, n)) // 4
+            b = small((n,))
+            y = linear_codes(x, w, b, act, wf, act, act, gelu=gelu)
+            yb = lay.buf_block(m_tok * stride(n))
+            prog.append(Instr(Op.LINEAR, flags=int(gelu), src0=xb, dst=yb, length=m_tok, aux=k, src1=n,
+                              ext_addr=weights(w, b)))
+            store(yb, y, name)
+            outs[name] = (yb, y)
+    if not outs:  # without LINEAR: the ADD operands straight from memory
+        for name in ("linear_gelu", "linear"):
+            y = small((m_tok, n))
+            outs[name] = (load(y, n), y)
+    (y1b, y1), (y2b, y2) = outs["linear_gelu"], outs["linear"]
+    if Op.ADD in ops:
+        z = residual_codes(y1, y2, act, act, act)
+        zb = lay.buf_block(m_tok * stride(n))
+        prog.append(Instr(Op.ADD, src0=y1b, src1=y2b, dst=zb, length=m_tok * stride(n)))
+        store(zb, z, "add")
+    else:
+        z = small((m_tok, n), 8.0)
+        zb = load(z, n)
+    if Op.LAYERNORM in ops:
+        eps = 1e-5
+        g, be = small((n,), 1.0), small((n,), 1.0)
+        gb = load(np.stack([g, be]), n)  # gamma words then beta words
+        prog.append(Instr(Op.SET, aux=REGISTERS["ln_eps"], ext_addr=eps_code(eps, act)))
+        lnb = lay.buf_block(m_tok * stride(n))
+        prog.append(Instr(Op.LAYERNORM, src0=zb, src1=gb, dst=lnb, length=m_tok, aux=n))
+        store(lnb, layernorm_codes(z, g, be, act, act, act, act, eps=eps), "layernorm")
+    if Op.GELU in ops:
+        gx = small((m_tok, n), 3.0)
+        gx[0, :4] = [act.qmin, act.qmax, 0, -1]
+        gxb = load(gx, n)
+        gob = lay.buf_block(m_tok * stride(n))
+        prog.append(Instr(Op.GELU, src0=gxb, dst=gob, length=m_tok * stride(n)))
+        store(gob, gelu_codes(gx, act, act), "gelu")
+    if Op.MOE_ROUTE in ops:
+        for e_run in (c.moe_experts, max(c.moe_k, c.moe_experts - 1)):
+            scores = small((m_tok, e_run), 1.0)
+            scores[1, :] = scores[1, 0]                # ties: the lower index wins
+            sb = load(scores, e_run)
+            experts, gw = route(scores, c.moe_k, act, act, c.moe_normalization)
+            tb = lay.buf_block(m_tok)
+            sched = expert_schedule(experts)
+            entries = [(e, t, int(i == len(toks) - 1)) for e, toks in sched for i, t in enumerate(toks)]
+            schb = lay.buf_block(1 + len(entries))
+            prog.append(Instr(Op.MOE_ROUTE, src0=sb, dst=tb, src1=schb, length=m_tok, aux=e_run))
+            store(tb, np.concatenate([experts, gw], axis=1), f"moe_route_table E={e_run}")
+            header = np.zeros((1, lanes), dtype=np.int64)
+            header[0, :2] = [len(entries), len(sched)]
+            ent = np.zeros((len(entries), lanes), dtype=np.int64)
+            ent[:, :3] = entries
+            store(schb, np.concatenate([header, ent]), f"moe_schedule E={e_run}")
+    if Op.ATTENTION in ops:
+        d = c.attention_head_dim - (lanes if c.attention_head_dim > lanes else 0)  # a head shorter than the unit's
+        heads, sq, sk = 2, c.attention_queries + 1, c.attention_queries + 3
+        q, kk, v = small((sq, heads * d), 1.0), small((sk, heads * d), 1.0), small((sk, heads * d), 1.0)
+        qb, kb, vb = load(q, heads * d), load(kk, heads * d), load(v, heads * d)
+        ob = lay.buf_block(sq * stride(heads * d))
+        scale = 1.0 / math.sqrt(d)
+        code = scale_code(scale, SOFTMAX_DEFAULT)
+        for reg, val in (("att_dim", d), ("att_in_stride", stride(heads * d)), ("att_out_stride", stride(heads * d)),
+                         ("att_scale", code & ((1 << 20) - 1))):
+            prog.append(Instr(Op.SET, aux=REGISTERS[reg], ext_addr=val))
+        want = np.zeros((sq, heads * d), dtype=np.int64)
+        for h in range(heads):
+            hs = slice(h * d, (h + 1) * d)
+            want[:, hs] = attention_codes(q[:, hs], kk[:, hs].T, v[:, hs], (act, act, act), act, scale=scale)
+            w0 = h * d // lanes
+            prog.append(Instr(Op.ATTENTION, src0=qb + w0, src1=kb + w0, ext_addr=vb + w0, dst=ob + w0,
+                              length=sq, aux=sk))
+        store(ob, want, "attention")
+    prog.append(Instr(Op.END))
+    return {"program": prog, "memory": lay.memory, "expect": expect, "names": names, "buffer_words": lay.buf}
