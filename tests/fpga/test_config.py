@@ -43,6 +43,11 @@ def test_toml_round_trip(tmp_path):
     ({"attention_queries": 32}, "accelerator config: attention_queries=32 exceeds mac_rows=16"),
     ({"mac_rows": 64, "mac_cols": 64, "weight_buffer_bytes": 1 << 20},
      "accelerator config: 64x64 = 4096 MACs exceed the 2520 DSPs of xczu9eg-ffvb1156-2-e"),
+    ({"attention_chunk": 24}, "accelerator config: attention_chunk=24 does not divide attention_head_dim=64"),
+    ({"moe_k": 17}, "accelerator config: moe_k=17 exceeds moe_experts=16"),
+    ({"moe_normalization": "softmax"},
+     "accelerator config: moe_normalization 'softmax' is not supported; supported: softmax_then_topk, "
+     "softmax_topk_renorm, topk_then_softmax, topk, sigmoid_then_topk"),
     ({"weight_buffer_bytes": 1000},
      "accelerator config: weight_buffer_bytes=1000 cannot double-buffer a 16x16 tile of fixed<16,2> weights "
      "(needs >= 1024)"),
@@ -51,6 +56,13 @@ def test_errors(kwargs, message):
     with pytest.raises(TargetError) as e:
         AcceleratorConfig(**kwargs)
     assert str(e.value) == message
+
+
+def test_derived_sizes():
+    c = AcceleratorConfig()
+    assert c.lanes == 8                     # 256-bit words of fixed<32,10>
+    assert c.buffer_words == 12_384         # 129 tokens x 768 activations
+    assert c.weight_depth == 192            # 12,288 bytes: two banks of 192 rows of 16 x 16-bit weights
 
 
 def test_toml_errors(tmp_path):
