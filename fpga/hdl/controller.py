@@ -20,7 +20,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..isa import FIELDS, WORD_BITS, Op
-from .dma import ADDR_BITS, cmd_layout
+from .dma import ADDR_BITS, LEN_BITS
 
 __all__ = ["Controller"]
 
@@ -41,7 +41,8 @@ class Controller(wiring.Component):
             raise TypeError(f"buf_addr_bits must be a positive integer, not {buf_addr_bits!r}")
         self.buf_addr_bits = buf_addr_bits
         req = data.StructLayout({"addr": ADDR_BITS, "beats": 8})
-        cmd = cmd_layout(buf_addr_bits)
+        # the DMA's command without its last field (to_unit): the controller only LOADs/STOREs the buffer
+        cmd = data.StructLayout({"store": 1, "ext_addr": ADDR_BITS, "buf_addr": buf_addr_bits, "length": LEN_BITS})
         super().__init__({
             "start": In(1),
             "prog_addr": In(ADDR_BITS),

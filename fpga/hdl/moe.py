@@ -135,7 +135,7 @@ class TopKUnit(wiring.Component):
                 m.d.sync += idx.eq(idx + 1)
                 m.d.sync += [slot_score[p].eq(new_score[p]) for p in range(k)]
                 m.d.sync += [slot_idx[p].eq(new_idx[p]) for p in range(k)]
-                m.d.sync += [slot_valid[p].eq(slot_valid[p] | (idx >= p)) for p in range(k)]
+                m.d.sync += [slot_valid[p].eq(slot_valid[p] | (idx >= p) if p else 1) for p in range(k)]
 
         # gate weights of the selected scores, rank order
         m.d.comb += self.o.valid.eq(res_valid)
