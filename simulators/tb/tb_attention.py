@@ -2,10 +2,14 @@
 
 Parameters come as JSON in ``HWGEN_TB_PARAMS`` (the pytest file sets them to those the
 Verilog was built with): head_dim, value_dim, queries, max_keys, scale, in_fmt,
-out_fmt, rows (random query rows), seed, p_valid, p_ready.
+out_fmt, rows (random query rows), seed, p_valid, p_ready; optional: chunk (elements a
+beat, default head_dim), runtime_scale (the DUT was built with ``scale=None``: drive its
+``scale_code`` port, changing the scale every few groups once the unit is idle).
 
-Driver (q, kv) -> DUT -> monitor (o) -> in-order checker against the model, which is
-hwgen's fixed-point attention run on each group's codes.
+Driver (q, kv: ``F = head_dim // chunk`` beats a row, ``last`` random on the beats where
+the unit must ignore it) -> DUT -> monitor (o, beats reassembled into rows) -> in-order
+checker against the model, which is hwgen's fixed-point attention run on each group's
+codes.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import random
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hwgen.fixedpoint import FixedFormat
 from hwgen.numerics.attention import attention_codes
+from hwgen.numerics.softmax import scale_code
 
 from stream_bfm import InOrderChecker, StreamDriver, StreamMonitor, pack, unpack
 
@@ -28,7 +33,57 @@ from stream_bfm import InOrderChecker, StreamDriver, StreamMonitor, pack, unpack
 def _params():
     p = json.loads(os.environ["HWGEN_TB_PARAMS"])
     p["in_fmt"], p["out_fmt"] = FixedFormat.parse(p["in_fmt"]), FixedFormat.parse(p["out_fmt"])
+    p["chunk"] = p.get("chunk") or p["head_dim"]
+    p["beats"] = p["head_dim"] // p["chunk"]
+    p.setdefault("runtime_scale", False)
     return p
+
+
+def _q_beats(p, row, last: bool, prng: random.Random):
+    """A query row as F packed beats; ``last`` on the final one, random bits before it."""
+    f, ch, n = p["in_fmt"], p["chunk"], p["beats"]
+    return [pack([(x, f.width) for x in row[c * ch:(c + 1) * ch]]
+                 + [(last if c == n - 1 else prng.random() < 0.5, 1)]) for c in range(n)]
+
+
+def _kv_beats(p, k, v, last: bool, prng: random.Random):
+    """A key and its value as F packed beats ``{k[chunk], v[Vc], last}``."""
+    f, n = p["in_fmt"], p["beats"]
+    kc, vc = p["chunk"], p["value_dim"] // n
+    return [pack([(x, f.width) for x in k[c * kc:(c + 1) * kc]] + [(x, f.width) for x in v[c * vc:(c + 1) * vc]]
+                 + [(last if c == n - 1 else prng.random() < 0.5, 1)]) for c in range(n)]
+
+
+class RowAssembler:
+    """Monitor callback: collects F output beats into one row and hands it on."""
+
+    def __init__(self, p, sink):
+        self.w, self.vc, self.n = p["out_fmt"].width, p["value_dim"] // p["beats"], p["beats"]
+        self.sink, self.buf, self.beats = sink, [], 0
+
+    def __call__(self, word):
+        self.buf += unpack(word, [(self.w, True)] * self.vc)
+        self.beats += 1
+        if self.beats == self.n:
+            self.sink(tuple(self.buf))
+            self.buf, self.beats = [], 0
+
+
+class HandshakeLog:
+    """Cycle numbers (counted from its start) of the accepted beats of a DUT stream."""
+
+    def __init__(self, dut, name: str, clk):
+        self.valid, self.ready = getattr(dut, f"{name}__valid"), getattr(dut, f"{name}__ready")
+        self.clk, self.cycles, self.cycle = clk, [], 0
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        while True:
+            await RisingEdge(self.clk)
+            self.cycle += 1
+            await ReadOnly()
+            if int(self.valid.value) and int(self.ready.value):
+                self.cycles.append(self.cycle)
 
 
 class AttentionModel:
@@ -37,10 +92,15 @@ class AttentionModel:
     def __init__(self, p):
         self.p = p
 
-    def rows(self, q, k, v):
+    def rows(self, q, k, v, scale=None):
         f = self.p["in_fmt"]
-        out = attention_codes(q, k.T, v, (f, f, f), self.p["out_fmt"], scale=self.p["scale"])
+        scale = self.p["scale"] if scale is None else scale
+        out = attention_codes(q, k.T, v, (f, f, f), self.p["out_fmt"], scale=scale)
         return [tuple(int(x) for x in r) for r in out]
+
+
+#: Scales the run-time-scale configuration switches between (in the scale code's range).
+RUNTIME_SCALES = [0.125, 0.35, 1.0, 2.5, -0.6]
 
 
 def _groups(p, rng: np.random.Generator):
@@ -73,57 +133,65 @@ def _groups(p, rng: np.random.Generator):
 @cocotb.test()
 async def attention_matches_reference(dut):
     p = _params()
-    f, w_out, dv = p["in_fmt"], p["out_fmt"].width, p["value_dim"]
+    n_beats = p["beats"]
     rng = np.random.default_rng(p["seed"])
     prng = random.Random(p["seed"])
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
+    scale = p["scale"]
+    if p["runtime_scale"]:
+        dut.scale_code.value = scale_code(scale)
     q_drv = StreamDriver(dut, "q", dut.clk, p["p_valid"], prng)
     kv_drv = StreamDriver(dut, "kv", dut.clk, p["p_valid"], prng)
     checker = InOrderChecker(dut._log, "o")
-    mon = StreamMonitor(dut, "o", dut.clk, lambda word: checker.got(tuple(unpack(word, [(w_out, True)] * dv))),
-                        p["p_ready"], prng)
+    mon = StreamMonitor(dut, "o", dut.clk, RowAssembler(p, checker.got), p["p_ready"], prng)
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
 
     model = AttentionModel(p)
-    n_rows = 0
-    for q, k, v in _groups(p, rng):
-        for row in model.rows(q, k, v):
+    n_rows, scales = 0, {scale}
+    for g, (q, k, v) in enumerate(_groups(p, rng)):
+        if p["runtime_scale"] and g % 10 == 9:  # a new scale code, once the unit is idle
+            await _drain(dut, mon, n_rows * n_beats)
+            scale = float(rng.choice(RUNTIME_SCALES))
+            dut.scale_code.value = scale_code(scale)
+            scales.add(scale)
+        for row in model.rows(q, k, v, scale):
             checker.expect(row)
         for i, row in enumerate(q):
-            q_drv.append(pack([(x, f.width) for x in row] + [(i == len(q) - 1, 1)]))
+            for beat in _q_beats(p, row, i == len(q) - 1, prng):
+                q_drv.append(beat)
         for j in range(len(k)):
-            kv_drv.append(pack([(x, f.width) for x in k[j]] + [(x, f.width) for x in v[j]] + [(j == len(k) - 1, 1)]))
+            for beat in _kv_beats(p, k[j], v[j], j == len(k) - 1, prng):
+                kv_drv.append(beat)
         n_rows += len(q)
 
-    await _drain(dut, mon, n_rows)
-    dut._log.info("attention: %d rows checked in %d cycles, %d errors", checker.checked, mon.cycle, checker.errors)
-    assert mon.received == n_rows, f"received {mon.received} of {n_rows} rows"
+    await _drain(dut, mon, n_rows * n_beats)
+    dut._log.info("attention: %d rows (%d beats of %d) checked in %d cycles, %d scales, %d errors",
+                  checker.checked, mon.received, p["value_dim"] // n_beats, mon.cycle, len(scales), checker.errors)
+    assert mon.received == n_rows * n_beats, f"received {mon.received} of {n_rows * n_beats} beats"
     assert checker.checked == n_rows
     assert checker.errors == 0
 
 
 @cocotb.test()
 async def attention_rows_leave_one_per_cycle(dut):
-    """Without stalls, the rows of a group leave on consecutive cycles (the skew)."""
-    from cocotb.simtime import get_sim_time
-
+    """Without stalls: one kv beat a cycle, the rows of a group leave back to back (one o
+    beat a cycle, the skew), the first (K + 1)·F cycles after the group's first kv beat,
+    and a group of P queries and K keys takes F·(K + 2P) cycles."""
     p = _params()
-    f, w_out, d, dv, nq = p["in_fmt"], p["out_fmt"].width, p["head_dim"], p["value_dim"], p["queries"]
+    f, d, dv, nq, n_beats = p["in_fmt"], p["head_dim"], p["value_dim"], p["queries"], p["beats"]
     rng = np.random.default_rng(p["seed"] + 7)
+    prng = random.Random(p["seed"] + 7)
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
+    if p["runtime_scale"]:
+        dut.scale_code.value = scale_code(p["scale"])
     q_drv = StreamDriver(dut, "q", dut.clk, 1.0)
     kv_drv = StreamDriver(dut, "kv", dut.clk, 1.0)
     checker = InOrderChecker(dut._log, "o")
-    times: list[float] = []
-
-    def on_row(word):
-        times.append(get_sim_time("ns"))
-        checker.got(tuple(unpack(word, [(w_out, True)] * dv)))
-
-    mon = StreamMonitor(dut, "o", dut.clk, on_row, 1.0)
+    mon = StreamMonitor(dut, "o", dut.clk, RowAssembler(p, checker.got), 1.0)
+    kv_log, o_log = HandshakeLog(dut, "kv", dut.clk), HandshakeLog(dut, "o", dut.clk)
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     model = AttentionModel(p)
@@ -133,21 +201,31 @@ async def attention_rows_leave_one_per_cycle(dut):
         for row in model.rows(q, k, v):
             checker.expect(row)
         for i, row in enumerate(q):
-            q_drv.append(pack([(x, f.width) for x in row] + [(i == nq - 1, 1)]))
+            for beat in _q_beats(p, row, i == nq - 1, prng):
+                q_drv.append(beat)
         for j in range(n_k):
-            kv_drv.append(pack([(x, f.width) for x in k[j]] + [(x, f.width) for x in v[j]] + [(j == n_k - 1, 1)]))
-    await _drain(dut, mon, n_groups * nq)
-    gaps = [times[g * nq + i + 1] - times[g * nq + i] for g in range(n_groups) for i in range(nq - 1)]
-    period = (times[-1] - times[nq - 1]) / (n_groups - 1) / 10
-    dut._log.info("rows of a group %s ns apart; %.1f cycles per group of %d queries x %d keys", sorted(set(gaps)), period, nq, n_k)
-    assert mon.received == n_groups * nq
-    assert all(g == 10 for g in gaps)
+            for beat in _kv_beats(p, k[j], v[j], j == n_k - 1, prng):
+                kv_drv.append(beat)
+    await _drain(dut, mon, n_groups * nq * n_beats)
+    assert mon.received == n_groups * nq * n_beats
+    o_groups = [o_log.cycles[g * nq * n_beats:(g + 1) * nq * n_beats] for g in range(n_groups)]
+    kv_groups = [kv_log.cycles[g * n_k * n_beats:(g + 1) * n_k * n_beats] for g in range(n_groups)]
+    o_gaps = {b - a for c in o_groups for a, b in zip(c, c[1:])}
+    kv_gaps = {b - a for c in kv_groups for a, b in zip(c, c[1:])}
+    periods = {b[0] - a[0] for a, b in zip(o_groups, o_groups[1:])}
+    latency = {o[0] - kv[0] for o, kv in zip(o_groups, kv_groups)}
+    dut._log.info("F=%d, %d queries x %d keys: o beats of a group %s cycles apart, kv beats %s apart, "
+                  "first o beat %s cycles after the first kv beat, %s cycles per group",
+                  n_beats, nq, n_k, sorted(o_gaps), sorted(kv_gaps), sorted(latency), sorted(periods))
+    assert o_gaps <= {1} and kv_gaps <= {1}
+    assert latency == {(n_k + 1) * n_beats}
+    assert periods == {n_beats * (n_k + 2 * nq)}
     assert checker.errors == 0
 
 
-async def _drain(dut, mon, n_rows):
-    for _ in range(200 * n_rows + 1000):
+async def _drain(dut, mon, n_beats):
+    for _ in range(200 * n_beats + 1000):
         await RisingEdge(dut.clk)
-        if mon.received >= n_rows:
+        if mon.received >= n_beats:
             break
     await ClockCycles(dut.clk, 20)  # nothing extra may follow
