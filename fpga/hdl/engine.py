@@ -23,9 +23,8 @@ Addresses are buffer words; a word holds ``lanes`` activations, lane 0 in bits
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..isa import FIELDS
@@ -61,7 +60,7 @@ def ceil_div_pow2(x, n: int):
 class BufferReader(wiring.Component):
     """Read requests in, words out, for a synchronous (one-cycle) memory read port.
 
-    Up to two words are in flight or waiting (a two-entry FIFO), so that a consumer that
+    Up to two words are in flight or waiting (a two-entry queue), so that a consumer that
     takes a word every cycle gets one every cycle.
 
     Members
@@ -84,15 +83,25 @@ class BufferReader(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFO(width=self.data_bits, depth=2)
+        # a two-entry queue in registers (head ``q0``); Yosys 0.70 fails to map a
+        # depth-2 lib.fifo memory onto LUT RAM ("invalid OPTION_ABITS/WIDTH combination")
+        q0, q1 = Signal(self.data_bits), Signal(self.data_bits)
+        count = Signal(range(3))
         in_flight = Signal()
-        taking = Signal()
+        push, pop = in_flight, self.data.valid & self.data.ready
         m.d.comb += [
-            self.data.payload.eq(fifo.r_data), self.data.valid.eq(fifo.r_rdy), fifo.r_en.eq(self.data.ready),
-            taking.eq(fifo.r_rdy & self.data.ready),
-            fifo.w_data.eq(self.mem_data), fifo.w_en.eq(in_flight),
-            self.req.ready.eq(fifo.level + in_flight - taking < 2),
+            self.data.payload.eq(q0), self.data.valid.eq(count != 0),
+            self.req.ready.eq(count + in_flight - pop < 2),
             self.mem_addr.eq(self.req.payload),
         ]
-        m.d.sync += in_flight.eq(self.req.valid & self.req.ready)
+        m.d.sync += [in_flight.eq(self.req.valid & self.req.ready), count.eq(count + push - pop)]
+        with m.If(pop):
+            m.d.sync += q0.eq(Mux(count == 2, q1, self.mem_data))
+            with m.If(push & (count == 2)):
+                m.d.sync += q1.eq(self.mem_data)
+        with m.Elif(push):
+            with m.If(count == 0):
+                m.d.sync += q0.eq(self.mem_data)
+            with m.Else():
+                m.d.sync += q1.eq(self.mem_data)
         return m
