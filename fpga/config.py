@@ -16,7 +16,7 @@ from hwgen.errors import TargetError
 from hwgen.fixedpoint import FixedFormat
 from hwgen.numerics.topk import NORMALIZATIONS
 
-__all__ = ["AcceleratorConfig", "Part", "PARTS", "PRESETS"]
+__all__ = ["AcceleratorConfig", "Part", "PARTS", "PRESETS", "SMALL"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,12 @@ PRESETS = {
     "int16": (FixedFormat(16, 16), FixedFormat(16, 16)),
     "int8": (FixedFormat(8, 8), FixedFormat(8, 8)),
 }
+
+
+#: A small accelerator with every engine, for fast RTL simulation and synthesis: 4 x 16
+#: MACs, 16-row weight banks, 32-element attention heads in two chunks, 4 experts.
+SMALL = dict(mac_rows=4, mac_cols=16, weight_buffer_bytes=2 * 16 * 16 * 2, attention_head_dim=32, attention_chunk=16,
+             max_keys=32, max_row=64, linear_max_k=256, moe_experts=4, moe_k=2)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["synthesize", "YosysError"]
+__all__ = ["synthesize", "utilization", "fits", "YosysError"]
 
 
 class YosysError(RuntimeError):
@@ -78,3 +78,19 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
     carry = sum(v for k, v in cells.items() if k.startswith("CARRY"))
     return {"lut": lut, "ff": ff, "dsp": dsp, "bram36": bram, "carry": carry, "unmapped_gates": gates,
             "lut_mapped": lut_mapped, "cells": cells}
+
+
+def utilization(resources: dict, part) -> dict:
+    """``{resource: (used, available, fraction)}`` of a :func:`synthesize` result on a
+    :class:`fpga.config.Part`; LUTs are left out when they were not mapped."""
+    out = {}
+    for key, avail in (("lut", part.lut), ("ff", part.ff), ("bram36", part.bram36), ("dsp", part.dsp)):
+        used = resources.get(key)
+        if used is not None:
+            out[key] = (used, avail, used / avail)
+    return out
+
+
+def fits(resources: dict, part) -> bool:
+    """Whether every counted resource is within the part."""
+    return all(frac <= 1.0 for _, _, frac in utilization(resources, part).values())

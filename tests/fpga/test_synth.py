@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from fpga.config import SMALL, AcceleratorConfig
 from fpga.hdl.gelu import GeluUnit
 from fpga.hdl.layernorm import LayerNormUnit
 from fpga.hdl.linear import LinearUnit
 from fpga.hdl.residual import ResidualAdd
-from fpga.synth import synthesize
+from fpga.hdl.top import Accelerator
+from fpga.synth import fits, synthesize, utilization
 from hwgen.fixedpoint import FixedFormat
 
 
@@ -36,3 +38,18 @@ def test_synthesize_units():
     for r in res.values():
         assert r["lut"] is None or r["lut"] > 0
         assert r["lut_mapped"] or r["unmapped_gates"] > 0
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_synthesize_small_top():
+    """The whole top (every engine) at the SMALL configuration: its buffer is block RAM."""
+    config = AcceleratorConfig(**SMALL)
+    res = synthesize(Accelerator(config, buffer_words=512), "accelerator")
+    print({k: v for k, v in res.items() if k != "cells"}, utilization(res, config.part))
+    # 512 words x 256 bits = 128 kbit: block RAM, not 131,072 flip-flops
+    assert res["bram36"] >= 4
+    assert res["ff"] < 512 * 256 // 2
+    # 64 products of 32 x 16 bits in the MAC array, 4 lanes x 16 32-bit products in attention
+    assert res["dsp"] >= 64 + 4 * 16
+    assert fits(res, config.part)

@@ -6,14 +6,11 @@ import json
 
 import pytest
 
-from fpga.config import AcceleratorConfig
+from fpga.config import SMALL, AcceleratorConfig
 from fpga.hdl.top import Accelerator
 from fpga.isa import Op
 from simulators.runner import run_cocotb
 
-#: A small top: every engine with partial tiles (4x16 MACs, 16-row weight banks, 32-element heads in 2 chunks).
-SMALL = dict(mac_rows=4, mac_cols=16, weight_buffer_bytes=2 * 16 * 16 * 2, attention_head_dim=32, attention_chunk=16,
-             max_keys=32, max_row=64, linear_max_k=256, moe_experts=4, moe_k=2)
 ALL_OPS = [Op.GELU, Op.ADD, Op.LAYERNORM, Op.LINEAR, Op.ATTENTION, Op.MOE_ROUTE]
 
 

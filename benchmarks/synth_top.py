@@ -1,0 +1,55 @@
+"""Resources of the accelerator top from Yosys (synth_xilinx -family xcup, flattened), against its part.
+
+Run: ``python benchmarks/synth_top.py [config.toml] [--buffer-words N]`` (default: Edge-MoE's
+configuration, the ZCU102). Prints LUT/FF/BRAM36/DSP used, available and the fraction, the
+per-unit DSP split, the wall time of elaboration and synthesis, and whether it fits.
+Slow: tens of minutes for the default top in the WebAssembly Yosys on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from amaranth.back import verilog  # noqa: E402
+
+from fpga.config import AcceleratorConfig  # noqa: E402
+from fpga.hdl.top import Accelerator  # noqa: E402
+from fpga.synth import fits, synthesize, utilization  # noqa: E402
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("config", nargs="?", help="accelerator TOML (default: AcceleratorConfig())")
+    ap.add_argument("--buffer-words", type=int, default=None)
+    ap.add_argument("--json", help="also write the result here")
+    args = ap.parse_args(argv)
+    config = AcceleratorConfig.from_toml(args.config) if args.config else AcceleratorConfig()
+    t0 = time.perf_counter()
+    text = verilog.convert(Accelerator(config, buffer_words=args.buffer_words), name="accelerator")
+    t1 = time.perf_counter()
+    res = synthesize(text, "accelerator")
+    t2 = time.perf_counter()
+    part = config.part
+    print(f"accelerator on {part.name}: elaborated in {t1 - t0:.0f} s, synthesised in {t2 - t1:.0f} s")
+    print(f"{'resource':<10}{'used':>12}{'available':>12}{'fraction':>10}")
+    for key, (used, avail, frac) in utilization(res, part).items():
+        print(f"{key:<10}{used:>12,.1f}{avail:>12,}{frac:>9.1%}")
+    if not res["lut_mapped"]:
+        print(f"(LUTs not mapped: Yosys' ABC stopped; {res['unmapped_gates']:,} gates left)")
+    ok = fits(res, part)
+    print("fits" if ok else "DOES NOT FIT")
+    out = {"config": config.to_dict(), "resources": {k: v for k, v in res.items() if k != "cells"},
+           "cells": res["cells"], "fits": ok, "elaborate_s": t1 - t0, "synth_s": t2 - t1}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
