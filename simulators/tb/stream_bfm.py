@@ -8,6 +8,9 @@ An Amaranth stream port ``name`` appears in Verilog as ``name__payload``,
 Random stalls: a :class:`StreamDriver` starts a beat only with probability
 ``p_valid`` per cycle and then holds it (valid and payload stable) until taken; a
 :class:`StreamMonitor` raises ready with probability ``p_ready`` per cycle.
+
+On a 4-state simulator (Icarus) a :class:`StreamMonitor` fails with the signal's value
+when ``valid`` is X/Z in any cycle, or the payload of a taken beat has X/Z bits.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class StreamMonitor:
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.payload = getattr(dut, f"{name}__payload")
-        self.clk, self.callback, self.p_ready = clk, callback, p_ready
+        self.name, self.clk, self.callback, self.p_ready = name, clk, callback, p_ready
         self.rng = rng or random.Random(1)
         self.received = 0
         self.cycle = 0
@@ -97,9 +100,16 @@ class StreamMonitor:
             self.cycle += 1
             self.ready.value = int(self.rng.random() < self.p_ready)
             await ReadOnly()
-            if int(self.valid.value) and int(self.ready.value):
+            valid = self.valid.value
+            if not valid.is_resolvable:  # 4-state simulators (Icarus): an X is a failure, said clearly
+                raise AssertionError(f"{self.name}__valid is {valid} in cycle {self.cycle}")
+            if int(valid) and int(self.ready.value):
+                payload = self.payload.value
+                if not payload.is_resolvable:
+                    raise AssertionError(f"{self.name}__payload has X/Z bits on beat {self.received} "
+                                         f"(cycle {self.cycle}): {payload}")
                 self.received += 1
-                self.callback(self.payload.value.to_unsigned())
+                self.callback(payload.to_unsigned())
 
 
 class InOrderChecker:

@@ -30,8 +30,9 @@ from stream_bfm import InOrderChecker, StreamDriver, StreamMonitor, pack, unpack
 
 def _params():
     p = json.loads(os.environ["HWGEN_TB_PARAMS"])
-    for key in ("score_fmt", "weight_fmt"):
-        p[key] = FixedFormat.parse(p[key])
+    for key in ("score_fmt", "weight_fmt"):  # the top-k unit's; the scheduler has none
+        if key in p:
+            p[key] = FixedFormat.parse(p[key])
     return p
 
 

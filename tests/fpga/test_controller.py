@@ -1,4 +1,4 @@
-"""Controller: constructor check and the cocotb testbench on Verilator."""
+"""Controller: constructor check and the cocotb testbench on Verilator and Icarus."""
 
 from __future__ import annotations
 
@@ -14,6 +14,6 @@ def test_constructor_checks():
 
 
 @pytest.mark.rtl
-def test_cocotb_verilator_random_program(tmp_path):
+def test_cocotb_random_program(tmp_path, simulator):
     env = {"TB_N": "300", "TB_ABITS": "10", "TB_SEED": "11"}
-    run_cocotb(Controller(10), "tb_controller", build_dir=tmp_path, extra_env=env)
+    run_cocotb(Controller(10), "tb_controller", build_dir=tmp_path, extra_env=env, simulator=simulator)

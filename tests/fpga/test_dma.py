@@ -1,4 +1,4 @@
-"""DMA: constructor checks and the cocotb testbench on Verilator."""
+"""DMA: constructor checks and the cocotb testbench on Verilator and Icarus."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_constructor_checks():
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("data_bits, depth, burst", [(256, 64, 16), (64, 37, 5)])
-def test_cocotb_verilator(tmp_path, data_bits, depth, burst):
+def test_cocotb(tmp_path, simulator, data_bits, depth, burst):
     env = {"TB_DATA_BITS": str(data_bits), "TB_DEPTH": str(depth), "TB_BURST": str(burst),
            "TB_N": "40", "TB_SEED": str(depth)}
-    run_cocotb(Dma(data_bits, depth, burst), "tb_dma", build_dir=tmp_path, extra_env=env)
+    run_cocotb(Dma(data_bits, depth, burst), "tb_dma", build_dir=tmp_path, extra_env=env, simulator=simulator)

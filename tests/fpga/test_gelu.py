@@ -1,4 +1,4 @@
-"""GELU unit: constructor checks and the cocotb testbench on Verilator."""
+"""GELU unit: constructor checks and the cocotb testbench on Verilator and Icarus."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def test_constructor_checks():
     (4, (32, 10), (32, 10)),   # Edge-MoE's activation format
     (2, (16, 6), (8, 3)),      # narrow output: rounding and saturation
     (1, (8, 6), (8, 6)),       # 2 fraction bits: index only, no interpolation bits
-])
-def test_cocotb_verilator(tmp_path, lanes, fin, fout):
+], ids=["4lanes-fixed32", "2lanes-narrow-out", "1lane-8bit"])
+def test_cocotb(tmp_path, simulator, lanes, fin, fout):
     env = {"TB_N": "1000", "TB_LANES": str(lanes), "TB_IN": "%d,%d" % fin, "TB_OUT": "%d,%d" % fout,
            "TB_SEED": str(lanes)}
-    run_cocotb(GeluUnit(lanes, FixedFormat(*fin), FixedFormat(*fout)), "tb_gelu", build_dir=tmp_path, extra_env=env)
+    run_cocotb(GeluUnit(lanes, FixedFormat(*fin), FixedFormat(*fout)), "tb_gelu", build_dir=tmp_path, extra_env=env, simulator=simulator)

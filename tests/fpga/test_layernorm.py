@@ -1,4 +1,4 @@
-"""LayerNorm unit: constructor checks and the cocotb testbench on Verilator."""
+"""LayerNorm unit: constructor checks and the cocotb testbench on Verilator and Icarus."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ def test_constructor_checks():
 @pytest.mark.parametrize("rows, max_n, fx, fg, fb, fo, eps", [
     (130, 16, (32, 10), (32, 10), (32, 10), (32, 10), 1e-5),   # >= 1,000 elements (random lengths)
     (180, 12, (16, 6), (12, 3), (10, 4), (8, 3), 1e-3),         # narrow output: saturation
-])
-def test_cocotb_verilator(tmp_path, rows, max_n, fx, fg, fb, fo, eps):
+], ids=["n16-fixed32", "n12-narrow"])
+def test_cocotb(tmp_path, simulator, rows, max_n, fx, fg, fb, fo, eps):
     dut = LayerNormUnit(max_n, FixedFormat(*fx), FixedFormat(*fg), FixedFormat(*fb), FixedFormat(*fo), eps=eps)
     env = {"TB_ROWS": str(rows), "TB_MAXN": str(max_n), "TB_X": "%d,%d" % fx, "TB_G": "%d,%d" % fg,
            "TB_B": "%d,%d" % fb, "TB_OUT": "%d,%d" % fo, "TB_EPS": repr(eps), "TB_SEED": str(max_n)}
-    run_cocotb(dut, "tb_layernorm", build_dir=tmp_path, extra_env=env)
+    run_cocotb(dut, "tb_layernorm", build_dir=tmp_path, extra_env=env, simulator=simulator)

@@ -1,4 +1,4 @@
-"""Linear unit: constructor checks and the cocotb testbench on Verilator."""
+"""Linear unit: constructor checks and the cocotb testbench on Verilator and Icarus."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def test_constructor_checks():
     (4, 4, 4, 10, (32, 10), (16, 2), (32, 10), (32, 10), False, 260),
     # narrow output: saturation; fused GELU
     (3, 2, 3, 7, (16, 6), (8, 2), (12, 4), (12, 5), True, 340),
-])
-def test_cocotb_verilator(tmp_path, rows, cols, depth, max_k, fx, fw, fb, fo, gelu, jobs):
+], ids=["4x4-fixed32", "3x2-narrow-gelu"])
+def test_cocotb(tmp_path, simulator, rows, cols, depth, max_k, fx, fw, fb, fo, gelu, jobs):
     """>= 1,000 output rows per configuration, bit-exact vs hwgen.numerics.linear."""
     assert jobs * rows >= 1000
     dut = LinearUnit(rows, cols, depth, max_k, FixedFormat(*fx), FixedFormat(*fw), FixedFormat(*fb),
@@ -37,4 +37,4 @@ def test_cocotb_verilator(tmp_path, rows, cols, depth, max_k, fx, fw, fb, fo, ge
     env = {"TB_JOBS": str(jobs), "TB_ROWS": str(rows), "TB_COLS": str(cols), "TB_DEPTH": str(depth),
            "TB_MAXK": str(max_k), "TB_X": "%d,%d" % fx, "TB_W": "%d,%d" % fw, "TB_B": "%d,%d" % fb,
            "TB_OUT": "%d,%d" % fo, "TB_GELU": str(int(gelu)), "TB_SEED": str(rows)}
-    run_cocotb(dut, "tb_linear", build_dir=tmp_path, extra_env=env)
+    run_cocotb(dut, "tb_linear", build_dir=tmp_path, extra_env=env, simulator=simulator)

@@ -1,9 +1,11 @@
 """The MoE routing units: constructor checks, short Amaranth simulations, and the cocotb
-testbenches on Verilator (bit-exact against hwgen.numerics.topk, >= 1,000 tokens each)."""
+testbenches on Verilator and Icarus (bit-exact against hwgen.numerics.topk, >= 1,000
+tokens each)."""
 
 from __future__ import annotations
 
 import gc
+import json
 import random
 
 import numpy as np
@@ -13,6 +15,7 @@ from amaranth.sim import Simulator
 from fpga.hdl.moe import ExpertScheduler, TopKUnit
 from hwgen.fixedpoint import FixedFormat, to_fixed
 from hwgen.numerics.topk import NORMALIZATIONS, expert_schedule, route
+from simulators.runner import run_cocotb
 
 F = FixedFormat(32, 10)
 
@@ -103,3 +106,25 @@ def test_scheduler_amaranth_simulation():
     sim.add_testbench(take)
     sim.run_until(2e-5)
     assert got == want and got_pf == want_pf
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_topk_cocotb(tmp_path, simulator, normalization):
+    """8 experts, top-2, 1,000 tokens (edge cases first) with stalls on both streams."""
+    n_e, k, wf = 8, 2, FixedFormat(16, 2)
+    params = {"num_experts": n_e, "k": k, "score_fmt": str(F), "weight_fmt": str(wf),
+              "normalization": normalization, "tokens": 1000, "seed": NORMALIZATIONS.index(normalization),
+              "p_valid": 0.7, "p_ready": 0.6}
+    run_cocotb(TopKUnit(n_e, k, F, wf, normalization), "tb_moe", build_dir=tmp_path, simulator=simulator,
+               testcase="topk_matches_reference", extra_env={"HWGEN_TB_PARAMS": json.dumps(params)})
+
+
+@pytest.mark.rtl
+def test_scheduler_cocotb(tmp_path, simulator):
+    """8 experts, top-2, images of up to 16 tokens, >= 1,000 tokens; double-buffering order."""
+    n_e, k, n_tok = 8, 2, 16
+    params = {"num_experts": n_e, "k": k, "max_tokens": n_tok, "tokens": 1000, "seed": 5,
+              "p_valid": 0.7, "p_ready": 0.6}
+    run_cocotb(ExpertScheduler(n_e, k, n_tok), "tb_moe", build_dir=tmp_path, simulator=simulator,
+               testcase="schedule_matches_reference", extra_env={"HWGEN_TB_PARAMS": json.dumps(params)})

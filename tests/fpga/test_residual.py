@@ -1,4 +1,4 @@
-"""Residual add unit: constructor checks and the cocotb testbench on Verilator."""
+"""Residual add unit: constructor checks and the cocotb testbench on Verilator and Icarus."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def test_constructor_checks():
 @pytest.mark.parametrize("lanes, a, b, out", [
     (4, (32, 10), (32, 10), (32, 10)),
     (2, (16, 4), (12, 6), (10, 5)),  # mixed alignment, rounding and saturation
-])
-def test_cocotb_verilator(tmp_path, lanes, a, b, out):
+], ids=["4lanes-fixed32", "2lanes-mixed-formats"])
+def test_cocotb(tmp_path, simulator, lanes, a, b, out):
     fa, fb, fo = FixedFormat(*a), FixedFormat(*b), FixedFormat(*out)
     env = {"TB_N": "1000", "TB_LANES": str(lanes), "TB_A": "%d,%d" % a, "TB_B": "%d,%d" % b,
            "TB_OUT": "%d,%d" % out, "TB_SEED": str(lanes)}
-    run_cocotb(ResidualAdd(lanes, fa, fb, fo), "tb_residual", build_dir=tmp_path, extra_env=env)
+    run_cocotb(ResidualAdd(lanes, fa, fb, fo), "tb_residual", build_dir=tmp_path, extra_env=env, simulator=simulator)
