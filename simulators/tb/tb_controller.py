@@ -20,7 +20,7 @@ from tb_top import InstructionMemory
 from fpga.hdl.dma import ADDR_BITS, LEN_BITS
 from fpga.isa import Instr, Op, encode
 
-UNIT_OPS = [Op.LINEAR, Op.GELU, Op.LAYERNORM, Op.ATTENTION, Op.ADD, Op.MOE_ROUTE]
+UNIT_OPS = [Op.LINEAR, Op.GELU, Op.LAYERNORM, Op.ATTENTION, Op.ADD, Op.MOE_ROUTE, Op.SET]
 
 
 def _random_program(rng: random.Random, n: int, abits: int) -> list[Instr]:
@@ -54,7 +54,8 @@ async def random_program(dut):
             store = ins.op == Op.STORE
             checker.expect(("dma", int(store), ins.ext_addr, ins.src0 if store else ins.dst, ins.length))
         elif ins.op in UNIT_OPS:
-            checker.expect(("unit", int(ins.op), ins.flags, ins.dst, ins.src0, ins.src1, ins.length, ins.aux))
+            checker.expect(("unit", int(ins.op), ins.flags, ins.dst, ins.src0, ins.src1, ins.length, ins.aux,
+                            ins.ext_addr))
     dma_busy = []
 
     def on_dma(payload: int) -> None:
@@ -89,7 +90,7 @@ async def random_program(dut):
         if int(dut.unit_start.value):
             checker.got(("unit", int(dut.unit_op.value), int(dut.unit_flags.value), int(dut.unit_dst.value),
                          int(dut.unit_src0.value), int(dut.unit_src1.value), int(dut.unit_length.value),
-                         int(dut.unit_aux.value)))
+                         int(dut.unit_aux.value), int(dut.unit_ext_addr.value)))
             unit_wait = rng.randrange(1, 6)
         if int(dut.done.value):
             break

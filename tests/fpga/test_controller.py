@@ -15,5 +15,5 @@ def test_constructor_checks():
 
 @pytest.mark.rtl
 def test_cocotb_random_program(tmp_path, simulator):
-    env = {"TB_N": "300", "TB_ABITS": "10", "TB_SEED": "11"}
+    env = {"TB_N": "1000", "TB_ABITS": "10", "TB_SEED": "11"}  # >= 1,000 random instructions
     run_cocotb(Controller(10), "tb_controller", build_dir=tmp_path, extra_env=env, simulator=simulator)
