@@ -4,13 +4,21 @@
    constrained Fourier filter, lens, camera with shot/read noise and ADC), complex64.
    Goal: <= 0.1 s.
 2. 256 frames of 64 x 64: one batched call vs 256 single-frame calls. Goal: the
-   batched call is >= 10x faster per frame (per-call overhead dominates small frames).
+   batched call is >= 10x faster per frame. Batched calls are measured on one thread
+   (``sim.threads = 1``, the default) and on one thread per core (``sim.threads = 0``);
+   a single frame is one pass, always on one thread.
 
-Run: ``python benchmarks/optical_frame.py`` (prints both figures with their goals).
+Every figure is the best of several rounds, and the rounds interleave the variants, so
+that a busy machine (the CPU is shared) slows them alike; the load average is printed,
+and the process CPU time beside the wall time (on a busy machine the wall time mostly
+measures the scheduler; on an idle one the two agree for one thread).
+
+Run: ``python benchmarks/optical_frame.py`` (prints the figures with their goals).
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -31,49 +39,72 @@ def _setup(n: int, frames: int, seed: int = 0):
     plane[:3, :3] = rng.random((3, 3))
     h, _ = kernel_filter(plane[None], np.complex64)
     filt = constrain_filter(h, cfg.fourier_modulator, geom).astype(np.complex64)
-    return cfg, geom, x.astype(np.float32), filt
+    return cfg, geom, x.astype(np.float32), filt, plane
 
 
-def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _rounds(cases: dict, rounds: int) -> tuple[dict, dict]:
+    """Best wall time and best process CPU time (summed over threads) of each case, over
+    ``rounds`` rounds that run every case once."""
+    wall = dict.fromkeys(cases, float("inf"))
+    cpu = dict.fromkeys(cases, float("inf"))
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[name] = min(wall[name], time.perf_counter() - t0)
+            cpu[name] = min(cpu[name], time.process_time() - c0)
+    return wall, cpu
 
 
-def main() -> dict:
-    # 1. one 1024 x 1024 frame: the whole path (filter written + propagation + camera)
-    cfg, geom, x, filt = _setup(1024, 1)
-    plane = np.zeros((1024, 1024))
-    plane[:3, :3] = np.random.default_rng(2).random((3, 3))
+def main(rounds: int = 15) -> dict:
+    load0 = os.getloadavg()[0]
     rng = np.random.default_rng(1)
-    simulate_frames(x, plane, cfg, rng)  # warm-up (FFT plans)
-    t_big = _best(lambda: simulate_frames(x, plane, cfg, rng), 5)
-    t_big_prop = _best(lambda: run_frames(x, filt, cfg, geom, rng), 5)
-
-    # 2. 256 frames of 64 x 64, batched vs one call per frame, at two levels
-    cfg, geom, xs, filt = _setup(64, 256)
-    plane = np.zeros((64, 64))
-    plane[:3, :3] = np.random.default_rng(2).random((3, 3))
-    simulate_frames(xs, plane, cfg, rng)
-    api_batch = _best(lambda: simulate_frames(xs, plane, cfg, rng), 5)
-    api_single = _best(lambda: [simulate_frames(xs[i:i + 1], plane, cfg, rng) for i in range(len(xs))], 3)
-    prop_batch = _best(lambda: run_frames(xs, filt, cfg, geom, rng), 5)
-    prop_single = _best(lambda: [run_frames(xs[i:i + 1], filt, cfg, geom, rng) for i in range(len(xs))], 3)
+    # 1. one 1024 x 1024 frame: the whole path (filter written + propagation + camera)
+    cb, gb, xb, fb, pb = _setup(1024, 1)
+    # 2. 256 frames of 64 x 64, batched (1 thread, 1 per core) vs one call per frame
+    cfg, geom, xs, filt, plane = _setup(64, 256)
+    cores = cfg.replace(sim={"threads": 0})
     nf = len(xs)
-    print(f"{'benchmark':<58}{'measured':>12}{'goal':>12}")
-    print(f"{'1 frame 1024x1024: simulate_frames (filter + 4f + camera)':<58}{t_big * 1e3:>9.1f} ms{'<= 100 ms':>12}")
-    print(f"{'1 frame 1024x1024: run_frames (4f + camera, filter given)':<58}{t_big_prop * 1e3:>9.1f} ms")
+    cases = {
+        "frame_1024_s": lambda: simulate_frames(xb, pb, cb, rng),
+        "frame_1024_propagation_s": lambda: run_frames(xb, fb, cb, gb, rng),
+        "api_batch_s": lambda: simulate_frames(xs, plane, cfg, rng),
+        "api_batch_cores_s": lambda: simulate_frames(xs, plane, cores, rng),
+        "api_single_s": lambda: [simulate_frames(xs[i:i + 1], plane, cfg, rng) for i in range(nf)],
+        "propagation_batch_s": lambda: run_frames(xs, filt, cfg, geom, rng),
+        "propagation_batch_cores_s": lambda: run_frames(xs, filt, cores, geom, rng),
+        "propagation_single_s": lambda: [run_frames(xs[i:i + 1], filt, cfg, geom, rng) for i in range(nf)],
+    }
+    for fn in cases.values():  # warm-up (FFT plans, thread pool)
+        fn()
+    r, c = _rounds(cases, rounds)
+    load1 = os.getloadavg()[0]
+    ncores = os.cpu_count() or 1
+    print(f"{'benchmark':<58}{'wall':>10}{'CPU':>10}{'goal':>12}")
+    for key, label, goal in (("frame_1024_s", "1 frame 1024x1024: simulate_frames (filter + 4f + camera)", "<= 100 ms"),
+                             ("frame_1024_propagation_s", "1 frame 1024x1024: run_frames (4f + camera, filter given)", "")):
+        print(f"{label:<58}{r[key] * 1e3:>7.1f} ms{c[key] * 1e3:>7.1f} ms{goal:>12}")
     print("256 frames of 64x64, per frame (us): batched call | one call per frame | ratio (goal >= 10x)")
-    for label, tb, ts in (("simulate_frames (whole path per call)", api_batch, api_single),
-                          ("run_frames (propagation + camera only)", prop_batch, prop_single)):
-        print(f"  {label:<40}{tb / nf * 1e6:>9.1f} | {ts / nf * 1e6:>9.1f} | {ts / tb:>6.1f}x")
-    return {"frame_1024_s": t_big, "frame_1024_propagation_s": t_big_prop,
-            "api_batch_s": api_batch, "api_single_s": api_single, "api_ratio": api_single / api_batch,
-            "propagation_batch_s": prop_batch, "propagation_single_s": prop_single,
-            "propagation_ratio": prop_single / prop_batch}
+    rows = (("simulate_frames (whole path), 1 thread", "api_batch_s", "api_single_s", True),
+            (f"simulate_frames (whole path), {ncores} threads", "api_batch_cores_s", "api_single_s", False),
+            ("run_frames (propagation + camera), 1 thread", "propagation_batch_s", "propagation_single_s", True),
+            (f"run_frames (propagation + camera), {ncores} threads", "propagation_batch_cores_s",
+             "propagation_single_s", False))
+    for label, kb, ks, with_cpu in rows:
+        for clock, t in (("wall", r), ("CPU", c)) if with_cpu else (("wall", r),):
+            print(f"  {label if clock == 'wall' else '':<50}{clock:>5}{t[kb] / nf * 1e6:>9.1f} | {t[ks] / nf * 1e6:>9.1f} |"
+                  f"{t[ks] / t[kb]:>6.1f}x")
+    print(f"best of {rounds} interleaved rounds; load average {load0:.1f} -> {load1:.1f} on {ncores} cores "
+          "(CPU: process time, for the one-thread rows)")
+    out = dict(r)
+    out.update({f"cpu_{k}": v for k, v in c.items()})
+    out.update(api_ratio=r["api_single_s"] / r["api_batch_s"], api_ratio_cores=r["api_single_s"] / r["api_batch_cores_s"],
+               propagation_ratio=r["propagation_single_s"] / r["propagation_batch_s"],
+               propagation_ratio_cores=r["propagation_single_s"] / r["propagation_batch_cores_s"],
+               api_ratio_cpu=c["api_single_s"] / c["api_batch_s"],
+               propagation_ratio_cpu=c["propagation_single_s"] / c["propagation_batch_s"],
+               load_average=(load0, load1), cores=ncores)
+    return out
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ class SimSettings(_Device):
     noise: bool = _f("-", True)
     exposure_fill: float = _f("-", 0.9)  # brightest pixel / full well (auto-exposure)
     seed: int = _f("-", 0)
+    threads: int = _f("-", 1)  # threads for the passes of a batch of frames (0: one per core); no effect on results
 
 
 _SECTIONS = {
