@@ -94,7 +94,8 @@ class LayerNormUnit(wiring.Component):
         layout = data.StructLayout({"x": signed(wx), "gamma": signed(self.g_fmt.width), "beta": signed(self.b_fmt.width)})
         m.submodules.row = row = Memory(shape=layout, depth=self.max_n, init=[])
         wp = row.write_port()
-        rp = row.read_port(domain="comb")
+        # a synchronous read port (block RAM): in OUT the address runs one element ahead
+        rp = row.read_port()
 
         n = Signal(range(self.max_n + 1))
         idx = Signal(range(self.max_n + 1))
@@ -113,7 +114,8 @@ class LayerNormUnit(wiring.Component):
         sq_bit = Signal(unsigned(_QBITS))
 
         m.d.comb += [wp.addr.eq(idx), wp.data.x.eq(self.i.payload.x), wp.data.gamma.eq(self.i.payload.gamma),
-                     wp.data.beta.eq(self.i.payload.beta), rp.addr.eq(idx)]
+                     wp.data.beta.eq(self.i.payload.beta)]
+        m.d.comb += rp.addr.eq(idx)  # row[idx] is on rp.data one cycle later (idx is 0 before OUT)
         with m.FSM():
             with m.State("ACCUM"):
                 m.d.comb += self.i.ready.eq(1)
@@ -179,6 +181,7 @@ class LayerNormUnit(wiring.Component):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.data.eq(saturate_hw(rounded, self.out_fmt)),
                              self.o.payload.last.eq(idx == n - 1)]
                 with m.If(self.o.ready):
+                    m.d.comb += rp.addr.eq(idx + 1)
                     with m.If(idx == n - 1):
                         m.d.sync += [idx.eq(0), s1.eq(0), s2.eq(0)]
                         m.next = "ACCUM"
