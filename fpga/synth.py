@@ -59,6 +59,7 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
             script = (f"read_verilog -sv {src.name}; synth_xilinx -flatten -noiopad -family xcup -top {top_name}{run}; "
                       f"tee -q -o stat.json stat -json")
             p = subprocess.run(_yosys() + ["-p", script], capture_output=True, text=True, cwd=wd)
+            (wd / "yosys.log").write_text(p.stdout + p.stderr)  # the whole log, kept with work_dir
             if p.returncode == 0 and stat.exists():
                 data = json.loads(stat.read_text())
                 break
