@@ -46,7 +46,7 @@ class LayerNormEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes, w = self.lanes, self.fmt.width
+        lanes = self.lanes
         m.submodules.unit = unit = LayerNormUnit(self.max_n, self.fmt, self.fmt, self.fmt, self.fmt, eps=None)
         m.d.comb += unit.eps_code.eq(self.eps_code)
         words = data.ArrayLayout(self.fmt.width, lanes)

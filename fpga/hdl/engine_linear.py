@@ -31,7 +31,6 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..isa import FIELDS
 from .dma import cmd_layout
 from .engine import ceil_div_pow2, engine_members
 from .gelu import GeluUnit
