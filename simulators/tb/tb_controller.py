@@ -12,10 +12,8 @@ import os
 import random
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from program_host import InstructionMemory, start_program, wait_done
 from stream_bfm import InOrderChecker, StreamMonitor, unpack
-from tb_top import InstructionMemory
 
 from fpga.hdl.dma import ADDR_BITS, LEN_BITS
 from fpga.isa import Instr, Op, encode
@@ -41,10 +39,6 @@ async def random_program(dut):
     rng = random.Random(seed)
     program = _random_program(rng, n, abits)
     base = 0x200
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.start.value = 0
-    dut.prog_addr.value = base
     dut.dma_done.value = 0
     dut.unit_done.value = 0
     imem = InstructionMemory(dut, [encode(i) for i in program], base, rng)
@@ -64,16 +58,10 @@ async def random_program(dut):
         dma_busy.append(rng.randrange(1, 6))
 
     StreamMonitor(dut, "dma_cmd", dut.clk, on_dma, p_ready=0.5, rng=random.Random(seed + 3))
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-    dut.start.value = 1
-    await RisingEdge(dut.clk)
-    dut.start.value = 0
     unit_wait = None
-    for cycle in range(60 * len(program) + 200):
-        await RisingEdge(dut.clk)
-        # models of the DMA and the units: done pulses after a random delay
+
+    def drive() -> None:  # models of the DMA and the units: done pulses after a random delay
+        nonlocal unit_wait
         dut.dma_done.value = 0
         dut.unit_done.value = 0
         if dma_busy:
@@ -86,15 +74,17 @@ async def random_program(dut):
             if unit_wait == 0:
                 unit_wait = None
                 dut.unit_done.value = 1
-        await ReadOnly()
+
+    def sample() -> None:
+        nonlocal unit_wait
         if int(dut.unit_start.value):
             checker.got(("unit", int(dut.unit_op.value), int(dut.unit_flags.value), int(dut.unit_dst.value),
                          int(dut.unit_src0.value), int(dut.unit_src1.value), int(dut.unit_length.value),
                          int(dut.unit_aux.value), int(dut.unit_ext_addr.value)))
             unit_wait = rng.randrange(1, 6)
-        if int(dut.done.value):
-            break
-    assert int(dut.done.value), "END not reached"
+
+    await start_program(dut, base)
+    await wait_done(dut, 60 * len(program) + 200, drive, sample)
     assert int(dut.pc.value) == len(program) - 1
     assert imem.fetched == len(program)
     assert checker.errors == 0

@@ -13,33 +13,15 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
-from stream_bfm import StreamDriver, StreamMonitor, pack, unpack
+from program_host import InstructionMemory, start_program, wait_done
+from stream_bfm import pack, unpack
 from tb_dma import ExternalMemory
 
-from fpga.hdl.dma import ADDR_BITS
 from fpga.isa import Instr, Op, encode
 from hwgen.fixedpoint import FixedFormat
 from hwgen.numerics.gelu import gelu_codes
 
 ACT = FixedFormat(32, 10)
-
-
-class InstructionMemory:
-    """128-bit instruction words behind ins_req/ins_data."""
-
-    def __init__(self, dut, program: list[int], base: int, rng: random.Random):
-        self.words = {base // 16 + i: w for i, w in enumerate(program)}
-        self.data = StreamDriver(dut, "ins_data", dut.clk, p_valid=0.6, rng=random.Random(rng.random()))
-        StreamMonitor(dut, "ins_req", dut.clk, self._req, p_ready=0.6, rng=random.Random(rng.random()))
-        self.fetched = 0
-
-    def _req(self, payload: int) -> None:
-        addr, beats = unpack(payload, [(ADDR_BITS, False), (8, False)])
-        for i in range(beats):
-            self.data.append(self.words[addr // 16 + i])
-            self.fetched += 1
 
 
 @cocotb.test()
@@ -65,28 +47,12 @@ async def load_gelu_store(dut):
     ]
     prog_base = 0x40
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.start.value = 0
-    dut.prog_addr.value = prog_base
     mem = ExternalMemory(dut, data_bits, rng)
     imem = InstructionMemory(dut, [encode(i) for i in program], prog_base, rng)
     for k in range(words):
         mem.words[in_ext // bytes_per_word + k] = pack([(v, 32) for v in x[k]])
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-    dut.start.value = 1
-    await RisingEdge(dut.clk)
-    dut.start.value = 0
-    cycles = 0
-    while True:
-        await RisingEdge(dut.clk)
-        await ReadOnly()
-        cycles += 1
-        if int(dut.done.value):
-            break
-        assert cycles < 40 * words + 1000, "END not reached"
+    await start_program(dut, prog_base)
+    cycles = await wait_done(dut, 40 * words + 1000)
     dut._log.info("program of %d instructions ran in %d cycles", len(program), cycles)
     assert int(dut.error.value) == 0
     assert imem.fetched == len(program)

@@ -15,10 +15,8 @@ import tempfile
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from program_host import InstructionMemory, start_program, wait_done
 from tb_dma import ExternalMemory
-from tb_top import InstructionMemory
 from top_program import build
 
 from fpga.config import AcceleratorConfig
@@ -40,29 +38,13 @@ async def every_op_bit_exact(dut):
     config, ops, seed = _params()
     scen = build(config, ops, seed)
     rng = random.Random(seed)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.start.value = 0
     prog_base = 0x40
-    dut.prog_addr.value = prog_base
     mem = ExternalMemory(dut, config.mem_port_bits, rng)
     mem.words.update(scen["memory"])
     imem = InstructionMemory(dut, [encode(i) for i in scen["program"]], prog_base, rng)
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-    dut.start.value = 1
-    await RisingEdge(dut.clk)
-    dut.start.value = 0
-    cycles = 0
+    await start_program(dut, prog_base)
     limit = int(os.environ.get("TB_MAX_CYCLES", "2000000"))
-    while True:
-        await RisingEdge(dut.clk)
-        await ReadOnly()
-        cycles += 1
-        if int(dut.done.value):
-            break
-        assert cycles < limit, f"END not reached in {limit} cycles (pc {imem.fetched} instructions fetched)"
+    cycles = await wait_done(dut, limit, where=lambda: f"({imem.fetched} instructions fetched)")
     dut._log.info("program of %d instructions ran in %d cycles", len(scen["program"]), cycles)
     assert int(dut.error.value) == 0, "the top raised error (an op without an engine?)"
     assert imem.fetched == len(scen["program"])

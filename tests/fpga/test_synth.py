@@ -7,13 +7,19 @@ import os
 import pytest
 
 from fpga.config import SMALL, AcceleratorConfig
+from fpga.hdl.attention import AttentionUnit
+from fpga.hdl.controller import Controller
+from fpga.hdl.dma import Dma
 from fpga.hdl.gelu import GeluUnit
 from fpga.hdl.layernorm import LayerNormUnit
 from fpga.hdl.linear import LinearUnit
+from fpga.hdl.moe import ExpertScheduler, TopKUnit
 from fpga.hdl.residual import ResidualAdd
 from fpga.hdl.top import Accelerator
 from fpga.synth import fits, synthesize, utilization
 from hwgen.fixedpoint import FixedFormat
+
+ACT = FixedFormat(32, 10)
 
 
 @pytest.mark.rtl
@@ -24,6 +30,11 @@ def test_synthesize_units():
         "gelu": synthesize(GeluUnit(1), "gelu"),
         "linear": synthesize(LinearUnit(rows=4, cols=4, depth=16, max_k=256), "linear"),
         "layernorm": synthesize(LayerNormUnit(16, *[FixedFormat(16, 6)] * 4), "layernorm"),
+        "attention": synthesize(AttentionUnit(8, 8, max_keys=16, queries=2, chunk=4), "attention"),
+        "topk": synthesize(TopKUnit(4, 2, ACT, ACT, "softmax_then_topk"), "topk"),
+        "scheduler": synthesize(ExpertScheduler(4, 2, 16), "scheduler"),
+        "dma": synthesize(Dma(64, 64, 4), "dma"),
+        "controller": synthesize(Controller(8), "controller"),
     }
     for name, r in res.items():
         print(name, {k: v for k, v in r.items() if k != "cells"})
@@ -37,9 +48,32 @@ def test_synthesize_units():
     assert res["linear"]["ff"] >= 16 * 56
     # the row buffer (16 x 48 bits) and the divider/square-root state are registers
     assert res["layernorm"]["ff"] > 2 * 51
-    for r in res.values():
-        assert r["lut"] is None or r["lut"] > 0
-        assert r["lut_mapped"] or r["unmapped_gates"] > 0
+    # 2 lanes x 4-element chunks of q.k products (32 x 32 bits: several DSP48E2 each)
+    assert res["attention"]["dsp"] >= 2 * 4
+    # the DMA's 64 x 64-bit buffer is RAM, not 4,096 flip-flops
+    assert res["dma"]["ff"] < 64 * 64 // 4
+    for r in res.values():  # LUT-mapped completely: no generic gates left
+        assert r["lut_mapped"] and r["lut"] > 0 and r["unmapped_gates"] == 0
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_abc_and_abc9_agree_on_everything_but_luts():
+    """The classic ``abc`` LUT mapping (the default) and synth_xilinx's own ``abc9`` map
+    the same unit completely, with the same FF and DSP cells; their LUT counts differ by
+    the mappers' optimisation, not by logic lost. ``abc9`` may also drop carry cells (it
+    sees through carry-chain boxes), ``abc`` leaves them all."""
+    unit = lambda: GeluUnit(2)  # noqa: E731
+    classic = synthesize(unit(), "gelu", abc="abc")
+    abc9 = synthesize(unit(), "gelu", abc="abc9")
+    print("abc", classic["lut"], "abc9", abc9["lut"])
+    for r in (classic, abc9):
+        assert r["lut_mapped"] and r["unmapped_gates"] == 0 and r["lut"] > 0
+    assert (classic["ff"], classic["dsp"]) == (abc9["ff"], abc9["dsp"])
+    assert classic["carry"] >= abc9["carry"]
+    assert 0.5 * abc9["lut"] < classic["lut"] < 2 * abc9["lut"]
+    with pytest.raises(ValueError, match="abc must be"):
+        synthesize(unit(), "gelu", abc="fast")
 
 
 @pytest.mark.rtl
@@ -47,34 +81,34 @@ def test_synthesize_units():
 def test_synthesize_small_top():
     """The whole top (every engine), small: its buffer is block RAM, and it fits.
 
-    SMALL with two 8-element attention lanes, so that CI can afford it; stops before LUT
-    mapping (ABC takes tens of minutes on the attention normaliser's combinational
-    divider; SMALL itself takes 6 CPU minutes even without it). DSP, FF and BRAM counts
-    are final. The default top: ``benchmarks/synth_top.py`` and
+    SMALL with two 8-element attention lanes, so that CI can afford it (about 8 CPU
+    minutes with LUT mapping). The default top: ``benchmarks/synth_top.py`` and
     ``test_synthesize_default_top`` (``HWGEN_SYNTH_DEFAULT_TOP=1``).
     """
     config = AcceleratorConfig(**{**SMALL, "attention_head_dim": 16, "attention_chunk": 8, "attention_queries": 2})
-    res = synthesize(Accelerator(config, buffer_words=512), "accelerator", map_luts=False)
-    assert res["lut"] is None and not res["lut_mapped"]
+    res = synthesize(Accelerator(config, buffer_words=512), "accelerator")
     print({k: v for k, v in res.items() if k != "cells"}, utilization(res, config.part))
+    assert res["lut_mapped"] and res["unmapped_gates"] == 0
     # 512 words x 256 bits = 128 kbit: block RAM, not 131,072 flip-flops
     assert res["bram36"] >= 4
     assert res["ff"] < 512 * 256 // 2
     # 64 products of 32 x 16 bits in the MAC array, 2 lanes x 8 32-bit products in attention
     assert res["dsp"] >= 64 + 2 * 8
+    assert set(utilization(res, config.part)) == {"lut", "ff", "bram36", "dsp"}
+    assert res["lut_mapped"] and res["unmapped_gates"] == 0
     assert fits(res, config.part)
 
 
 @pytest.mark.rtl
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("HWGEN_SYNTH_DEFAULT_TOP") != "1",
-                    reason="the default top takes over an hour in Yosys here; set HWGEN_SYNTH_DEFAULT_TOP=1")
+                    reason="the default top takes about an hour in Yosys here; set HWGEN_SYNTH_DEFAULT_TOP=1")
 def test_synthesize_default_top():
     """Edge-MoE's configuration fits the ZCU102 (xczu9eg)."""
     config = AcceleratorConfig()
-    res = synthesize(Accelerator(config), "accelerator",
-                     map_luts=os.environ.get("HWGEN_SYNTH_MAP_LUTS", "1") == "1")
+    res = synthesize(Accelerator(config), "accelerator")
     print({k: v for k, v in res.items() if k != "cells"}, utilization(res, config.part))
     assert res["bram36"] >= config.buffer_words * config.mem_port_bits / 36_864
     assert res["dsp"] >= 2 * config.macs_per_cycle  # 32 x 16-bit products: two DSP48E2 each
+    assert res["lut_mapped"] and res["unmapped_gates"] == 0
     assert fits(res, config.part)

