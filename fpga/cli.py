@@ -139,7 +139,11 @@ def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: s
     for key, (used, avail, frac) in utilization(res, part).items():
         table.add_row(key, f"{used:,.1f}" if key == "bram36" else f"{used:,}", f"{avail:,}", f"{frac:.1%}")
     Console().print(table)
-    if not res["lut_mapped"]:
+    if res["lut_mapped"]:
+        click.echo(f"LUTs: {res['lut_logic']:,} logic (INV cells counted as LUT1) + {res['lut_memory']:,} as "
+                   f"distributed RAM/SRL; {res['carry']:,} CARRY, {res['cells'].get('MUXF7', 0):,} MUXF7, "
+                   f"{res['cells'].get('MUXF8', 0):,} MUXF8")
+    else:
         click.echo(f"LUTs not counted (--no-map-luts): {res['unmapped_gates']:,} generic gates left")
     ok = fits(res, part)
     click.echo("fits" if ok else "DOES NOT FIT")

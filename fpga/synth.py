@@ -23,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["synthesize", "utilization", "fits", "YosysError", "MAP_LUTS_ABC"]
+__all__ = ["synthesize", "count_resources", "utilization", "fits", "YosysError", "MAP_LUTS_ABC",
+           "LUTS_PER_MEMORY_CELL"]
 
 #: LUT mapping (synth_xilinx's ``map_luts`` step) with Yosys' classic ``abc`` pass in place
 #: of ``abc9``: the same LUT library and the same techmap/SRL/FF-optimisation commands that
@@ -104,15 +105,39 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
         lut_mapped = map_luts
     design = data.get("design") or next(iter(data["modules"].values()))
     cells = {k: int(v) for k, v in design.get("num_cells_by_type", {}).items() if k != "$scopeinfo"}
-    lut = sum(v for k, v in cells.items() if k.startswith("LUT")) if lut_mapped else None
+    return {**count_resources(cells, lut_mapped), "cells": cells}
+
+
+#: CLB LUTs each distributed-RAM / shift-register primitive occupies (UltraScale+ CLB guide,
+#: UG574): they count against the part's LUTs ("LUT as Memory") like logic LUTs do.
+LUTS_PER_MEMORY_CELL = {
+    "RAM32X1S": 1, "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4, "RAM512X1S": 8,
+    "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
+    "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8,
+    "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1,
+}
+
+
+def count_resources(cells: dict, lut_mapped: bool = True) -> dict:
+    """LUT/FF/DSP/BRAM36/CARRY counts of Yosys' ``num_cells_by_type`` for xcup.
+
+    ``lut`` = ``lut_logic`` + ``lut_memory``, the part's "CLB LUTs": LUT1–LUT6 cells, the
+    ``INV`` cells Yosys leaves (each counted as a LUT1: an upper bound, Vivado folds most
+    into their neighbours) and the LUTs of distributed RAM and SRLs
+    (:data:`LUTS_PER_MEMORY_CELL`). ``lut``/``lut_logic`` are ``None`` when
+    ``lut_mapped`` is False. RAMB36E2 counts 1, RAMB18E2 1/2.
+    """
+    lut_memory = sum(n * LUTS_PER_MEMORY_CELL[k] for k, n in cells.items() if k in LUTS_PER_MEMORY_CELL)
+    lut_logic = sum(v for k, v in cells.items() if k.startswith("LUT") or k == "INV") if lut_mapped else None
     gates = sum(v for k, v in cells.items() if k.startswith("$_"))
     ff = sum(v for k, v in cells.items() if k in ("FDRE", "FDSE", "FDCE", "FDPE"))
     dsp = sum(v for k, v in cells.items() if k.startswith("DSP"))
     bram = sum(v for k, v in cells.items() if k.startswith("RAMB36")) + 0.5 * sum(
         v for k, v in cells.items() if k.startswith("RAMB18"))
     carry = sum(v for k, v in cells.items() if k.startswith("CARRY"))
-    return {"lut": lut, "ff": ff, "dsp": dsp, "bram36": bram, "carry": carry, "unmapped_gates": gates,
-            "lut_mapped": lut_mapped, "cells": cells}
+    return {"lut": None if lut_logic is None else lut_logic + lut_memory, "lut_logic": lut_logic,
+            "lut_memory": lut_memory, "ff": ff, "dsp": dsp, "bram36": bram, "carry": carry,
+            "unmapped_gates": gates, "lut_mapped": lut_mapped}
 
 
 def utilization(resources: dict, part) -> dict:

@@ -16,10 +16,23 @@ from fpga.hdl.linear import LinearUnit
 from fpga.hdl.moe import ExpertScheduler, TopKUnit
 from fpga.hdl.residual import ResidualAdd
 from fpga.hdl.top import Accelerator
-from fpga.synth import fits, synthesize, utilization
+from fpga.synth import count_resources, fits, synthesize, utilization
 from hwgen.fixedpoint import FixedFormat
 
 ACT = FixedFormat(32, 10)
+
+
+def test_count_resources_counts_lut_memory_and_inverters():
+    cells = {"LUT2": 10, "LUT6": 5, "INV": 3, "RAM64M8": 2, "SRLC32E": 4, "FDRE": 7, "FDSE": 1,
+             "DSP48E2": 2, "RAMB36E2": 1, "RAMB18E2": 3, "CARRY4": 6, "MUXF7": 9}
+    r = count_resources(cells)
+    assert (r["lut_logic"], r["lut_memory"], r["lut"]) == (18, 2 * 8 + 4, 38)
+    assert (r["ff"], r["dsp"], r["bram36"], r["carry"], r["unmapped_gates"]) == (8, 2, 2.5, 6, 0)
+    r = count_resources({**cells, "$_MUX_": 11}, lut_mapped=False)
+    assert r["lut"] is None and r["lut_logic"] is None and r["unmapped_gates"] == 11
+    part = AcceleratorConfig().part
+    assert "lut" not in utilization(r, part) and fits(r, part)
+    assert not fits({**count_resources(cells), "dsp": part.dsp + 1}, part)
 
 
 @pytest.mark.rtl
@@ -50,8 +63,9 @@ def test_synthesize_units():
     assert res["layernorm"]["ff"] > 2 * 51
     # 2 lanes x 4-element chunks of q.k products (32 x 32 bits: several DSP48E2 each)
     assert res["attention"]["dsp"] >= 2 * 4
-    # the DMA's 64 x 64-bit buffer is RAM, not 4,096 flip-flops
+    # the DMA's 64 x 64-bit buffer is RAM (distributed or block), not 4,096 flip-flops
     assert res["dma"]["ff"] < 64 * 64 // 4
+    assert res["dma"]["lut_memory"] > 0 or res["dma"]["bram36"] > 0
     for r in res.values():  # LUT-mapped completely: no generic gates left
         assert r["lut_mapped"] and r["lut"] > 0 and r["unmapped_gates"] == 0
 
@@ -102,7 +116,7 @@ def test_synthesize_small_top():
 @pytest.mark.rtl
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("HWGEN_SYNTH_DEFAULT_TOP") != "1",
-                    reason="the default top takes about an hour in Yosys here; set HWGEN_SYNTH_DEFAULT_TOP=1")
+                    reason="the default top takes ~18 min of one core in Yosys here; set HWGEN_SYNTH_DEFAULT_TOP=1")
 def test_synthesize_default_top():
     """Edge-MoE's configuration fits the ZCU102 (xczu9eg)."""
     config = AcceleratorConfig()
