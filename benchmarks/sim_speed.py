@@ -251,16 +251,10 @@ def _write_json(key: str, value: dict) -> None:
 
 
 async def _cocotb_reset(dut) -> None:
-    from cocotb.clock import Clock
-    from cocotb.triggers import ClockCycles, RisingEdge
+    sys.path.insert(0, str(ROOT / "simulators" / "tb"))
+    from program_host import reset
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.start.value = 0
-    dut.prog_addr.value = PROG_BASE
-    await ClockCycles(dut.clk, 2)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
+    await reset(dut, PROG_BASE)
 
 
 def _cocotb_put(handle, value) -> None:

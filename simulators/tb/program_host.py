@@ -1,9 +1,9 @@
 """The host side of a program run, shared by the controller and top testbenches.
 
 :class:`InstructionMemory` serves 128-bit instruction words on ``ins_req``/``ins_data``
-with random stalls; :func:`start_program` clocks the DUT (10 ns), holds reset for two
-cycles and pulses ``start`` with ``prog_addr``; :func:`wait_done` counts cycles until
-``done``. The DUT's ports are the controller's (``clk``, ``rst``, ``start``,
+with random stalls; :func:`reset` clocks the DUT (10 ns) and holds reset for two cycles;
+:func:`start_program` then pulses ``start`` with ``prog_addr``; :func:`wait_done` counts
+cycles until ``done``. The DUT's ports are the controller's (``clk``, ``rst``, ``start``,
 ``prog_addr``, ``done``, ``ins_req``, ``ins_data``).
 """
 
@@ -19,7 +19,7 @@ from stream_bfm import StreamDriver, StreamMonitor, unpack
 
 from fpga.hdl.dma import ADDR_BITS
 
-__all__ = ["InstructionMemory", "start_program", "wait_done"]
+__all__ = ["InstructionMemory", "reset", "start_program", "wait_done"]
 
 
 class InstructionMemory:
@@ -38,8 +38,8 @@ class InstructionMemory:
             self.fetched += 1
 
 
-async def start_program(dut, prog_base: int) -> None:
-    """Start the 10 ns clock, reset for two cycles, then pulse ``start`` for one cycle."""
+async def reset(dut, prog_base: int) -> None:
+    """Start the 10 ns clock, hold reset for two cycles, release it; one more edge."""
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     dut.start.value = 0
@@ -47,6 +47,11 @@ async def start_program(dut, prog_base: int) -> None:
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
+
+
+async def start_program(dut, prog_base: int) -> None:
+    """:func:`reset`, then pulse ``start`` for one cycle."""
+    await reset(dut, prog_base)
     dut.start.value = 1
     await RisingEdge(dut.clk)
     dut.start.value = 0
