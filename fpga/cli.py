@@ -32,17 +32,17 @@ def _load(config: Path | None):
 
 
 def _ops(ops: str | None):
-    from .isa import Op
+    from .hdl.top import ENGINE_OPS
 
     if not ops:
         return None
-    compute = ("GELU", "ADD", "LAYERNORM", "LINEAR", "ATTENTION", "MOE_ROUTE")
+    known = {op.name: op for op in ENGINE_OPS}
     out = []
     for o in ops.split(","):
         name = o.strip().upper()
-        if name not in compute:
-            raise click.BadParameter(f"unknown engine {o.strip()!r}; known: {', '.join(compute)}", param_hint="--ops")
-        out.append(Op[name])
+        if name not in known:
+            raise click.BadParameter(f"unknown engine {o.strip()!r}; known: {', '.join(known)}", param_hint="--ops")
+        out.append(known[name])
     return out
 
 
@@ -112,7 +112,7 @@ def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: s
     """Synthesise the accelerator with Yosys and print its resources against the part.
 
     synth_xilinx -flatten -family xcup (the YoWASP wheel). Slow for big configurations:
-    the default top takes about an hour on one core; SMALL-sized ones minutes.
+    the default top takes about 18 minutes of one core; SMALL-sized ones minutes.
     """
     from amaranth.back import verilog as amaranth_verilog
     from rich.console import Console

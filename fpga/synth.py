@@ -2,8 +2,9 @@
 
 ``synthesize(component_or_verilog, top_name)`` runs
 ``synth_xilinx -flatten -noiopad -family xcup`` and ``stat -json`` and returns
-``{"lut": ..., "ff": ..., "dsp": ..., "bram36": ..., "carry": ..., "cells": {type: n}}``.
-BRAM counts RAMB36E2 as 1 and RAMB18E2 as 1/2.
+the counts of :func:`count_resources` (``lut`` = ``lut_logic`` + ``lut_memory``, ``ff``,
+``dsp``, ``bram36``, ``carry``, ``unmapped_gates``, ``lut_mapped``) plus ``cells``
+(``{type: n}``). BRAM counts RAMB36E2 as 1 and RAMB18E2 as 1/2.
 
 The flow: ``synth_xilinx -run :map_luts``, ``splitnets``, LUT mapping with Yosys' classic
 ``abc`` pass and the rest of synth_xilinx's ``map_luts`` step (:data:`MAP_LUTS_ABC`), then
@@ -29,7 +30,7 @@ __all__ = ["synthesize", "count_resources", "utilization", "fits", "YosysError",
 #: LUT mapping (synth_xilinx's ``map_luts`` step) with Yosys' classic ``abc`` pass in place
 #: of ``abc9``: the same LUT library and the same techmap/SRL/FF-optimisation commands that
 #: follow. ``abc9`` in the WebAssembly Yosys 0.70 ran over 10 minutes on a 74k-gate attention
-#: unit that ``abc`` maps in 12 s, and never finished on the default top.
+#: unit that ``abc`` maps in 12 s; on the default top it did not finish in the hour given it.
 MAP_LUTS_ABC = [
     "opt_expr -mux_undef -noclkinv",
     "abc -luts 2:2,3,6:5,10,20",
@@ -102,10 +103,9 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
             tail = (log_path.read_text() if log_path.exists() else "")[-1500:] + p.stdout[-500:] + p.stderr[-500:]
             raise YosysError(f"yosys failed on {top_name} (exit {p.returncode}): {tail}")
         data = json.loads(stat.read_text())
-        lut_mapped = map_luts
     design = data.get("design") or next(iter(data["modules"].values()))
     cells = {k: int(v) for k, v in design.get("num_cells_by_type", {}).items() if k != "$scopeinfo"}
-    return {**count_resources(cells, lut_mapped), "cells": cells}
+    return {**count_resources(cells, map_luts), "cells": cells}
 
 
 #: CLB LUTs each distributed-RAM / shift-register primitive occupies (UltraScale+ CLB guide,

@@ -37,10 +37,13 @@ from .gelu import GeluUnit
 from .layernorm import EPS_BITS
 from .residual import ResidualAdd
 
-__all__ = ["Accelerator", "ENGINE_ADDR_BITS"]
+__all__ = ["Accelerator", "ENGINE_ADDR_BITS", "ENGINE_OPS"]
 
 #: Width of the buffer addresses in instructions and engines (the ISA's 16-bit fields).
 ENGINE_ADDR_BITS = 16
+
+#: The compute ops the top has an engine for (every one is built unless ``ops`` says otherwise).
+ENGINE_OPS = (Op.GELU, Op.ADD, Op.LAYERNORM, Op.LINEAR, Op.ATTENTION, Op.MOE_ROUTE)
 
 _REG_BITS = {**ATTENTION_REGS, "ln_eps": EPS_BITS}
 
@@ -69,8 +72,7 @@ class Accelerator(wiring.Component):
         if self.buffer_words > 1 << ENGINE_ADDR_BITS:
             raise TargetError(f"accelerator: {self.buffer_words} buffer words exceed the ISA's 16-bit addresses")
         self.lanes = c.lanes
-        self.ops = set(Op(o) for o in ops) if ops is not None else {
-            Op.GELU, Op.ADD, Op.LAYERNORM, Op.LINEAR, Op.ATTENTION, Op.MOE_ROUTE}
+        self.ops = set(Op(o) for o in (ops if ops is not None else ENGINE_OPS))
         self._dma = Dma(self.data_bits, self.buffer_words, 16)
         self._ctrl = Controller(self._dma.buf_addr_bits)
         try:
