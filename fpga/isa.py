@@ -48,6 +48,8 @@ class Op(enum.IntEnum):
     MOE_ROUTE = 8
     SYNC = 9
     SET = 10
+    MOE_GATHER = 11
+    MOE_COMBINE = 12
 
 
 #: Registers that ``SET`` writes (``aux`` = index, ``ext_addr`` = value), read by later ops.
@@ -57,6 +59,9 @@ REGISTERS = {
     "att_out_stride": 2,  # ATTENTION: words between rows of O
     "att_scale": 3,       # ATTENTION: scale code (hwgen.numerics.softmax.scale_code), two's complement
     "ln_eps": 4,          # LAYERNORM: eps code (fpga.hdl.layernorm.eps_code)
+    "moe_cursor": 5,      # MOE_GATHER: buffer word of the next schedule entry
+    "moe_end": 6,         # MOE_GATHER: buffer word one past the last schedule entry
+    "moe_rows": 7,        # rows gathered by the last MOE_GATHER (LINEAR flags bit 1, MOE_COMBINE)
 }
 
 

@@ -1,6 +1,6 @@
 """Pure analyses of a graph: ``graph -> {node name: number}`` and summaries of them.
 
-MACs count multiply-accumulates of the matrix ops (MatMul, Gemm, Conv, Einsum of two
+MACs count multiply-accumulates of the matrix ops (MatMul, hwgen.Linear, Gemm, Conv, Einsum of two
 operands, hwgen.Attention, hwgen.MoE with only the top-k experts of each token active);
 elementwise work is not counted. Parameter counts are the float constants read by nodes.
 """
@@ -31,7 +31,7 @@ def _matmul_macs(a: tuple[int, ...], b: tuple[int, ...]) -> int:
 
 def node_macs(g: Graph, n: Node) -> int:
     """Multiply-accumulates of one node (0 for ops that are not matrix ops)."""
-    if n.op == "MatMul":
+    if n.op == "MatMul" or (n.op == "Linear" and n.domain == "hwgen"):
         return _matmul_macs(_shape(g, n.inputs[0]), _shape(g, n.inputs[1]))
     if n.op == "Gemm":
         a, b = _shape(g, n.inputs[0]), _shape(g, n.inputs[1])

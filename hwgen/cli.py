@@ -167,7 +167,11 @@ def inspect(model: str, batch: int, as_json: bool):
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Value of a dynamic batch dimension.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override one configuration field (repeatable).")
-def compile(model: str, target: str, out: Path, config: Path | None, batch: int, force: bool, overrides: tuple[str, ...]):
+@click.option("--task", type=click.IntRange(min=0), default=None,
+              help="Value of the model's integer task input (e.g. M3ViT's task id), fixed at compile time; "
+                   "default: one program set per task value.")
+def compile(model: str, target: str, out: Path, config: Path | None, batch: int, force: bool, overrides: tuple[str, ...],
+            task: int | None):
     """Compile MODEL for a target into OUT: report.json, report.md and target files.
 
     OUT is written atomically: on any error nothing is left behind."""
@@ -176,7 +180,7 @@ def compile(model: str, target: str, out: Path, config: Path | None, batch: int,
     tgt = get_target(target)  # unknown target: clear error before any work
     if out.exists() and not force:
         raise HwgenError(f"{out} exists; pass --force to replace it")
-    options: dict = {"config": config, "overrides": dict(_kv(o) for o in overrides), "model_name": model}
+    options: dict = {"config": config, "overrides": dict(_kv(o) for o in overrides), "model_name": model, "task": task}
     _, g = _load(model, batch)
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)

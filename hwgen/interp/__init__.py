@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import HwgenError, UnsupportedOpError
 from ..fixedpoint import quantize
 from ..ir import Graph, Node
-from . import fused, moe, onnx_attention, ops  # noqa: F401  (fill the registries)
+from . import fused, linear, moe, onnx_attention, ops  # noqa: F401  (fill the registries)
 from .registry import FIXED_OPS, FLOAT_OPS, check_alloc, supported_ops
 
 __all__ = ["interpret", "run_node", "supported_ops"]

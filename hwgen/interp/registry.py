@@ -66,7 +66,7 @@ def register_fixed(*op_types: str):
 
 def supported_ops() -> list[str]:
     """Sorted op types the reference interpreter implements."""
-    from . import fused, moe, onnx_attention, ops  # noqa: F401  (fill the registry)
+    from . import fused, linear, moe, onnx_attention, ops  # noqa: F401  (fill the registry)
 
     return sorted(k for k in FLOAT_OPS if not k.startswith("hwgen."))
 

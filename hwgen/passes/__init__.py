@@ -12,9 +12,10 @@ from .fold_constants import fold_constants, remove_identities
 from .fuse_attention import fuse_attention
 from .fuse_gelu import fuse_gelu
 from .fuse_layernorm import fuse_layernorm
+from .fuse_linear import fuse_linear
 from .fuse_moe import fuse_moe
 
-__all__ = ["PIPELINE", "canonicalize", "fold_constants", "fuse_layernorm", "fuse_gelu", "fuse_attention", "fuse_moe"]
+__all__ = ["PIPELINE", "canonicalize", "fold_constants", "fuse_layernorm", "fuse_gelu", "fuse_attention", "fuse_moe", "fuse_linear"]
 
 #: The canonicalisation pipeline, in order.
 PIPELINE = [

@@ -2,7 +2,7 @@
 
 Edge-MoE's choice is the default: every floating activation (and every other float
 constant: biases, LayerNorm scales, ...) is ``fixed<32,10>``; the weight operand of the
-linear ops (``MatMul`` input 1 when constant, ``Gemm`` B, ``Conv`` W, a constant gate
+linear ops (``MatMul`` input 1 when constant, ``Gemm`` B, ``Conv`` W, ``hwgen.Linear`` W, a constant gate
 and the expert weights of ``hwgen.MoE``) is ``fixed<16,2>``. Integer and boolean tensors carry no format. A
 format already set on a tensor is kept, so a user or a later pass can override any one.
 """
@@ -17,7 +17,7 @@ from ..ir import Graph
 __all__ = ["assign_formats", "weight_tensors"]
 
 #: (op, input index) pairs whose constant operand is a linear-layer weight
-_WEIGHT_OPERANDS = {("MatMul", 1), ("Gemm", 1), ("Conv", 1), ("MoE", 1), ("MoE", 3), ("MoE", 5)}
+_WEIGHT_OPERANDS = {("MatMul", 1), ("Gemm", 1), ("Conv", 1), ("Linear", 1), ("MoE", 1), ("MoE", 3), ("MoE", 5)}
 
 
 def weight_tensors(g: Graph) -> set[str]:

@@ -1,0 +1,235 @@
+"""The ``fpga`` target: ``hwgen compile MODEL --target fpga [--config acc.toml] [--task T] -o OUT``.
+
+Writes into OUT (atomically, through ``hwgen compile``):
+
+==================  ================================================================
+``accelerator.v``   the accelerator for the configuration (Amaranth -> Verilog), with
+``accelerator.vlt`` Verilator's lint waivers (``--set verilog=false`` skips both)
+``config.toml``     the configuration used
+``program.bin``     every program, 16 bytes an instruction (little-endian), back to back
+``program.asm``     the same, readable: each instruction commented with its IR node
+``image.bin``       the external-memory image from address 0 (weights, constants, programs;
+                    inputs, outputs and spill slots zeroed)
+``layout.json``     where everything is: regions, programs, inputs/outputs, host steps
+``compiled.pkl``    the compiled model for ``hwgen simulate OUT`` (this hwgen version only)
+``report.json``     figures (schema ``hwgen.report``) and ``report.md``, ``layers.png``
+==================  ================================================================
+
+Options (``--set KEY=VALUE`` besides the configuration's own fields): ``verilog=true|false``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from hwgen import __version__
+from hwgen.errors import TargetError
+from hwgen.report import write_report
+
+from ..config import AcceleratorConfig
+from .compiler import Compiled, compile_graph
+from .report import binding_costs, build_report
+
+__all__ = ["FpgaTarget", "load_config", "write_program", "load_compiled"]
+
+_TARGET_KEYS = ("verilog",)
+
+
+def load_config(path, overrides: dict) -> AcceleratorConfig:
+    """The configuration from ``path`` (default Edge-MoE's) with ``overrides`` applied."""
+    import dataclasses
+
+    from hwgen.fixedpoint import FixedFormat
+
+    cfg = AcceleratorConfig.from_toml(path) if path else AcceleratorConfig()
+    fields = {f.name: f for f in dataclasses.fields(AcceleratorConfig)}
+    changes = {}
+    for k, v in overrides.items():
+        if k in _TARGET_KEYS:
+            continue
+        if k == "preset":
+            from ..config import PRESETS
+
+            if v not in PRESETS:
+                raise TargetError(f"unknown format preset {v!r}; known: {', '.join(sorted(PRESETS))}")
+            changes["act_fmt"], changes["weight_fmt"] = PRESETS[v]
+            continue
+        if k not in fields:
+            raise TargetError(f"--set {k}: not a configuration field; fields: {', '.join(sorted(fields))}, "
+                              f"target options: {', '.join(_TARGET_KEYS)}")
+        cur = getattr(cfg, k)
+        try:
+            if isinstance(cur, FixedFormat):
+                val = FixedFormat.parse(v)
+            elif isinstance(cur, bool):
+                val = str(v).lower() in ("1", "true", "yes")
+            elif isinstance(cur, int):
+                val = int(v, 0)
+            elif isinstance(cur, float):
+                val = float(v)
+            else:
+                val = str(v)
+        except ValueError as e:
+            raise TargetError(f"--set {k}={v}: {e}") from e
+        changes[k] = val
+    if changes:
+        cfg = dataclasses.replace(cfg, **changes)
+    return cfg
+
+
+def _verilog_job(config_dict: dict, out_dir: str) -> float:
+    """Generate accelerator.v in a worker process (it takes seconds to tens of seconds)."""
+    import time
+
+    from hwgen.fixedpoint import FixedFormat
+
+    from .. import generate_verilog
+
+    d = dict(config_dict)
+    d["act_fmt"], d["weight_fmt"] = FixedFormat.parse(d["act_fmt"]), FixedFormat.parse(d["weight_fmt"])
+    t0 = time.perf_counter()
+    generate_verilog(AcceleratorConfig(**d), out_dir)
+    return time.perf_counter() - t0
+
+
+def write_program(compiled: Compiled, out: Path) -> None:
+    """``program.bin`` and ``program.asm``."""
+    blobs, lines = [], [f"; hwgen {__version__} fpga program  (one 128-bit instruction a line; "
+                        f"byte address = program base + 16 x index)"]
+    for b in compiled.bindings:
+        lines.append(f"\n; ===== program set {b.name}  bind={b.bind}")
+        for si, seg in enumerate(b.segments):
+            if seg.kind == "host":
+                lines.append(f"\n; --- host step: {seg.node} (reference interpreter on the host)")
+                continue
+            lines.append(f"\n; --- program {si} at {seg.addr:#x}: {len(seg.instrs)} instructions")
+            last = None
+            for i, e in enumerate(seg.instrs):
+                if e.node and e.node != last:
+                    lines.append(f"; {e.node}")
+                    last = e.node
+                text = str(e.instr)
+                lines.append(f"{text:<72s} # [{i}] {e.comment}")
+                blobs.append(int(_encode(e.instr)).to_bytes(16, "little"))
+    (out / "program.bin").write_bytes(b"".join(blobs))
+    (out / "program.asm").write_text("\n".join(lines) + "\n")
+
+
+def _encode(instr):
+    from ..isa import encode
+
+    return encode(instr)
+
+
+def _layout_json(compiled: Compiled, model: str) -> dict:
+    def loc(l):
+        return {"addr": l.addr, "rows": l.rows, "words": l.words, "shape": list(l.shape)}
+
+    out = {"hwgen": __version__, "model": model, "word_bytes": compiled.word_bytes, "image_bytes": len(compiled.image),
+           "regions": compiled.image_regions, "programs": []}
+    for b in compiled.bindings:
+        segs = []
+        for si, s in enumerate(b.segments):
+            if s.kind == "program":
+                segs.append({"kind": "program", "addr": s.addr, "instructions": len(s.instrs), "checks": len(s.checks)})
+            else:
+                segs.append({"kind": "host", "node": s.node, "reason": b.host_reasons.get(s.node, ""),
+                             "reads": {k: loc(v) for k, v in s.host_reads.items()},
+                             "writes": {k: loc(v) for k, v in s.host_writes.items()}})
+        out["programs"].append({
+            "name": b.name, "bind": b.bind, "segments": segs,
+            "inputs": {k: {**loc(v), "format": str(b.graph.tensors[k].fmt),
+                           "note": "element e of the input (row-major) is code phys[e] of the matrix; phys in compiled.pkl"}
+                       for k, v in b.inputs.items()},
+            "outputs": {k: {**loc(v), "format": str(b.graph.tensors[k].fmt)} for k, v in b.outputs.items()},
+            "stats": b.stats,
+        })
+    return out
+
+
+def load_compiled(out_dir) -> tuple[Compiled, dict]:
+    """``(compiled, layout)`` from a folder written by this target."""
+    out_dir = Path(out_dir)
+    p = out_dir / "compiled.pkl"
+    if not p.exists():
+        raise TargetError(f"{out_dir}: not a compiled FPGA folder (no compiled.pkl); run hwgen compile MODEL --target fpga -o {out_dir}")
+    layout = json.loads((out_dir / "layout.json").read_text())
+    if layout.get("hwgen") != __version__:
+        raise TargetError(f"{out_dir} was compiled by hwgen {layout.get('hwgen')}, this is {__version__}: compile again")
+    with open(p, "rb") as f:
+        return pickle.load(f), layout
+
+
+def _plot_layers(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["layers"] if r.get("cycles_estimated")]
+    if not rows:
+        return
+    names = [r["name"][-28:] for r in rows]
+    est = [r["cycles_estimated"] for r in rows]
+    fig, ax = plt.subplots(figsize=(10, max(3, 0.18 * len(rows) + 1)))
+    y = np.arange(len(rows))
+    ax.barh(y, est, height=0.4 if any("cycles_measured" in r for r in rows) else 0.8, label="estimated")
+    if any("cycles_measured" in r for r in rows):
+        ax.barh(y + 0.4, [r.get("cycles_measured", 0) for r in rows], height=0.4, label="measured (RTL)")
+        ax.legend()
+    ax.set_yticks(y, names, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel("cycles")
+    ax.set_title(f"{report['model']}: cycles per layer ({report['config']['clock_hz'] / 1e6:.0f} MHz)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+class FpgaTarget:
+    name = "fpga"
+    help = "Edge-MoE-style accelerator (Amaranth -> Verilog), its programs and memory image; cycle/energy estimates"
+
+    def compile(self, graph, out_dir: Path, options: dict) -> dict:
+        from rich.console import Console
+
+        out_dir = Path(out_dir)
+        cfg = load_config(options.get("config"), options.get("overrides", {}))
+        verilog = str(options.get("overrides", {}).get("verilog", "true")).lower() not in ("0", "false", "no", "off")
+        model = str(options.get("model_name") or graph.source or graph.name)
+        con = Console(stderr=True)
+        pool = future = None
+        if verilog:
+            pool = concurrent.futures.ProcessPoolExecutor(max_workers=1)
+            future = pool.submit(_verilog_job, cfg.to_dict(), str(out_dir))
+        try:
+            with con.status("compiling") as st:
+                compiled = compile_graph(graph, cfg, task=options.get("task"), progress=lambda s: st.update(s))
+                st.update("writing program, image and layout")
+                write_program(compiled, out_dir)
+                (out_dir / "image.bin").write_bytes(compiled.image)
+                (out_dir / "layout.json").write_text(json.dumps(_layout_json(compiled, model), indent=1) + "\n")
+                cfg.to_toml(out_dir / "config.toml")
+                with open(out_dir / "compiled.pkl", "wb") as f:
+                    pickle.dump(compiled, f, protocol=pickle.HIGHEST_PROTOCOL)
+                report = build_report(compiled, model)
+                if future is not None:
+                    st.update("generating Verilog (Amaranth)")
+                    report["verilog_s"] = future.result()
+                write_report(report, out_dir)
+                _plot_layers(report, out_dir / "layers.png")
+        except concurrent.futures.process.BrokenProcessPool as e:
+            raise TargetError(f"Verilog generation failed: {e}") from e
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return report
+
+
+def estimated_cycles(compiled: Compiled, binding=None) -> float:
+    return binding_costs(compiled, compiled.binding(binding))["total"]["cycles"]
