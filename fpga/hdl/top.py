@@ -45,7 +45,7 @@ ENGINE_ADDR_BITS = 16
 #: The compute ops the top has an engine for (every one is built unless ``ops`` says otherwise).
 ENGINE_OPS = (Op.GELU, Op.ADD, Op.LAYERNORM, Op.LINEAR, Op.ATTENTION, Op.MOE_ROUTE)
 
-_REG_BITS = {**ATTENTION_REGS, "ln_eps": EPS_BITS}
+_REG_BITS = {**ATTENTION_REGS, "ln_eps": EPS_BITS, "moe_cursor": 16, "moe_end": 16, "moe_rows": 16}
 
 
 class Accelerator(wiring.Component):
