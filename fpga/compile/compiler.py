@@ -152,13 +152,19 @@ def compile_graph(g: Graph, config, *, task: int | None = None, progress=None, t
             m.meta["ext"] = image.put(m.name, pack_rows(m.data, m.fmt_bits, config.mem_port_bits), "const")
     bindings = []
     for name, bind, hg, low, plan, outputs in lowered:
-        for m in {m for lay in low.layouts.values() for m in [lay.matrix] if m.kind in ("input", "host")} | set(plan.ext_needed):
+        for m in {m for lay in low.layouts.values() for m in [lay.matrix] if m.kind in ("input", "host")} | \
+                {m for m in plan.ext_needed if "parent" not in m.meta}:
             if "ext" not in m.meta:
                 kind = {"input": "input", "host": "host"}.get(m.kind, "output" if m in outputs else "spill")
                 m.meta["ext"] = image.reserve(f"{name}:{m.name}", m.size * wb, kind)
         for m in outputs:
             if "ext" not in m.meta:
                 m.meta["ext"] = image.reserve(f"{name}:{m.name}", m.size * wb, "output")
+        for op in low.ops:  # row blocks of a stored matrix: their parent's external copy
+            for m, _ in (op.uses() if isinstance(op, EngineOp) else []):
+                if "parent" in m.meta and "ext" not in m.meta:
+                    parent, row0 = m.meta["parent"]
+                    m.meta["ext"] = parent.meta["ext"] + row0 * parent.words * wb
         bindings.append(_emit(name, bind, hg, low, plan, config))
     say("placing programs")
     for b in bindings:
@@ -221,10 +227,10 @@ def _emit(name: str, bind: dict, hg: Graph, low: Lowering, plan, config) -> Bind
             lay = low.layouts.get(v.root)
             if lay is not None and lay.matrix.kind == "chip":
                 seg.host_reads[i] = _loc(i, hg.tensors[i].shape, lay.matrix, lay.phys[v.ids], lay.matrix.meta["ext"])
-        for o in node.outputs:
-            if o and o in low.layouts:
-                lay = low.layouts[o]
-                seg.host_writes[o] = _loc(o, hg.tensors[o].shape, lay.matrix, lay.phys, lay.matrix.meta["ext"])
+        for r, p in low.producer.items():  # the roots this node's results are stored as
+            if p is node and r in low.layouts:
+                lay = low.layouts[r]
+                seg.host_writes[r] = _loc(r, hg.tensors[r].shape, lay.matrix, lay.phys, lay.matrix.meta["ext"])
     inputs = {}
     for i in hg.inputs:
         lay = low.layouts.get(low.views[i].root) if i in low.views else None

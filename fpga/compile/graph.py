@@ -4,7 +4,9 @@
 e.g. M3ViT's gate ``gate[task]``) to a value and folds what then becomes constant,
 fuses linear layers with their bias (``hwgen.Linear``: one rounding, as the linear unit
 adds the bias in its accumulator) and gives every tensor the accelerator's fixed-point
-formats. ``interpret(hardware_graph(...), ..., numerics="fixed")`` is the bit-exact
+formats; constant scalings of attention queries/keys become the attention's scale
+(:func:`hwgen.passes.absorb_attention_scale`). ``interpret(hardware_graph(...), ...,
+numerics="fixed")`` is the bit-exact
 reference of what the accelerator computes.
 
 :func:`task_inputs` finds the task inputs and how many values each takes.
@@ -17,6 +19,7 @@ import numpy as np
 from hwgen.errors import TargetError
 from hwgen.ir import Graph
 from hwgen.passes import canonicalize, fuse_linear
+from hwgen.passes.absorb_attention_scale import absorb_attention_scale
 from hwgen.passes.formats import assign_formats
 
 __all__ = ["task_inputs", "hardware_graph"]
@@ -69,6 +72,7 @@ def hardware_graph(g: Graph, config, bind: dict[str, int] | None = None) -> Grap
         t.data = np.full(t.shape, value, dtype=t.dtype)
         h.inputs = [i for i in h.inputs if i != name]
     h = canonicalize(h)
+    absorb_attention_scale(h)
     fuse_linear(h)
     h.check()
     for t in h.tensors.values():

@@ -280,12 +280,25 @@ class Lowering:
         return lay
 
     def placement(self, t: str) -> tuple[Matrix, np.ndarray]:
-        """Matrix and physical element indices (``t``'s shape) of a stored tensor."""
+        """Matrix and physical element indices (``t``'s shape) of a stored tensor (an input or
+        a host result without a layout yet gets the row-major one)."""
         v = self.views[t]
         lay = self.layouts.get(v.root)
+        if lay is None and self._host_written(v.root):
+            rt = self.g.tensors[v.root]
+            shape = rt.shape or (1,)
+            lay = self.new_layout(v.root, int(np.prod(shape[:-1], dtype=np.int64)), int(shape[-1]),
+                                  kind="input" if v.root in self.g.inputs else "host")
         if lay is None:
             raise LayoutError(f"{t} is not stored yet")
         return lay.matrix, lay.phys[v.ids]
+
+    def _host_written(self, root: str) -> bool:
+        """A root the host writes: a graph input or the result of a host step."""
+        if root in self.g.inputs:
+            return True
+        p = self.producer.get(root)
+        return p is not None and p.name in self.host_nodes
 
     def operand(self, t: str, ids2d: np.ndarray | None = None) -> Window:
         """``t`` (or the ids ``ids2d`` of its root, as ``[M, K]``) as a window; a graph input or
@@ -408,10 +421,9 @@ class Lowering:
                 if r in self.layouts and self.layouts[r].matrix.kind == "chip":
                     if self.layouts[r].matrix not in step.reads:
                         step.reads.append(self.layouts[r].matrix)
-            for o in node.outputs:
-                for t, v in self.views.items():
-                    if o and v.root == o and o in self.layouts and self.layouts[o].matrix not in step.writes:
-                        step.writes.append(self.layouts[o].matrix)
+            for r, p in self.producer.items():
+                if p is node and r in self.layouts and self.layouts[r].matrix not in step.writes:
+                    step.writes.append(self.layouts[r].matrix)
 
     # --- node handlers ----------------------------------------------------------------
     def _linear_parts(self, n: Node):
@@ -504,7 +516,26 @@ class Lowering:
             self.producer[gelu_node.outputs[0]] = gelu_node
             self.skipped_checks[n.outputs[0]] = "fused into the next GELU (the hardware never stores it)"
         y = self.out_window(out_node)
-        self._emit_linear(n, xw, y, wc, bc, gelu_node is not None, self.fresh(f"w:{n.name}"))
+        room = int(0.9 * self.capacity) - y.mat.size
+        if xw.mat.size + y.mat.size <= int(0.9 * self.capacity) or xw.mat.kind == "chip" or not xw.full_rows:
+            self._emit_linear(n, xw, y, wc, bc, gelu_node is not None, self.fresh(f"w:{n.name}"))
+        else:  # an input too large for the buffer with its result: LOAD and compute it in row blocks
+            t = room // xw.mat.words
+            t -= t % self.c.mac_rows if t >= self.c.mac_rows else 0
+            if t < 1:
+                raise _Fallback(f"{n.op}: its output alone fills the buffer")
+            block = None
+            for r0 in range(0, xw.rows, t):
+                m = min(t, xw.rows - r0)
+                part = self.matrix(self.fresh(f"{xw.mat.name}[{xw.row0 + r0}:{xw.row0 + r0 + m}]"), m, xw.mat.words,
+                                   xw.mat.kind)
+                part.meta["parent"] = (xw.mat, xw.row0 + r0)
+                op = self._emit_linear(n, Window(part, 0, m, xw.colmap), Window(y.mat, y.row0 + r0, m, y.colmap), wc, bc,
+                                       gelu_node is not None, self.fresh(f"w:{n.name}"))
+                if block is not None:
+                    self.weights.pop()
+                    op.weights = block
+                block = op.weights
         self.check_after(out_node.outputs[0])
 
     _lower_Gemm = _lower_Linear

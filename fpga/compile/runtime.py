@@ -121,12 +121,10 @@ class Runtime:
                 args.append(self._host_value(i))
         outs = run_node_fixed(g, node, args)
         for o, val in zip(node.outputs, outs):
-            if not o:
-                continue
-            self.env[o] = val
-            if o in seg.host_writes:
-                loc = seg.host_writes[o]
-                write(loc.addr, self.pack(loc, to_fixed(val, self.fmt(o))))
+            if o:
+                self.env[o] = val
+        for r, loc in seg.host_writes.items():  # a result, or the view of it that it is stored as
+            write(loc.addr, self.pack(loc, to_fixed(self._host_value(r), self.fmt(r))))
 
     def _host_value(self, name: str) -> np.ndarray:
         """A tensor the host has: an input, a host result, or a view of one (run the views)."""
