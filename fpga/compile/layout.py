@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Matrix", "Window", "RootLayout", "aligned_colmap", "window", "head_window", "LayoutError"]
+__all__ = ["Matrix", "Window", "RootLayout", "aligned_colmap", "window", "head_window", "row_runs", "LayoutError"]
 
 
 class LayoutError(ValueError):
@@ -158,3 +158,16 @@ def head_window(mat: Matrix, phys: np.ndarray) -> Window:
     if c0 % mat.lanes:
         raise LayoutError(f"a head starts at column {c0}, not at a word boundary ({mat.lanes} lanes)")
     return w
+
+
+def row_runs(mat: Matrix, phys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, colmap)`` of an operand whose rows are stored rows of ``mat`` in any order
+    (each operand row in one stored row, all with the same columns)."""
+    phys = np.asarray(phys).reshape(-1, np.shape(phys)[-1] if np.ndim(phys) else 1)
+    re = mat.row_elems
+    rows, cols = phys // re, phys % re
+    if np.any(rows != rows[:, :1]):
+        raise LayoutError("a row of the operand spans several stored rows")
+    if np.any(cols != cols[:1]):
+        raise LayoutError("rows of the operand use different stored columns")
+    return rows[:, 0].copy(), cols[0].copy()

@@ -35,7 +35,7 @@ from hwgen.numerics.softmax import SOFTMAX_DEFAULT, scale_code
 
 from ..isa import Op
 from .image import linear_weight_image
-from .layout import LayoutError, Matrix, RootLayout, Window, aligned_colmap, head_window, window
+from .layout import LayoutError, Matrix, RootLayout, Window, aligned_colmap, head_window, row_runs, window
 from .ops import (AttentionOp, CombineOp, EngineOp, FillOp, GatherOp, HostStep, LayerNormOp, LinearOp, MoeRouteOp,
                   SetOp, WeightBlock, WordwiseOp, eps_code_checked)
 from .views import View, analyse_views, ids_through, is_view_node, sink_into
@@ -177,7 +177,7 @@ class Lowering:
                 if kind == "const":
                     rows = where.reshape(-1, ccols) // ccols if size % ccols == 0 else None
                     if rows is None or np.any(where.reshape(-1, ccols) % ccols != np.arange(ccols)) \
-                            or np.any(rows != rows[:, :1]) or np.any(np.diff(rows[:, 0]) != 1):
+                            or np.any(rows != rows[:, :1]):
                         ok = False
                         break
                     plan.append(("const", who, where))
@@ -188,8 +188,8 @@ class Lowering:
                     break
                 nat = self._natural_ids(pnode, np.arange(size, dtype=np.int64).reshape(g.tensors[who].shape))
                 pos = where[nat]
-                if np.any(pos % ccols != np.arange(ccols)[None, :] if pos.shape[1] == ccols else True) \
-                        or np.any(np.diff(pos[:, 0] // ccols) != 1):
+                if pos.shape[1] != ccols or np.any(pos % ccols != np.arange(ccols)[None, :]) \
+                        or np.any(pos // ccols != pos[:, :1] // ccols):
                     ok = False
                     break
                 plan.append(("root", who, where))
@@ -300,7 +300,7 @@ class Lowering:
         p = self.producer.get(root)
         return p is not None and p.name in self.host_nodes
 
-    def operand(self, t: str, ids2d: np.ndarray | None = None) -> Window:
+    def operand(self, t: str, ids2d: np.ndarray | None = None, runs: bool = False) -> Window:
         """``t`` (or the ids ``ids2d`` of its root, as ``[M, K]``) as a window; a graph input or
         a host-written root without a layout yet adopts the operand's arrangement."""
         v = self.views[t]
@@ -309,7 +309,13 @@ class Lowering:
         if v.root not in self.layouts:
             self._adopt(v.root, ids)
         lay = self.layouts[v.root]
-        return window(lay.matrix, lay.phys[ids])
+        try:
+            return window(lay.matrix, lay.phys[ids])
+        except LayoutError:
+            if not runs:
+                raise
+            rows, colmap = row_runs(lay.matrix, lay.phys[ids])
+            return _Rows(lay.matrix, rows, colmap)
 
     def _adopt(self, root: str, ids: np.ndarray) -> None:
         """Lay out an input or host-written root: as the operand ``ids [M, K]`` reads it if
@@ -328,6 +334,10 @@ class Lowering:
             self.new_layout(root, rows, cols, kind=kind)
 
     def out_window(self, node: Node, root_rows: int | None = None) -> Window:
+        """The window (rows in any order: see ``full_rows``) an op writes for ``node``'s output."""
+        return self._out(node, runs=True)
+
+    def _out(self, node: Node, runs: bool) -> Window:
         """The window an op writes for ``node``'s (first) output, creating its layout."""
         o = node.outputs[0]
         v = self.views[o]
@@ -344,7 +354,14 @@ class Lowering:
                 shape = t.shape or (1,)
                 self.new_layout(v.root, int(np.prod(shape[:-1], dtype=np.int64)), int(shape[-1]))
         lay = self.layouts[v.root]
-        return window(lay.matrix, lay.phys[self._natural_ids(node, v.ids)])
+        phys = lay.phys[self._natural_ids(node, v.ids)]
+        try:
+            return window(lay.matrix, phys)
+        except LayoutError:
+            if not runs:
+                raise
+            rows, colmap = row_runs(lay.matrix, phys)
+            return _Rows(lay.matrix, rows, colmap)
 
     def check_after(self, t: str, win_rows: slice | None = None) -> None:
         """Record that the last op completes tensor ``t`` (or rows ``win_rows`` of its
@@ -504,7 +521,7 @@ class Lowering:
 
     def _lower_Linear(self, n: Node) -> None:
         x, wc, bc, ids = self._linear_parts(n)
-        xw = self.operand(x, ids)
+        xw = self.operand(x, ids, runs=True)
         gelu_node = self._fusable_gelu(n.outputs[0])
         out_node = gelu_node if gelu_node is not None else n
         nxt = self._tile_partner(out_node)
@@ -517,7 +534,18 @@ class Lowering:
             self.skipped_checks[n.outputs[0]] = "fused into the next GELU (the hardware never stores it)"
         y = self.out_window(out_node)
         room = int(0.9 * self.capacity) - y.mat.size
-        if xw.mat.size + y.mat.size <= int(0.9 * self.capacity) or xw.mat.kind == "chip" or not xw.full_rows:
+        if not xw.full_rows or not y.full_rows:  # e.g. the class token of each image of a batch
+            xr, yr = _row_list(xw), _row_list(y)
+            block = None
+            for a, b in _runs(xr, yr):
+                op = self._emit_linear(n, Window(xw.mat, int(xr[a]), b - a, xw.colmap),
+                                       Window(y.mat, int(yr[a]), b - a, y.colmap), wc, bc, gelu_node is not None,
+                                       self.fresh(f"w:{n.name}"))
+                if block is not None:
+                    self.weights.pop()
+                    op.weights = block
+                block = op.weights
+        elif xw.mat.size + y.mat.size <= int(0.9 * self.capacity) or xw.mat.kind == "chip":
             self._emit_linear(n, xw, y, wc, bc, gelu_node is not None, self.fresh(f"w:{n.name}"))
         else:  # an input too large for the buffer with its result: LOAD and compute it in row blocks
             t = room // xw.mat.words
@@ -725,12 +753,13 @@ class Lowering:
             self.new_layout(c, int(np.prod(shape[:-1], dtype=np.int64)), int(shape[-1]))
         lay = self.layouts[c]
         for const, where in self.concat_fills[c]:
-            codes = self.codes(const).reshape(-1)
+            codes = self.codes(const).reshape(-1, len(lay.colmap))
             rows = lay.mrow[where].reshape(-1, len(lay.colmap))[:, 0]
-            packed = np.zeros((len(rows), lay.matrix.row_elems), dtype=np.int64)
-            packed[:, lay.colmap] = codes.reshape(len(rows), -1)
-            cm = self.const_matrix(self.fresh(f"c:{const}"), packed)
-            self.ops.append(FillOp(n.name, cm, Window(lay.matrix, int(rows[0]), len(rows), lay.colmap)))
+            for a, b in _runs(rows, rows):
+                packed = np.zeros((b - a, lay.matrix.row_elems), dtype=np.int64)
+                packed[:, lay.colmap] = codes[a:b]
+                cm = self.const_matrix(self.fresh(f"c:{const}"), packed)
+                self.ops.append(FillOp(n.name, cm, Window(lay.matrix, int(rows[a]), b - a, lay.colmap)))
         self.check_after(c)
 
     def _lower_MoE(self, n: Node) -> None:
@@ -818,6 +847,32 @@ class Lowering:
                         blocks.setdefault(e, op.weights)
                     self.ops.append(CombineOp(n.name, om, lm, yg, e, expect))
         self.check_after(n.outputs[0])
+
+
+class _Rows(Window):
+    """Rows of a matrix in any order (``rows[i]`` holds operand row ``i``); ``full_rows`` is False."""
+
+    def __init__(self, mat: Matrix, rows: np.ndarray, colmap: np.ndarray):
+        super().__init__(mat, int(rows[0]), len(rows), colmap, 0)
+        self.row_list = rows
+
+    @property
+    def full_rows(self) -> bool:
+        return False
+
+
+def _row_list(w: Window) -> np.ndarray:
+    return w.row_list if isinstance(w, _Rows) else w.row0 + w.step * np.arange(w.rows)
+
+
+def _runs(xr: np.ndarray, yr: np.ndarray) -> list[tuple[int, int]]:
+    """Split operand rows ``0..M-1`` where either stored-row sequence stops being consecutive."""
+    out, a = [], 0
+    for i in range(1, len(xr) + 1):
+        if i == len(xr) or xr[i] != xr[i - 1] + 1 or yr[i] != yr[i - 1] + 1:
+            out.append((a, i))
+            a = i
+    return out
 
 
 def lower(g: Graph, config, **kw) -> Lowering:

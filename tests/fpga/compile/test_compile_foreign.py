@@ -1,0 +1,90 @@
+"""Models no one here wrote (PyTorch's TransformerEncoder, Hugging Face ViT), compiled for
+the accelerator and checked layer by layer on the instruction-set simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hwgen
+from fpga.compile import compile_graph
+from fpga.compile.runtime import run_isa
+from fpga.config import SMALL, AcceleratorConfig
+from hwgen.frontend import sample_inputs
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.torch
+
+
+def _export(model, x, path, dynamo, opset, names):
+    kw = {"dynamo": dynamo, "opset_version": opset, "input_names": names[0], "output_names": names[1]}
+    if dynamo:
+        kw["external_data"] = False
+    torch.onnx.export(model, (x,), str(path), **kw)
+
+
+class _Wrap(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, pixel_values):
+        return self.inner(pixel_values=pixel_values).logits
+
+
+def hf_vit(attn: str, dim: int = 32, heads: int = 2):
+    cfg = transformers.ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=dim, num_hidden_layers=2,
+                                 num_attention_heads=heads, intermediate_size=2 * dim, num_labels=5,
+                                 attn_implementation=attn)
+    torch.manual_seed(0)
+    return _Wrap(transformers.ViTForImageClassification(cfg).eval()).eval()
+
+
+def torch_encoder_vit(dim=32, heads=4):
+    torch.manual_seed(0)
+
+    class TorchViT(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Conv2d(3, dim, 4, 4)
+            self.cls = torch.nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+            self.pos = torch.nn.Parameter(torch.randn(1, 17, dim) * 0.02)
+            layer = torch.nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, activation="gelu",
+                                                     batch_first=True, norm_first=True)
+            self.encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.norm = torch.nn.LayerNorm(dim)
+            self.head = torch.nn.Linear(dim, 10)
+
+        def forward(self, x):
+            t = self.embed(x).flatten(2).transpose(1, 2)
+            t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], 1) + self.pos
+            return self.head(self.norm(self.encoder(t))[:, 0])
+
+    return TorchViT().eval()
+
+
+CASES = {
+    "hf-eager-torchscript17": (lambda: hf_vit("eager"), False, 17),
+    "hf-sdpa-dynamo18": (lambda: hf_vit("sdpa"), True, 18),
+    "hf-head10-width40-dynamo18": (lambda: hf_vit("eager", dim=40, heads=4), True, 18),
+    "torch-encoder-dynamo18": (torch_encoder_vit, True, 18),
+    "torch-encoder-torchscript17": (torch_encoder_vit, False, 17),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_foreign_vit_bit_exact_on_the_accelerator(case, tmp_path):
+    make, dynamo, opset = CASES[case]
+    p = tmp_path / f"{case}.onnx"
+    _export(make(), torch.randn(1, 3, 16, 16), p, dynamo, opset, (["x"], ["logits"]))
+    g = hwgen.canonicalize(hwgen.load(p))
+    for cfg in (AcceleratorConfig(), AcceleratorConfig(**SMALL)):
+        c = compile_graph(g, cfg)
+        b = c.bindings[0]
+        assert not b.host_reasons, b.host_reasons  # attention scales/masks folded, every op on an engine
+        outs, rt = run_isa(c, sample_inputs(g, seed=2))
+        assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values() if not r.bit_exact]
+        np.testing.assert_array_equal(outs["logits"], rt.ref["logits"])
+        float_out = hwgen.interpret(b.graph, sample_inputs(g, seed=2))["logits"]
+        assert np.max(np.abs(outs["logits"] - float_out)) < 1e-3  # fixed point stays close to float
