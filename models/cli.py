@@ -90,7 +90,10 @@ def train(name: str, epochs: int | None, out: Path | None, seed: int | None, thr
 @click.option("--runtime", type=click.Choice(["hwgen", "onnxruntime"]), default="hwgen", show_default=True,
               help="hwgen's reference interpreter, or onnxruntime for comparison.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N test images.")
-def eval_(name: str, onnx_file: Path | None, runtime: str, limit: int | None):
+@click.option("--numerics", type=click.Choice(["float", "fixed"]), default="float", show_default=True,
+              help="fixed: the FPGA accelerator's arithmetic, bit for bit (hwgen's fixed-point reference of the "
+                   "hardware graph, default configuration's formats).")
+def eval_(name: str, onnx_file: Path | None, runtime: str, limit: int | None, numerics: str):
     """Test-split accuracy of NAME per task; the last line is `accuracy: 0.xxx` (task 0)."""
     _check_name(name)
     from .data import TASKS
@@ -100,8 +103,10 @@ def eval_(name: str, onnx_file: Path | None, runtime: str, limit: int | None):
     path = onnx_file or resolve_model(name)
     if path is None:
         raise click.ClickException(f"{name}: no ONNX file (train it first: hwgen models train {name})")
-    accs = evaluate_onnx(path, runtime=runtime, limit=limit)
-    click.echo(f"{name}: {path} via {runtime}")
+    if numerics == "fixed" and runtime != "hwgen":
+        raise click.BadParameter("--numerics fixed runs on hwgen's interpreter", param_hint="--runtime")
+    accs = evaluate_onnx(path, runtime=runtime, limit=limit, numerics=numerics)
+    click.echo(f"{name}: {path} via {runtime}" + (" (fixed point: the accelerator's arithmetic)" if numerics == "fixed" else ""))
     for t, a in enumerate(accs):
         click.echo(f"task {t} ({TASKS[t]}): {a:.3f}")
     click.echo(f"accuracy: {accs[0]:.3f}")

@@ -1,5 +1,5 @@
 """Test-split accuracy of an exported model, run through hwgen's reference interpreter
-(``hwgen.load`` + ``hwgen.interpret``) or onnxruntime."""
+(``hwgen.load`` + ``hwgen.interpret``, float or the accelerator's fixed point) or onnxruntime."""
 
 from __future__ import annotations
 
@@ -16,6 +16,21 @@ def _input_names(path: Path) -> list[str]:
     m = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in m.graph.initializer}
     return [i.name for i in m.graph.input if i.name not in inits]
+
+
+def _outputs_fixed(path: Path, x: np.ndarray, task: int | None, config=None) -> list[np.ndarray]:
+    """The accelerator's arithmetic: the FPGA hardware graph (task bound, linear layers with
+    their bias, the configuration's formats) in hwgen's bit-accurate interpreter."""
+    import hwgen
+    from fpga.compile.graph import hardware_graph, task_inputs
+    from fpga.config import AcceleratorConfig
+
+    config = config or AcceleratorConfig()
+    g = hwgen.canonicalize(hwgen.load(str(path), batch=len(x)))
+    bind = {name: task for name in task_inputs(g)} if task is not None else {}
+    hg = hardware_graph(g, config, bind)
+    out = hwgen.interpret(hg, {"image": x}, numerics="fixed")
+    return [np.asarray(out[o]) for o in hg.outputs]
 
 
 def _outputs_hwgen(path: Path, x: np.ndarray, task: int | None) -> list[np.ndarray]:
@@ -54,8 +69,9 @@ def _outputs_ort(path: Path, x: np.ndarray, task: int | None) -> list[np.ndarray
     return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
 
 
-def evaluate_onnx(path, runtime: str = "hwgen", limit: int | None = None) -> list[float]:
-    """Accuracy per task on the test split; ``runtime`` is ``"hwgen"`` or ``"onnxruntime"``."""
+def evaluate_onnx(path, runtime: str = "hwgen", limit: int | None = None, numerics: str = "float") -> list[float]:
+    """Accuracy per task on the test split; ``runtime`` is ``"hwgen"`` or ``"onnxruntime"``;
+    ``numerics="fixed"`` (hwgen only) evaluates what the FPGA accelerator computes, bit for bit."""
     from .data import load_split
 
     path = Path(path)
@@ -63,7 +79,13 @@ def evaluate_onnx(path, runtime: str = "hwgen", limit: int | None = None) -> lis
     if limit:
         xte, yte = xte[:limit], [y[:limit] for y in yte]
     multitask = "task" in _input_names(path)
+    if numerics not in ("float", "fixed"):
+        raise ValueError(f"numerics must be 'float' or 'fixed', not {numerics!r}")
+    if numerics == "fixed" and runtime != "hwgen":
+        raise ValueError("numerics='fixed' needs runtime='hwgen'")
     run = {"hwgen": _outputs_hwgen, "onnxruntime": _outputs_ort}[runtime]
+    if numerics == "fixed":
+        run = _outputs_fixed
     accs = []
     for t in range(len(yte) if multitask else 1):
         outs = run(path, xte, t if multitask else None)
