@@ -1,0 +1,110 @@
+"""The Mixture of Experts as the accelerator computes it, bit for bit.
+
+Mirrored by ``fpga.hdl`` (MOE_ROUTE, MOE_GATHER, LINEAR, MOE_COMBINE) and the fixed-point
+kernel of ``hwgen.MoE`` (``interpret(..., numerics="fixed")``). For tokens ``x`` (codes
+of ``act``):
+
+1. gate scores ``s = linear_codes(x, gate_w, gate_b)`` (activation codes);
+2. :func:`hwgen.numerics.topk.route`: the top-k experts of each token by score code (ties:
+   the lower expert index first) and their gate weights (activation codes) under the
+   op's normalisation — the routing unit's arithmetic;
+3. for each expert ``e`` in increasing id, its tokens in increasing index:
+   ``h = linear_codes(x[tokens], w1[e], b1[e], gelu=GELU expert)``,
+   ``o = linear_codes(h, w2[e], b2[e])``;
+4. ``Y`` starts at zero; each (token, expert) adds, in that order,
+   :func:`combine_codes`: ``p = requantize(w * o, 2F -> act)`` (the exact product of the
+   gate weight and the expert output, rounded half up and saturated once), then
+   ``Y = residual_codes(Y, p)`` (a saturating add). The order matters only where a sum
+   saturates; it is the hardware's.
+
+Expert activations: ``gelu`` and ``gelu_tanh`` are the hardware's GELU (Edge-MoE's
+table), ``relu`` is ``max(code, 0)``, ``identity``; others (``silu``) and gated experts
+have no bit-level definition here (UnsupportedOpError).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedOpError
+from ..fixedpoint import FixedFormat, from_fixed, requantize, to_fixed
+from ..interp.registry import register_fixed
+from .linear import linear_codes
+from .residual import residual_codes
+from .topk import route
+
+__all__ = ["combine_codes", "moe_codes", "moe_fixed"]
+
+_GELU = ("gelu", "gelu_tanh")
+
+
+def combine_codes(y, h, w, act: FixedFormat) -> np.ndarray:
+    """``y + w * h`` as MOE_COMBINE computes it (``w`` broadcasts over the last axis of ``h``)."""
+    y = np.asarray(y, dtype=np.int64)
+    h = np.asarray(h, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    if w.ndim == h.ndim - 1:
+        w = w[..., None]
+    if act.width > 32:  # products beyond int64: exact Python integers
+        s = 2 * act.frac_bits - act.frac_bits
+        p = w.astype(object) * h.astype(object)
+        q = np.clip((p + (1 << (s - 1))) // (1 << s) if s > 0 else p * (1 << -s), act.qmin, act.qmax).astype(np.int64)
+    else:
+        q = requantize(w * h, 2 * act.frac_bits, act)
+    return residual_codes(y, q, act, act, act)
+
+
+def moe_codes(x, gate_w, gate_b, w1, b1, w2, b2, top_k: int, activation: str, normalization: str,
+              act: FixedFormat, wfmt: FixedFormat, gate_fmt: FixedFormat | None = None) -> np.ndarray:
+    """``hwgen.MoE`` on codes: ``x [..., D]`` (``act``), ``gate_w [D, E]`` (``gate_fmt``,
+    default ``wfmt``), ``w1 [E, D, H]``, ``w2 [E, H, Dout]`` (``wfmt``), biases (``act``,
+    ``None`` for none) -> ``act`` codes ``[..., Dout]``."""
+    if activation not in _GELU + ("relu", "identity"):
+        raise UnsupportedOpError(f"MoE expert activation {activation!r} has no bit-level definition "
+                                 f"(the hardware fuses GELU; relu and identity are exact)")
+    x = np.asarray(x, dtype=np.int64)
+    d = x.shape[-1]
+    tok = x.reshape(-1, d)
+    n_exp = w1.shape[0]
+    scores = linear_codes(tok, gate_w, gate_b, act, gate_fmt or wfmt, act if gate_b is not None else None, act)
+    experts, weights = route(scores, top_k, act, act, normalization)
+    y = np.zeros((tok.shape[0], w2.shape[-1]), dtype=np.int64)
+    for e in range(n_exp):
+        rows, slot = np.nonzero(experts == e)
+        if rows.size == 0:
+            continue
+        order = np.argsort(rows, kind="stable")
+        rows, slot = rows[order], slot[order]
+        h = linear_codes(tok[rows], w1[e], None if b1 is None else b1[e], act, wfmt, act, act,
+                         gelu=activation in _GELU)
+        if activation == "relu":
+            h = np.maximum(h, 0)
+        o = linear_codes(h, w2[e], None if b2 is None else b2[e], act, wfmt, act, act)
+        y[rows] = combine_codes(y[rows], o, weights[rows, slot], act)
+    return y.reshape(x.shape[:-1] + (w2.shape[-1],))
+
+
+@register_fixed("hwgen.MoE")
+def moe_fixed(node, inputs, in_fmts, out_fmts, opset):
+    """Fixed-point kernel of ``hwgen.MoE`` (:func:`moe_codes`)."""
+    ins = list(inputs) + [None] * (7 - len(inputs))
+    fmts = list(in_fmts) + [None] * (7 - len(in_fmts))
+    if len(inputs) > 7 and any(v is not None for v in inputs[7:]):
+        raise UnsupportedOpError(f"node {node.name!r} (hwgen.MoE): gated experts have no bit-level definition")
+    x, gate_w, gate_b, w1, b1, w2, b2 = ins[:7]
+    act, out = fmts[0], out_fmts[0] if out_fmts else None
+    if act is None or out is None or fmts[3] is None or fmts[5] is None:
+        raise UnsupportedOpError(f"node {node.name!r} (hwgen.MoE): inputs and output need fixed-point formats")
+    if out != act:
+        raise UnsupportedOpError(f"node {node.name!r} (hwgen.MoE): output format {out} differs from the input's {act}")
+    wfmt = fmts[3]
+    gate_fmt = fmts[1] or act
+
+    def codes(v, f):
+        return None if v is None else to_fixed(np.asarray(v, dtype=np.float64), f or act)
+
+    y = moe_codes(codes(x, act), codes(gate_w, gate_fmt), codes(gate_b, fmts[2]), codes(w1, wfmt), codes(b1, fmts[4]),
+                  codes(w2, fmts[5]), codes(b2, fmts[6]), int(node.attrs.get("top_k", 1)),
+                  node.attrs.get("activation", "gelu"), node.attrs.get("normalization", "softmax_then_topk"),
+                  act, wfmt, gate_fmt)
+    return (from_fixed(y, out),)

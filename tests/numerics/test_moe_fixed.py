@@ -1,0 +1,126 @@
+"""Bit-level MoE (hwgen.numerics.moe) against an independent per-token computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hwgen
+from hwgen.fixedpoint import FixedFormat, from_fixed, to_fixed
+from hwgen.numerics.gelu import gelu_codes
+from hwgen.numerics.moe import combine_codes, moe_codes
+from hwgen.numerics.topk import gate_weights
+
+ACT, W = FixedFormat(32, 10), FixedFormat(16, 2)
+
+
+def _rq(v: int, shift: int, fmt) -> int:
+    """Round half up by ``shift`` bits, then clamp: written out with Python integers."""
+    q = (v + (1 << (shift - 1))) >> shift if shift > 0 else v << -shift
+    return min(max(q, fmt.qmin), fmt.qmax)
+
+
+def _linear_py(x, w, b, gelu):
+    fa = ACT.frac_bits + W.frac_bits
+    out = []
+    for n in range(len(w[0])):
+        acc = sum(int(x[k]) * int(w[k][n]) for k in range(len(x)))
+        if b is not None:
+            acc += int(b[n]) << (fa - ACT.frac_bits)
+        out.append(_rq(acc, fa - ACT.frac_bits, ACT))
+    return [int(v) for v in gelu_codes(np.array(out), ACT, ACT)] if gelu else out
+
+
+def _moe_py(x, gw, w1, b1, w2, b2, k, norm):
+    """Token by token: scores, the k best (ties: lower index), experts in increasing id."""
+    scores = [_linear_py(t, gw, None, False) for t in x]
+    y = [[0] * len(w2[0][0]) for _ in x]
+    picks = []
+    for t, s in enumerate(scores):
+        order = sorted(range(len(s)), key=lambda e: (-s[e], e))[:k]
+        weights = gate_weights(np.array([s]), np.array([order]), ACT, ACT, norm)[0]
+        picks.append(dict(zip(order, (int(v) for v in weights))))
+    for e in range(len(w1)):
+        for t in range(len(x)):
+            if e not in picks[t]:
+                continue
+            h = _linear_py(x[t], w1[e], b1[e], True)
+            o = _linear_py(h, w2[e], b2[e], False)
+            for j, v in enumerate(o):
+                p = _rq(picks[t][e] * v, ACT.frac_bits, ACT)
+                y[t][j] = min(max(y[t][j] + p, ACT.qmin), ACT.qmax)
+    return np.array(y)
+
+
+def test_combine_is_one_rounding_then_a_saturating_add():
+    rng = np.random.default_rng(0)
+    y = rng.integers(ACT.qmin, ACT.qmax, (50, 8))
+    h = rng.integers(ACT.qmin, ACT.qmax, (50, 8))
+    w = rng.integers(0, 1 << ACT.frac_bits, 50)
+    y[0, 0], h[0, 0], w[0] = ACT.qmax - 3, ACT.qmax, 1 << ACT.frac_bits  # saturates
+    got = combine_codes(y, h, w, ACT)
+    want = [[min(max(int(y[i, j]) + _rq(int(w[i]) * int(h[i, j]), ACT.frac_bits, ACT), ACT.qmin), ACT.qmax)
+             for j in range(8)] for i in range(50)]
+    np.testing.assert_array_equal(got, want)
+    assert got[0, 0] == ACT.qmax
+
+
+@pytest.mark.parametrize("norm", ["topk_then_softmax", "softmax_then_topk", "topk", "sigmoid_then_topk"])
+@pytest.mark.parametrize("k", [1, 2])
+def test_moe_codes_equals_a_token_by_token_computation(norm, k):
+    rng = np.random.default_rng(k)
+    t, d, e, h, dout = 9, 6, 4, 5, 6
+    x = to_fixed(rng.normal(0, 1.5, (t, d)), ACT)
+    gw = to_fixed(rng.normal(0, 0.5, (d, e)), W)
+    gw[:, 3] = gw[:, 1]  # experts 1 and 3 always tie: 1 must win
+    w1 = to_fixed(rng.normal(0, 0.5, (e, d, h)), W)
+    b1 = to_fixed(rng.normal(0, 0.5, (e, h)), ACT)
+    w2 = to_fixed(rng.normal(0, 0.5, (e, h, dout)), W)
+    b2 = to_fixed(rng.normal(0, 0.5, (e, dout)), ACT)
+    got = moe_codes(x, gw, None, w1, b1, w2, b2, k, "gelu", norm, ACT, W)
+    want = _moe_py(x.tolist(), gw.tolist(), w1.tolist(), b1.tolist(), w2.tolist(), b2.tolist(), k, norm)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_saturating_accumulation_in_expert_order():
+    """Three experts: 0 and 1 together overflow Y, 2 is negative. Saturating after each
+    add, in expert order (the hardware's), differs from saturating once at the end."""
+    d, h, e = 2, 2, 3
+    x = to_fixed(np.array([[1.0, 1.0]]), ACT)
+    gw = to_fixed(np.array([[1.5, 1.0, 0.5], [1.5, 1.0, 0.5]]), W)  # scores 3, 2, 1 (topk: raw scores)
+    w1 = to_fixed(np.full((e, d, h), 1.0), W)
+    b1 = to_fixed(np.array([[80.0, 80.0], [120.0, 120.0], [100.0, 100.0]]), ACT)
+    w2 = np.stack([to_fixed(np.full((h, 1), s), W) for s in (1.0, 1.0, -1.0)])
+    got = moe_codes(x, gw, None, w1, b1, w2, None, 3, "identity", "topk", ACT, W)
+    s = _linear_py(x[0], gw.tolist(), None, False)
+    wts = [int(v) for v in gate_weights(np.array([s]), np.array([[0, 1, 2]]), ACT, ACT, "topk")[0]]
+    o = [_linear_py(_linear_py(x[0], w1[i].tolist(), b1[i].tolist(), False), w2[i].tolist(), None, False)[0]
+         for i in range(e)]
+    p = [_rq(wts[i] * o[i], ACT.frac_bits, ACT) for i in range(e)]
+    y = 0
+    for v in p:  # the hardware's order
+        y = min(max(y + v, ACT.qmin), ACT.qmax)
+    at_end = min(max(sum(p), ACT.qmin), ACT.qmax)
+    assert p[0] + p[1] > ACT.qmax and y != at_end  # the case exercises the order
+    assert got[0, 0] == y
+
+
+def test_interpreter_uses_the_bit_level_moe_and_stays_close_to_float():
+    g = hwgen.canonicalize(hwgen.load("m3vit-tiny"))
+    from fpga.compile.graph import hardware_graph
+    from fpga.config import AcceleratorConfig
+
+    hg = hardware_graph(g, AcceleratorConfig(), {"task": 0})
+    rng = np.random.default_rng(3)
+    x = rng.random((1, 1, 8, 8)).astype(np.float32) * 16
+    fixed = hwgen.interpret(hg, {"image": x}, numerics="fixed", keep_all=True)
+    flt = hwgen.interpret(hg, {"image": x}, keep_all=True)
+    moe = next(n for n in hg.nodes if n.op == "MoE")
+    ins = [fixed[i] if i else None for i in moe.inputs]
+    t = lambda i: hg.tensors[moe.inputs[i]]  # noqa: E731
+    codes = [None if v is None else to_fixed(v, t(i).fmt) for i, v in enumerate(ins)]
+    want = moe_codes(codes[0], codes[1], codes[2], codes[3], codes[4], codes[5], codes[6], moe.attrs["top_k"],
+                     moe.attrs["activation"], moe.attrs["normalization"], ACT, W)
+    np.testing.assert_array_equal(to_fixed(fixed[moe.outputs[0]], ACT), want)
+    # fixed<32,10> activations, fixed<16,2> weights: the MoE output is within 1e-2 of float
+    assert np.max(np.abs(fixed[moe.outputs[0]] - flt[moe.outputs[0]])) < 1e-2
