@@ -1,8 +1,9 @@
 """Engine of LAYERNORM: rows of a matrix through :class:`~fpga.hdl.layernorm.LayerNormUnit`.
 
-Instruction fields: ``src0`` = X ``[length, aux]`` (``aux`` = D elements a row, row
-stride ``S = ceil(D / lanes)`` words), ``src1`` = gamma (``S`` words) followed by beta
-(``S`` words), ``dst`` = Y (same layout as X). ``eps_code`` comes from the top's
+Instruction fields: ``src0`` = X ``[length, aux]`` (``aux`` = D elements a row in its
+first ``W = ceil(D / lanes)`` words, row stride ``ext_addr[15:0]`` words, or ``W`` when
+that is 0: rows padded to the MAC array's width), ``src1`` = gamma (``W`` words) followed
+by beta (``W`` words), ``dst`` = Y (same layout as X). ``eps_code`` comes from the top's
 register (``SET``).
 
 Per row and word ``w``: three reads (X word, gamma word, beta word), then up to
@@ -14,7 +15,7 @@ one beat per element out).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
@@ -51,7 +52,7 @@ class LayerNormEngine(wiring.Component):
         m.d.comb += unit.eps_code.eq(self.eps_code)
         words = data.ArrayLayout(self.fmt.width, lanes)
         x_base, g_base, y_base = Signal(16), Signal(16), Signal(16)
-        n, rows, stride = Signal(16), Signal(16), Signal(16)
+        n, rows, stride, nw = Signal(16), Signal(16), Signal(16), Signal(16)
         running = Signal()
 
         # reads: (row r, word k, part p) with p = 0 x, 1 gamma, 2 beta
@@ -61,20 +62,20 @@ class LayerNormEngine(wiring.Component):
             a = self.args
             s = ceil_div_pow2(a.aux, lanes)
             m.d.sync += [x_base.eq(a.src0), g_base.eq(a.src1), y_base.eq(a.dst), n.eq(a.aux), rows.eq(a.length),
-                         stride.eq(s), running.eq(1), rq_row.eq(0), rq_word.eq(0), rq_part.eq(0),
-                         rq_row_addr.eq(a.src0)]
+                         stride.eq(Mux(a.ext_addr[:16] != 0, a.ext_addr[:16], s)), nw.eq(s), running.eq(1),
+                         rq_row.eq(0), rq_word.eq(0), rq_part.eq(0), rq_row_addr.eq(a.src0)]
         with m.Switch(rq_part):
             with m.Case(0):
                 m.d.comb += self.rd.payload.eq(rq_row_addr + rq_word)
             with m.Case(1):
                 m.d.comb += self.rd.payload.eq(g_base + rq_word)
             with m.Default():
-                m.d.comb += self.rd.payload.eq(g_base + stride + rq_word)
+                m.d.comb += self.rd.payload.eq(g_base + nw + rq_word)
         m.d.comb += self.rd.valid.eq(running & (rq_row < rows))
         with m.If(self.rd.valid & self.rd.ready):
             with m.If(rq_part == 2):
                 m.d.sync += rq_part.eq(0)
-                with m.If(rq_word == stride - 1):
+                with m.If(rq_word == nw - 1):
                     m.d.sync += [rq_word.eq(0), rq_row.eq(rq_row + 1), rq_row_addr.eq(rq_row_addr + stride)]
                 with m.Else():
                     m.d.sync += rq_word.eq(rq_word + 1)

@@ -1,6 +1,7 @@
 """Engine of MOE_ROUTE: gate scores -> top-k experts and gate weights -> the expert schedule.
 
-Instruction fields: ``src0`` = gate scores ``[M, E]`` (row stride ``ceil(E / lanes)``),
+Instruction fields: ``src0`` = gate scores ``[M, E]`` (row stride ``ext_addr[15:0]`` words,
+or ``ceil(E / lanes)`` when that is 0: e.g. scores from a LINEAR padded to ``mac_cols``),
 ``length`` = M tokens, ``aux`` = E (at most the unit's ``moe_experts``; missing experts
 score the most negative code, so they are never chosen ahead of a real one and, but for
 ``softmax_then_topk``, change no weight), ``dst`` = the route table, ``src1`` = the
@@ -53,7 +54,8 @@ class MoeRouteEngine(wiring.Component):
         with m.If(self.start):
             a = self.args
             m.d.sync += [src.eq(a.src0), table.eq(a.dst), sched_base.eq(a.src1), n_tok.eq(a.length),
-                         n_exp.eq(a.aux), stride.eq(ceil_div_pow2(a.aux, lanes)), running.eq(1)]
+                         n_exp.eq(a.aux), running.eq(1),
+                         stride.eq(Mux(a.ext_addr[:16] != 0, a.ext_addr[:16], ceil_div_pow2(a.aux, lanes)))]
 
         # reads: token t, word w of its scores
         rq_t, rq_w, rq_row = Signal(16), Signal(16), Signal(16)

@@ -18,7 +18,7 @@ completes at once and sets the sticky ``error`` output.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,6 +33,8 @@ from .engine_elementwise import ElementwiseEngine
 from .engine_layernorm import LayerNormEngine
 from .engine_linear import LinearEngine
 from .engine_moe import MoeRouteEngine
+from .engine_moe_expert import REG_BITS as MOE_REG_BITS
+from .engine_moe_expert import MoeCombineEngine, MoeGatherEngine
 from .gelu import GeluUnit
 from .layernorm import EPS_BITS
 from .residual import ResidualAdd
@@ -43,9 +45,10 @@ __all__ = ["Accelerator", "ENGINE_ADDR_BITS", "ENGINE_OPS"]
 ENGINE_ADDR_BITS = 16
 
 #: The compute ops the top has an engine for (every one is built unless ``ops`` says otherwise).
-ENGINE_OPS = (Op.GELU, Op.ADD, Op.LAYERNORM, Op.LINEAR, Op.ATTENTION, Op.MOE_ROUTE)
+ENGINE_OPS = (Op.GELU, Op.ADD, Op.LAYERNORM, Op.LINEAR, Op.ATTENTION, Op.MOE_ROUTE, Op.MOE_GATHER, Op.MOE_COMBINE)
 
-_REG_BITS = {**ATTENTION_REGS, "ln_eps": EPS_BITS, "moe_cursor": 16, "moe_end": 16, "moe_rows": 16}
+_REG_BITS = {**ATTENTION_REGS, "ln_eps": EPS_BITS, "moe_cursor": MOE_REG_BITS, "moe_end": MOE_REG_BITS,
+             "moe_rows": MOE_REG_BITS}
 
 
 class Accelerator(wiring.Component):
@@ -102,6 +105,8 @@ class Accelerator(wiring.Component):
             Op.LINEAR: lambda: LinearEngine(c, ab, self._dma.buf_addr_bits),
             Op.ATTENTION: lambda: AttentionEngine(c, ab),
             Op.MOE_ROUTE: lambda: MoeRouteEngine(c, ab),
+            Op.MOE_GATHER: lambda: MoeGatherEngine(c, ab),
+            Op.MOE_COMBINE: lambda: MoeCombineEngine(c, ab),
         }
         return {op: make[op]() for op in sorted(self.ops)}
 
@@ -117,12 +122,16 @@ class Accelerator(wiring.Component):
         m.d.comb += [ctrl.start.eq(self.start), ctrl.prog_addr.eq(self.prog_addr), self.done.eq(ctrl.done),
                      ctrl.dma_done.eq(dma.done), dma.rd_addr.eq(reader.mem_addr), reader.mem_data.eq(dma.rd_word)]
 
-        # registers written by SET
+        # registers written by SET (and moe_cursor/moe_rows by MOE_GATHER when it finishes)
         regs = {name: Signal(_REG_BITS[name], name=f"reg_{name}") for name in REGISTERS}
         is_set = ctrl.unit_start & (ctrl.unit_op == Op.SET)
         for name, index in REGISTERS.items():
             with m.If(is_set & (ctrl.unit_aux == index)):
                 m.d.sync += regs[name].eq(ctrl.unit_ext_addr)
+        gather = self._engines.get(Op.MOE_GATHER)
+        if gather is not None:
+            with m.If(gather.reg_we):
+                m.d.sync += [regs["moe_cursor"].eq(gather.out_cursor), regs["moe_rows"].eq(gather.out_rows)]
 
         # the running op
         op = Signal(4)
@@ -137,9 +146,12 @@ class Accelerator(wiring.Component):
             m.submodules[f"{Op(code).name.lower()}_engine"] = eng
             sel = active & (op == code)
             a = eng.args
+            length = ctrl.unit_length
+            if code == Op.LINEAR:  # flags bit 1: the row count is the moe_rows register
+                length = Mux(ctrl.unit_flags[1], regs["moe_rows"], ctrl.unit_length)
             m.d.comb += [eng.start.eq(ctrl.unit_start & (ctrl.unit_op == code)),
                          a.flags.eq(ctrl.unit_flags), a.dst.eq(ctrl.unit_dst), a.src0.eq(ctrl.unit_src0),
-                         a.src1.eq(ctrl.unit_src1), a.length.eq(ctrl.unit_length), a.aux.eq(ctrl.unit_aux),
+                         a.src1.eq(ctrl.unit_src1), a.length.eq(length), a.aux.eq(ctrl.unit_aux),
                          a.ext_addr.eq(ctrl.unit_ext_addr),
                          eng.rd_data.payload.eq(reader.data.payload), eng.rd_data.valid.eq(sel & reader.data.valid),
                          eng.wr.ready.eq(sel)]
@@ -147,6 +159,10 @@ class Accelerator(wiring.Component):
                 m.d.comb += getattr(eng, name).eq(regs[name])
             if code == Op.LAYERNORM:
                 m.d.comb += eng.eps_code.eq(regs["ln_eps"])
+            if code == Op.MOE_GATHER:
+                m.d.comb += [eng.cursor.eq(regs["moe_cursor"]), eng.end.eq(regs["moe_end"])]
+            if code == Op.MOE_COMBINE:
+                m.d.comb += eng.rows.eq(regs["moe_rows"])
             if code == Op.LINEAR:
                 m.d.comb += [eng.dma_words.payload.eq(dma.unit_words.payload),
                              eng.dma_words.valid.eq(sel & dma.unit_words.valid)]
