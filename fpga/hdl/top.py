@@ -87,6 +87,7 @@ class Accelerator(wiring.Component):
             "prog_addr": In(ADDR_BITS),
             "done": Out(1),
             "error": Out(1),
+            "pc": Out(32),
             "ins_req": Out(self._ctrl.ins_req.signature),
             "ins_data": In(self._ctrl.ins_data.signature.flip()),
             "rd_req": Out(self._dma.rd_req.signature),
@@ -119,6 +120,7 @@ class Accelerator(wiring.Component):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(ctrl, name))
         for name in ("rd_req", "rd_data", "wr_req", "wr_data"):
             wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(dma, name))
+        m.d.comb += self.pc.eq(ctrl.pc)  # instructions; simulators/program_run.py traces it
         m.d.comb += [ctrl.start.eq(self.start), ctrl.prog_addr.eq(self.prog_addr), self.done.eq(ctrl.done),
                      ctrl.dma_done.eq(dma.done), dma.rd_addr.eq(reader.mem_addr), reader.mem_data.eq(dma.rd_word)]
 
