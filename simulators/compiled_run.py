@@ -146,11 +146,11 @@ def simulate_binding(compiled: Compiled, binding: str, feeds: dict, backend, flo
     for p, seg in enumerate(progs):
         pr = run["programs"][p]
         prog_cycles.append(pr.get("cycles"))
-        trace = pr.get("trace") or []
+        trace = pr.get("trace") or []  # (instruction index, cycles since the start) as each completes
         prev = 0
-        for pc, cyc in trace:
-            if 0 <= pc - 1 < len(seg.instrs):
-                node = seg.instrs[pc - 1].node or "(control)"
+        for idx, cyc in trace:
+            if 0 <= idx < len(seg.instrs):
+                node = seg.instrs[idx].node or "(control)"
                 layer_cycles[node] = layer_cycles.get(node, 0) + int(cyc - prev)
             prev = cyc
     # the float model

@@ -45,10 +45,10 @@ class MoeGatherEngine(wiring.Component):
 
     Members
     -------
-    cursor, end : In(16)
-        Registers ``moe_cursor`` and ``moe_end``.
-    reg_we : Out(1); out_cursor, out_rows : Out(16)
-        ``reg_we`` pulses with ``done``: the top writes ``moe_cursor`` and ``moe_rows``.
+    moe_cursor, moe_end : In(16)
+        The registers.
+    reg_we : Out(1); next_cursor, rows_gathered : Out(16)
+        ``reg_we`` pulses with ``done``: the top writes them to ``moe_cursor`` and ``moe_rows``.
     """
 
     def __init__(self, config, addr_bits: int):
@@ -57,8 +57,8 @@ class MoeGatherEngine(wiring.Component):
         if 2 * self.k > self.lanes:
             raise ValueError(f"moe_k={self.k}: a route word holds {self.lanes // 2} experts and weights at most")
         super().__init__({**engine_members(addr_bits, self.data_bits),
-                          "cursor": In(REG_BITS), "end": In(REG_BITS),
-                          "reg_we": Out(1), "out_cursor": Out(REG_BITS), "out_rows": Out(REG_BITS)})
+                          "moe_cursor": In(REG_BITS), "moe_end": In(REG_BITS),
+                          "reg_we": Out(1), "next_cursor": Out(REG_BITS), "rows_gathered": Out(REG_BITS)})
 
     def elaborate(self, platform):
         m = Module()
@@ -73,14 +73,14 @@ class MoeGatherEngine(wiring.Component):
         def lane(i):
             return word.word_select(i, fw)
 
-        m.d.comb += [self.out_cursor.eq(cur), self.out_rows.eq(count)]
+        m.d.comb += [self.next_cursor.eq(cur), self.rows_gathered.eq(count)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     a = self.args
                     m.d.sync += [x_base.eq(a.src0), g_addr.eq(a.dst), l_base.eq(a.src1), expert.eq(a.aux),
                                  t_max.eq(a.length), s.eq(a.ext_addr[:16]), table.eq(a.ext_addr[16:32]),
-                                 cur.eq(self.cursor), end.eq(self.end), count.eq(0)]
+                                 cur.eq(self.moe_cursor), end.eq(self.moe_end), count.eq(0)]
                     m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If((count == t_max) | (cur >= end)):
@@ -139,14 +139,14 @@ class MoeCombineEngine(wiring.Component):
 
     Members
     -------
-    rows : In(16)
-        Register ``moe_rows``.
+    moe_rows : In(16)
+        The register.
     """
 
     def __init__(self, config, addr_bits: int):
         c = config
         self.lanes, self.data_bits, self.fmt = c.lanes, c.mem_port_bits, c.act_fmt
-        super().__init__({**engine_members(addr_bits, self.data_bits), "rows": In(REG_BITS)})
+        super().__init__({**engine_members(addr_bits, self.data_bits), "moe_rows": In(REG_BITS)})
 
     def elaborate(self, platform):
         m = Module()
@@ -164,7 +164,7 @@ class MoeCombineEngine(wiring.Component):
                 with m.If(self.start):
                     a = self.args
                     m.d.sync += [h_row.eq(a.src0), l_base.eq(a.src1), y_base.eq(a.dst), so.eq(a.aux),
-                                 n_rows.eq(self.rows), i.eq(0)]
+                                 n_rows.eq(self.moe_rows), i.eq(0)]
                     m.next = "ROW"
             with m.State("ROW"):
                 with m.If(i == n_rows):

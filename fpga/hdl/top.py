@@ -133,7 +133,7 @@ class Accelerator(wiring.Component):
         gather = self._engines.get(Op.MOE_GATHER)
         if gather is not None:
             with m.If(gather.reg_we):
-                m.d.sync += [regs["moe_cursor"].eq(gather.out_cursor), regs["moe_rows"].eq(gather.out_rows)]
+                m.d.sync += [regs["moe_cursor"].eq(gather.next_cursor), regs["moe_rows"].eq(gather.rows_gathered)]
 
         # the running op
         op = Signal(4)
@@ -162,9 +162,9 @@ class Accelerator(wiring.Component):
             if code == Op.LAYERNORM:
                 m.d.comb += eng.eps_code.eq(regs["ln_eps"])
             if code == Op.MOE_GATHER:
-                m.d.comb += [eng.cursor.eq(regs["moe_cursor"]), eng.end.eq(regs["moe_end"])]
+                m.d.comb += [eng.moe_cursor.eq(regs["moe_cursor"]), eng.moe_end.eq(regs["moe_end"])]
             if code == Op.MOE_COMBINE:
-                m.d.comb += eng.rows.eq(regs["moe_rows"])
+                m.d.comb += eng.moe_rows.eq(regs["moe_rows"])
             if code == Op.LINEAR:
                 m.d.comb += [eng.dma_words.payload.eq(dma.unit_words.payload),
                              eng.dma_words.valid.eq(sel & dma.unit_words.valid)]
