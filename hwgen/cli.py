@@ -224,9 +224,15 @@ def targets():
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--save", type=click.Path(path_type=Path), help="Write the outputs to this .npz file.")
 def run(model: str, inputs: tuple[str, ...], numerics: str, batch: int, save: Path | None):
-    """Run MODEL with hwgen's reference interpreter and print its outputs' summary."""
+    """Run MODEL with hwgen's reference interpreter and print its outputs' summary.
+
+    With ``--numerics fixed``, the nodes that ran without a bit-level kernel (float
+    arithmetic quantised to their formats, not the hardware's) are listed on stderr."""
+    import warnings
+
     import numpy as np
 
+    from .errors import FixedFallbackWarning
     from .frontend import sample_inputs
     from .interp import interpret
 
@@ -240,7 +246,17 @@ def run(model: str, inputs: tuple[str, ...], numerics: str, batch: int, save: Pa
             feeds[k] = np.load(v)
         except Exception as e:
             raise HwgenError(f"--input {k}: cannot read {v}: {e}") from e
-    outs = interpret(g, feeds, numerics=numerics)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FixedFallbackWarning)
+        outs = interpret(g, feeds, numerics=numerics)
+    fallbacks = [str(w.message) for w in caught if issubclass(w.category, FixedFallbackWarning)]
+    for w in caught:
+        if not issubclass(w.category, FixedFallbackWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if fallbacks:
+        click.echo(f"float-then-quantise at {len(fallbacks)} node(s) (no bit-level kernel):", err=True)
+        for text in fallbacks:
+            click.echo("  " + text.removeprefix("numerics='fixed': "), err=True)
     for k, v in outs.items():
         flat = np.asarray(v).reshape(-1)
         head = ", ".join(f"{x:.5g}" for x in flat[:6])
