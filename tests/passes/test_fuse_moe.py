@@ -1,6 +1,6 @@
 """MoE fusion: torch MoE modules written in several styles (Switch, HF SwitchTransformers,
-Mixtral, M3ViT task-gated, GShard/DeepSpeed einsum dispatch and two-ArgMax top-2,
-sigmoid routers, shared experts), dense masked and sparse dispatch, exported with both
+Mixtral with plain and SwiGLU experts, M3ViT task-gated, GShard/DeepSpeed einsum dispatch
+and two-ArgMax top-2, sigmoid routers, shared experts), dense masked and sparse dispatch, exported with both
 exporters (dynamo at opsets 18 and 23, torchscript at 17 and 20), become exactly the
 expected hwgen.MoE nodes; results equal onnxruntime on the original file (golden from
 onnxruntime, never from hwgen). Look-alikes are not fused. The op itself is checked
@@ -121,8 +121,8 @@ class MixtralDense(nn.Module):
 
 
 class SwiGLUMoE(nn.Module):
-    """Real Mixtral experts: w2(silu(w1 x) * w3 x). Three matrices per expert: not what
-    hwgen.MoE computes, so not fused (with a warning)."""
+    """Real Mixtral experts: w2(silu(w1 x) * w3 x), three matrices per expert: hwgen.MoE's
+    gated experts (inputs w3, b3)."""
 
     def __init__(self, e=4, h=32):
         super().__init__()
@@ -342,6 +342,7 @@ CASES = {
     ),
     "gshard-top2-two-argmax": (GShardTop2, _X, [dict(num_experts=5, top_k=2, activation="gelu", normalization="softmax_topk_renorm")]),
     "shared-expert": (SharedExpert, _X, [dict(num_experts=4, top_k=2, activation="gelu")]),
+    "mixtral-swiglu": (SwiGLUMoE, _X, [dict(num_experts=4, top_k=2, activation="silu", normalization="topk_then_softmax")]),
     "two-layers": (TwoLayers, _X, [dict(num_experts=4, top_k=2), dict(num_experts=4, top_k=1)]),
 }
 _DYNAMO_ONLY = {"hf-switch-boolmask": "torchscript bakes the traced token count into the boolean index_put (invalid model)"}
@@ -402,6 +403,7 @@ def test_moe_styles_fuse(case, exporter, opset, tmp_path):
     for node, want in zip(moes, expected):
         assert node.domain == "hwgen"
         assert {k: node.attrs[k] for k in want} == want
+        assert (len(node.inputs) > 7 and bool(node.inputs[7])) == (case == "mixtral-swiglu")  # gated: w3
     assert not warned
     # the routing machinery is gone, and nothing data-dependent is left
     h = g2.op_histogram()
@@ -421,21 +423,12 @@ def test_topk_pooling_is_not_fused(exporter, opset, tmp_path):
 
 
 @pytest.mark.parametrize("exporter,opset", [("dynamo", 18), ("torchscript", 17)])
-def test_swiglu_experts_are_not_fused_and_warn(exporter, opset, tmp_path):
-    path = _export(SwiGLUMoE, _X, exporter, opset, tmp_path / "swiglu.onnx")
-    g, g2, warned = _fuse(path)
-    assert "MoE" not in g2.op_histogram()
-    assert warned and "TopK" in warned[0] and "SwiGLU" in warned[0]
-    _check_same(path, g, g2)
-
-
-@pytest.mark.parametrize("exporter,opset", [("dynamo", 18), ("torchscript", 17)])
 def test_capacity_dropping_is_not_fused_and_warns(exporter, opset, tmp_path):
     """With a capacity below the token count tokens are dropped: MoE-like, not an MoE."""
     path = _export(lambda: GShardEinsum(capacity=2), _X, exporter, opset, tmp_path / "cap.onnx")
     g, g2, warned = _fuse(path)
     assert "MoE" not in g2.op_histogram()
-    assert warned and "ArgMax" in warned[0] and "not fused" in warned[0]
+    assert warned and "ArgMax" in warned[0] and "not fused" in warned[0] and "capacity of 2" in warned[0]
     _check_same(path, g, g2)
 
 
