@@ -135,7 +135,7 @@ def onnx_attention(node, inputs, opset):
     if mode == 2:
         qk_out = s
     work = np.dtype(_SOFTMAX_TYPES[int(precision)]) if precision is not None else dtype
-    p = softmax(s.astype(work), axis=-1)
+    p = softmax(s.astype(work), axis=-1, masked_rows_zero=True)
     dead = np.isneginf(np.max(bias, axis=-1, keepdims=True))  # fully masked rows give 0
     p = np.where(dead, work.type(0), p).astype(dtype)
     if mode == 3:

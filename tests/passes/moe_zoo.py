@@ -209,8 +209,8 @@ class CapacityDropping(nn.Module):
         return (torch.einsum("te,ted->td", keep, y) * pmax.unsqueeze(-1)).reshape(x.shape)
 
 
-#: style id -> (factory, expected fused attrs or None when hwgen.MoE must not be formed,
-#: the words the rejection must contain)
+#: style id -> (factory, the fused hwgen.MoE's attributes, or None when no hwgen.MoE may
+#: be formed and the words the rejection must name)
 STYLES = {
     "einsum-scatter-softmax-topk": (lambda: StackedEinsum("softmax_then_topk"), dict(num_experts=5, top_k=2, normalization="softmax_then_topk", activation="gelu", gated=False)),
     "einsum-scatter-softmax-topk-renorm": (lambda: StackedEinsum("softmax_topk_renorm", act="relu", combine="sum"), dict(num_experts=5, top_k=2, normalization="softmax_topk_renorm", activation="relu", gated=False)),
@@ -223,8 +223,8 @@ STYLES = {
     "qwen-swiglu-sparse-shared": (lambda: SparseGLU(shared="sigmoid"), dict(num_experts=4, top_k=2, normalization="softmax_then_topk", activation="silu", gated=True)),
     "qwen3-swiglu-sparse-renorm": (lambda: SparseGLU(norm_topk_prob=True), dict(num_experts=4, top_k=2, normalization="softmax_topk_renorm", activation="silu", gated=True)),
     "deepseek-swiglu-sparse-shared": (lambda: SparseGLU(e=6, k=3, shared="plain"), dict(num_experts=6, top_k=3, normalization="softmax_then_topk", activation="silu", gated=True)),
-    "expert-choice": (ExpertChoice, None, ("expert-choice",)),
-    "capacity-dropping": (CapacityDropping, None, ("capacity",)),
+    "expert-choice": (ExpertChoice, None, ("expert-choice routing", "TopK over the token axis")),
+    "capacity-dropping": (CapacityDropping, None, ("capacity-limited routing", "capacity of 2")),
 }
 
 
