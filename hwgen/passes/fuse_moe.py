@@ -2,7 +2,8 @@
 
 The fused op (semantics in :mod:`hwgen.interp.moe`) is: a gate ``x @ gate_w + gate_b``,
 a normalisation with top-k selection, and a weighted sum of the selected experts, each a
-two-layer MLP. Exporters spell it in two ways, and this pass takes both:
+two-layer MLP, plain or gated (SwiGLU/GeGLU). Exporters spell it in two ways, and this
+pass takes both:
 
 * **dense masked**: every expert runs on every token (per-expert MatMul/Gemm, or one
   batched MatMul/Einsum on stacked ``[E, D, H]`` weights) and the results are combined
@@ -13,22 +14,23 @@ two-layer MLP. Exporters spell it in two ways, and this pass takes both:
 
 Search (loose): an *anchor* is a TopK or ArgMax (over the last axis) whose input comes,
 through elementwise ops and Softmax/Sigmoid, from a *gate* MatMul/Gemm of an activation
-``x``; Add/Sub/Mul/Div by per-expert constants on the way (router bias, temperature) are
-folded into the gate. The gate weight may be computed at run time (e.g. ``gate[task]``).
-The MoE output ``y`` is the immediate post-dominator of the gate (the merge point of
-everything the routing influences) among the tensors with x's token shape that come after
-the anchor and after some expert; the region is every node between ``x`` (before any
-reshape of it) and ``y``, and it must be closed. Experts are the region's linear nodes
-(MatMul, Gemm, Einsum) with constant weights other than the gate -- one per expert, or
-one on stacked ``[E, ...]`` weights -- paired first/second layer by dataflow, with biases
-from the following Add of a constant and the activation from the ops between the layers.
+``x`` (:mod:`hwgen.passes.moe_gate`: router bias, temperature, a task or noise embedding
+added to x, a gate weight computed at run time). The MoE output ``y`` is the immediate
+post-dominator of the gate (the merge point of everything the routing influences) among
+the tensors with x's token shape that come after the anchor and after some expert; the
+region is every node between ``x`` (before any reshape of it) and ``y``, and it must be
+closed (the reshapes of x stay and may have other readers, e.g. a shared expert).
+Experts are the region's linear nodes with constant weights other than the gate
+(:mod:`hwgen.passes.moe_experts`).
 
 Check (strict): the region is evaluated on the values its inputs take in a sample run of
 the whole graph, on random tokens, on identical tokens (all routed alike, which exposes
-capacity limits) and, for a run-time gate weight, on a random one; it is compared with
-the fused op under each gate normalisation (the structural guess first). Only a region
-that verifies is replaced; a MoE-like block that does not is left alone with a warning
-naming its anchor.
+capacity limits) and on random values of each run-time gate input; it is compared with
+the fused op under each gate normalisation (the structural guess first) by
+:func:`verify_moe`. Only a region that verifies is replaced; an MoE-like block that does
+not, and expert-choice routing, are reported (:func:`hwgen.passes.pattern.reject`) with
+the reason, by name where the routing is one hwgen.MoE does not compute (expert choice,
+token-dropping capacity limits).
 """
 
 from __future__ import annotations

@@ -453,7 +453,7 @@ def test_bundled_m3vit(name):
 
 
 # --- the op itself, against torch ---------------------------------------------------------
-def _torch_moe(x, gw, gb, w1, b1, w2, b2, k, act, norm):
+def _torch_moe(x, gw, gb, w1, b1, w2, b2, k, act, norm, w3=None, b3=None):
     x, gw, gb, w1, b1, w2, b2 = (torch.from_numpy(a) for a in (x, gw, gb, w1, b1, w2, b2))
     logits = x @ gw + gb
     if norm == "topk_then_softmax":
@@ -470,7 +470,10 @@ def _torch_moe(x, gw, gb, w1, b1, w2, b2, k, act, norm):
     fn = {"gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "relu": F.relu, "silu": F.silu, "identity": lambda t: t}[act]
     y = torch.zeros(x.shape[:-1] + (w2.shape[-1],))
     for e in range(w1.shape[0]):
-        ye = fn(x @ w1[e] + b1[e]) @ w2[e] + b2[e]
+        h = fn(x @ w1[e] + b1[e])
+        if w3 is not None:  # gated (GLU) expert
+            h = h * (x @ torch.from_numpy(w3[e]) + torch.from_numpy(b3[e]))
+        ye = h @ w2[e] + b2[e]
         y += ((i == e).to(x.dtype) * w).sum(-1, keepdim=True) * ye
     return y.numpy()
 
@@ -485,6 +488,23 @@ def test_moe_op_matches_torch(norm, act):
     got = run_node(node, arrs, 17)[0]
     assert got.shape == (3, 4, d_out) and got.dtype == np.float32
     np.testing.assert_allclose(got, _torch_moe(*arrs, k, act, norm), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["silu", "gelu", "identity"])
+def test_gated_moe_op_matches_torch(act):
+    """Gated experts (inputs 7, 8: w3, b3): (act(x W1 + b1) * (x W3 + b3)) W2 + b2."""
+    rng = np.random.default_rng(5)
+    e, h, d_out, k = 4, 10, 6, 2
+    shapes = [(2, 5, D), (D, e), (e,), (e, D, h), (e, h), (e, h, d_out), (e, d_out), (e, D, h), (e, h)]
+    arrs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    node = Node("MoE", "moe", [f"i{j}" for j in range(9)], ["y"], dict(num_experts=e, top_k=k, activation=act, normalization="topk_then_softmax"), "hwgen")
+    got = run_node(node, arrs, 17)[0]
+    want = _torch_moe(*arrs[:7], k, act, "topk_then_softmax", w3=arrs[7], b3=arrs[8])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    plain = run_node(Node("MoE", "moe", node.inputs[:7], ["y"], node.attrs, "hwgen"), arrs[:7], 17)[0]
+    assert not np.allclose(plain, want, rtol=1e-2)  # the gate projection matters
+    with pytest.raises(hwgen.errors.UnsupportedOpError, match="w3"):
+        run_node(node, arrs[:7] + [arrs[7][:, :, :3], arrs[8]], 17)
 
 
 def test_moe_op_optional_biases_and_ties():
