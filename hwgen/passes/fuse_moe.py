@@ -42,7 +42,7 @@ import numpy as np
 from ..interp import interpret
 from ..interp.moe import moe_reference
 from ..ir import Graph, Node, Tensor
-from .moe_experts import LINEAR_OPS, Experts, find_experts
+from .moe_experts import Experts, find_experts, has_weight
 from .moe_gate import Gate, capacity_limit, expert_choice, find_gate, gate_path, norm_order, x_root
 from .pattern import Region, descendants, eval_nodes, immediate_post_dominator, mismatch, region_between, region_is_closed, reject
 
@@ -53,11 +53,8 @@ def _find_output(g: Graph, gate: Gate, anchor: Node, root: str) -> str | None:
     gate influences passes, that comes after the routing and after some expert."""
     token_shapes = {g.tensors[gate.x].shape[:-1], g.tensors[root].shape[:-1]}
     after_anchor = _reached(g, [o for o in anchor.outputs if o])
-    expert_outs = [
-        n.outputs[0]
-        for n in descendants(g, root)
-        if n is not gate.node and n.op in LINEAR_OPS and any(g.tensors[i].is_const and len(g.tensors[i].shape) >= 2 for i in n.inputs if i)
-    ]
+    prod = g.producers()
+    expert_outs = [n.outputs[0] for n in descendants(g, root) if n is not gate.node and has_weight(g, prod, n)]
     after_expert = _reached(g, expert_outs)
 
     def accept(t: str) -> bool:

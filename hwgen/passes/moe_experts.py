@@ -18,11 +18,34 @@ from dataclasses import dataclass
 
 from ..ir import Graph, Node
 
-__all__ = ["LINEAR_OPS", "parse_einsum", "find_experts", "Experts"]
+__all__ = ["LINEAR_OPS", "parse_einsum", "find_experts", "Experts", "gathered_weight", "has_weight"]
 
 #: Ops allowed between the first and the second layer of an expert.
-_ACT_PATH = {"Gelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow", "Cast", "Identity", "Sub"}
+_ACT_PATH = {"Gelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow", "Cast", "Identity", "Sub", "Squeeze", "Unsqueeze"}
 LINEAR_OPS = {"MatMul", "Gemm", "Einsum"}
+
+
+def gathered_weight(g: Graph, prod, name: str) -> np.ndarray | None:
+    """The stacked constant ``[E, ...]`` whose rows a Gather/GatherND picks per token by
+    the routing indices (HF's ``batched_mm`` experts: ``W[expert_ids] @ x``), else None."""
+    n = prod.get(name)
+    if n is None or n.op not in ("Gather", "GatherND") or not g.tensors[n.inputs[0]].is_const:
+        return None
+    data, idx = g.tensors[n.inputs[0]], g.tensors[n.inputs[1]]
+    if idx.is_const or len(data.shape) != 3:
+        return None
+    if n.op == "Gather" and int(n.attrs.get("axis", 0)) != 0:
+        return None
+    if n.op == "GatherND" and (int(n.attrs.get("batch_dims", 0)) or not idx.shape or idx.shape[-1] != 1):
+        return None
+    return np.asarray(data.data)
+
+
+def has_weight(g: Graph, prod, n: Node) -> bool:
+    """A linear node with a constant (or per-token gathered constant) weight."""
+    return n.op in LINEAR_OPS and any(
+        i and (g.tensors[i].is_const and len(g.tensors[i].shape) >= 2 or gathered_weight(g, prod, i) is not None) for i in n.inputs
+    )
 
 
 class _Linear:
@@ -58,8 +81,17 @@ def parse_einsum(eq: str, ranks: list[int]):
     return res, out
 
 
-def _linear_of(g: Graph, n: Node, num_experts: int) -> _Linear | None:
+def _linear_of(g: Graph, n: Node, num_experts: int, prod=None) -> _Linear | None:
     ins = [i for i in n.inputs if i]
+    if n.op == "MatMul" and prod is not None and not any(g.tensors[i].is_const for i in n.inputs):
+        a, b = n.inputs
+        rank = len(g.tensors[n.outputs[0]].shape)
+        wa, wb = gathered_weight(g, prod, a), gathered_weight(g, prod, b)
+        if wa is not None and wa.shape[0] == num_experts and rank == 3:  # W[ids] [S, O, I] @ x [S, I, 1]
+            return _Linear(n, b, np.transpose(wa, (0, 2, 1)), None, rank - 2)
+        if wb is not None and wb.shape[0] == num_experts and rank == 3:  # x [S, 1, I] @ W[ids] [S, I, O]
+            return _Linear(n, a, wb, None, rank - 1)
+        return None
     if n.op == "MatMul":
         a, b = n.inputs
         wt = g.tensors[b]
@@ -192,6 +224,38 @@ def _reach(g: Graph, cons, lin: _Linear, by_node: dict[int, _Linear]):
     return hits, seen
 
 
+def _split_halves(g: Graph, cons, lin: _Linear) -> list[_Linear] | None:
+    """A first layer whose output is split in two halves along its features (a fused
+    ``gate_up`` projection: ``gate, up = (x @ W).chunk(2)``) -> the two halves."""
+    t = lin.post
+    users = cons.get(t, [])
+    if len(users) == 1 and users[0].op in ("Squeeze", "Reshape", "Identity"):
+        t, users = users[0].outputs[0], cons.get(users[0].outputs[0], [])
+    width = lin.w.shape[2]
+    if width % 2:
+        return None
+    half = width // 2
+    posts: list[str] | None = None
+    if len(users) == 1 and users[0].op == "Split" and len([o for o in users[0].outputs if o]) == 2:
+        outs = users[0].outputs
+        if all(g.tensors[o].shape[int(users[0].attrs.get("axis", 0))] == half for o in outs):
+            posts = list(outs)
+    elif len(users) == 2 and all(u.op == "Slice" for u in users):
+        starts = [g.const(u.inputs[1]) for u in users]
+        if all(st is not None and st.size == 1 for st in starts) and sorted(int(st.reshape(-1)[0]) for st in starts) == [0, half]:
+            order = sorted(range(2), key=lambda i: int(starts[i].reshape(-1)[0]))
+            posts = [users[i].outputs[0] for i in order]
+    if posts is None or any(g.tensors[p].shape[-1] != half and half not in g.tensors[p].shape for p in posts):
+        return None
+    out = []
+    for k, p in enumerate(posts):
+        v = _Linear(lin.node, lin.act_in, lin.w[:, :, k * half:(k + 1) * half], lin.e_axis, lin.h_axis)
+        v.bias = None if lin.bias is None else lin.bias[:, k * half:(k + 1) * half]
+        v.post = p
+        out.append(v)
+    return out
+
+
 def _group(g: Graph, lins: list[_Linear]):
     """First layers grouped by the one second layer they feed -> [(firsts, second, act)].
 
@@ -200,20 +264,23 @@ def _group(g: Graph, lins: list[_Linear]):
     pass are the combination (the Mul) and after."""
     cons = g.consumers()
     by_node = {id(lin.node): lin for lin in lins}
-    reach = {id(lin.node): _reach(g, cons, lin, by_node) for lin in lins}
-    seconds = {id(h.node) for lin in lins for h in reach[id(lin.node)][0] if len(reach[id(lin.node)][0]) == 1}
+    firsts_all = []
+    for lin in lins:  # a fused gate_up projection counts as two first layers
+        firsts_all.extend(_split_halves(g, cons, lin) or [lin])
+    reach = {id(lin): _reach(g, cons, lin, by_node) for lin in firsts_all}
+    seconds = {id(h.node) for lin in firsts_all for h in reach[id(lin)][0] if len(reach[id(lin)][0]) == 1}
     groups: dict[int, list[_Linear]] = {}
-    for lin in lins:
-        hits, _ = reach[id(lin.node)]
+    for lin in firsts_all:
+        hits, _ = reach[id(lin)]
         if len(hits) == 1 and id(lin.node) not in seconds:
             groups.setdefault(id(hits[0].node), []).append(lin)
     out = []
     for sid, firsts in groups.items():
         second = by_node[sid]
         if len(firsts) == 1:
-            out.append(([firsts[0]], second, _activation_of(set(reach[id(firsts[0].node)][1].values()))))
+            out.append(([firsts[0]], second, _activation_of(set(reach[id(firsts[0])][1].values()))))
         elif len(firsts) == 2:
-            own = [{k: v for k, v in reach[id(f.node)][1].items() if k not in reach[id(o.node)][1]} for f, o in (firsts, firsts[::-1])]
+            own = [{k: v for k, v in reach[id(f)][1].items() if k not in reach[id(o)][1]} for f, o in (firsts, firsts[::-1])]
             acts = [_activation_of(set(o.values())) for o in own]
             if acts[0] != "identity" and acts[1] != "identity":
                 continue  # both activated: not a GLU
@@ -224,7 +291,8 @@ def _group(g: Graph, lins: list[_Linear]):
 
 def find_experts(g: Graph, region_nodes: list[Node], gate: Node, num_experts: int):
     """-> (Experts or None, why not, looks like experts)."""
-    lins = [lin for n in region_nodes if n is not gate and n.op in LINEAR_OPS for lin in [_linear_of(g, n, num_experts)] if lin]
+    prod = g.producers()
+    lins = [lin for n in region_nodes if n is not gate and n.op in LINEAR_OPS for lin in [_linear_of(g, n, num_experts, prod)] if lin]
     cons = g.consumers()
     for lin in lins:
         _absorb_bias(g, cons, lin)
