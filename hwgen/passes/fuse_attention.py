@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..interp import run_node
 from ..ir import Graph, Node, Tensor
 from .pattern import Region, eval_nodes, mismatch, probe_inputs, region_is_closed, reject, scalar_const
 
