@@ -1,8 +1,9 @@
 """Pure analyses of a graph: ``graph -> {node name: number}`` and summaries of them.
 
-MACs count multiply-accumulates of the matrix ops (MatMul, hwgen.Linear, Gemm, Conv, Einsum of two
-operands, hwgen.Attention, hwgen.MoE with only the top-k experts of each token active);
-elementwise work is not counted. Parameter counts are the float constants read by nodes.
+MACs count multiply-accumulates of the matrix ops (MatMul, hwgen.Linear, Gemm, Conv, Einsum of
+two operands, hwgen.Attention, hwgen.MoE with only the top-k experts of each token active and a
+gated expert's two first-layer projections counted); elementwise work is not counted.
+Parameter counts are the float constants read by nodes.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def node_macs(g: Graph, n: Node) -> int:
         e = w1[0]
         k = int(n.attrs.get("top_k", 1))
         gate = tokens * d * e
-        return gate + tokens * k * (w1[1] * w1[2] + w2[1] * w2[2])
+        gated = 2 if len(n.inputs) > 7 and n.inputs[7] else 1  # w3: a second first-layer projection
+        return gate + tokens * k * (gated * w1[1] * w1[2] + w2[1] * w2[2])
     return 0
 
 
@@ -92,13 +94,19 @@ def find_patterns(g: Graph) -> Patterns:
                 {"node": n.name, "heads": int(n.attrs.get("num_heads", 1)), "seq": q[-2], "head_dim": q[-1], "scale": n.attrs.get("scale", 1.0)}
             )
         elif n.op == "MoE" and n.domain == "hwgen":
+            gate_b = n.inputs[2] if len(n.inputs) > 2 else ""
             p.moe.append(
                 {
                     "node": n.name,
                     "experts": int(n.attrs.get("num_experts", _shape(g, n.inputs[3])[0])),
                     "top_k": int(n.attrs.get("top_k", 1)),
+                    "normalization": str(n.attrs.get("normalization", "softmax_then_topk")),
+                    "activation": str(n.attrs.get("activation", "gelu")),
+                    "gated": len(n.inputs) > 7 and bool(n.inputs[7]),
                     "gate": n.inputs[1],
                     "gate_is_input_dependent": not g.tensors[n.inputs[1]].is_const,
+                    "gate_bias": gate_b,
+                    "gate_bias_is_input_dependent": bool(gate_b) and not g.tensors[gate_b].is_const,
                     "tokens": int(np.prod(_shape(g, n.inputs[0])[:-1], dtype=np.int64)),
                 }
             )

@@ -73,6 +73,30 @@ def _status(text: str):
     return Console(stderr=True).status(text)
 
 
+def _recording(category, fn, *args):
+    """``fn(*args)`` and the warnings of ``category`` it gave (others pass through)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        result = fn(*args)
+    mine = [w.message for w in caught if issubclass(w.category, category)]
+    for w in caught:
+        if not issubclass(w.category, category):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result, mine
+
+
+def _rejections(messages) -> list[dict]:
+    """FusionRejectedWarnings -> one record per (pattern, anchor), the last reason kept."""
+    found: dict[tuple[str, str], dict] = {}
+    for m in messages:
+        found[(m.pattern, m.anchor)] = {
+            "pattern": m.pattern, "anchor": m.anchor, "anchor_op": m.anchor_op, "nodes": list(m.nodes), "why": m.reason,
+        }
+    return list(found.values())
+
+
 def _load(model: str, batch: int, canonical: bool = True):
     from .frontend import load
     from .passes import canonicalize
@@ -97,9 +121,11 @@ def inspect(model: str, batch: int, as_json: bool):
     from rich.table import Table
 
     from .analysis import find_patterns, total_macs
+    from .errors import FusionRejectedWarning
     from .targets import available_targets
 
-    raw, g = _load(model, batch)
+    (raw, g), rejected_msgs = _recording(FusionRejectedWarning, _load, model, batch)
+    rejected = _rejections(rejected_msgs)
     pats = find_patterns(g)
     ops_used = {f"{n.domain}.{n.op}" if n.domain else n.op for n in g.nodes}
     unsupported: dict[str, list[str]] = {}  # target -> ops it refuses (a target without a list takes all)
@@ -124,6 +150,7 @@ def inspect(model: str, batch: int, as_json: bool):
         "moe": pats.moe,
         "layernorm": pats.layernorm,
         "gelu": pats.gelu,
+        "rejected": rejected,
         "unsupported_by_target": unsupported,
         "unsupported_by_every_target": no_target,
     }
@@ -142,17 +169,29 @@ def inspect(model: str, batch: int, as_json: bool):
     for op in sorted(set(summary["onnx_ops"]) | set(summary["ir_ops"])):
         ops.add_row(op, str(summary["onnx_ops"].get(op, "")), str(summary["ir_ops"].get(op, "")))
     con.print(ops)
-    con.print(f"patterns: {len(pats.attention)} attention, {len(pats.moe)} MoE, {pats.layernorm} LayerNorm, {pats.gelu} GELU")
+    con.print(
+        f"patterns: {len(pats.attention)} attention, {len(pats.moe)} MoE, {pats.layernorm} LayerNorm, {pats.gelu} GELU"
+        + (f"; {len(rejected)} look-alike region(s) not fused (below)" if rejected else "")
+    )
     if pats.attention:
         t = Table("attention node", "heads", "seq", "head dim", "scale", title_justify="left")
         for a in pats.attention:
             t.add_row(a["node"], str(a["heads"]), str(a["seq"]), str(a["head_dim"]), f"{a['scale']:.4g}")
         con.print(t)
     if pats.moe:
-        t = Table("MoE node", "experts", "top-k", "tokens", "gate input", title_justify="left")
+        t = Table("MoE node", "experts", "top-k", "normalisation", "experts' MLP", "tokens", "gate input", title_justify="left")
         for m in pats.moe:
             gate = m["gate"] + (" (input-dependent, e.g. per task)" if m["gate_is_input_dependent"] else "")
-            t.add_row(m["node"], str(m["experts"]), str(m["top_k"]), str(m["tokens"]), gate)
+            if m["gate_bias"]:
+                gate += f"; bias {m['gate_bias']}" + (" (input-dependent, e.g. a task embedding)" if m["gate_bias_is_input_dependent"] else "")
+            mlp = f"gated {m['activation']} ({ {'silu': 'SwiGLU', 'gelu': 'GeGLU', 'gelu_tanh': 'GeGLU'}.get(m['activation'], 'GLU') })" if m["gated"] else m["activation"]
+            t.add_row(m["node"], str(m["experts"]), str(m["top_k"]), m["normalization"], mlp, str(m["tokens"]), gate)
+        con.print(t)
+    if rejected:
+        t = Table("pattern", "at node", "nodes", "why not fused", title="Regions that looked like a pattern but were not fused", title_justify="left")
+        for r in rejected:
+            nodes = ", ".join(r["nodes"][:4]) + (f", ... ({len(r['nodes'])} nodes)" if len(r["nodes"]) > 4 else "")
+            t.add_row(r["pattern"], f"{r['anchor']} ({r['anchor_op']})", nodes, r["why"])
         con.print(t)
     for name, ops_ in unsupported.items():
         con.print(f"ops target {name} does not support: {', '.join(ops_) if ops_ else 'none'}")
@@ -228,9 +267,15 @@ def targets():
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--save", type=click.Path(path_type=Path), help="Write the outputs to this .npz file.")
 def run(model: str, inputs: tuple[str, ...], numerics: str, batch: int, save: Path | None):
-    """Run MODEL with hwgen's reference interpreter and print its outputs' summary."""
+    """Run MODEL with hwgen's reference interpreter and print its outputs' summary.
+
+    With ``--numerics fixed``, the nodes that ran without a bit-level kernel (float
+    arithmetic quantised to their formats, not the hardware's) are listed on stderr."""
+    import warnings
+
     import numpy as np
 
+    from .errors import FixedFallbackWarning
     from .frontend import sample_inputs
     from .interp import interpret
 
@@ -244,7 +289,17 @@ def run(model: str, inputs: tuple[str, ...], numerics: str, batch: int, save: Pa
             feeds[k] = np.load(v)
         except Exception as e:
             raise HwgenError(f"--input {k}: cannot read {v}: {e}") from e
-    outs = interpret(g, feeds, numerics=numerics)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FixedFallbackWarning)
+        outs = interpret(g, feeds, numerics=numerics)
+    fallbacks = [str(w.message) for w in caught if issubclass(w.category, FixedFallbackWarning)]
+    for w in caught:
+        if not issubclass(w.category, FixedFallbackWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if fallbacks:
+        click.echo(f"float-then-quantise at {len(fallbacks)} node(s) (no bit-level kernel):", err=True)
+        for text in fallbacks:
+            click.echo("  " + text.removeprefix("numerics='fixed': "), err=True)
     for k, v in outs.items():
         flat = np.asarray(v).reshape(-1)
         head = ", ".join(f"{x:.5g}" for x in flat[:6])

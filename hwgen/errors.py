@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["HwgenError", "ModelError", "UnsupportedOpError", "TargetError"]
+__all__ = ["HwgenError", "ModelError", "UnsupportedOpError", "TargetError", "FixedFallbackWarning", "FusionRejectedWarning"]
 
 
 class HwgenError(Exception):
@@ -19,3 +19,13 @@ class UnsupportedOpError(ModelError):
 
 class TargetError(HwgenError):
     """A target cannot compile the graph or its configuration is invalid."""
+
+
+class FixedFallbackWarning(UserWarning):
+    """Under ``numerics="fixed"`` a node ran its float kernel and had its result
+    quantised: not the hardware's bit-level arithmetic (warned once per node)."""
+
+
+class FusionRejectedWarning(UserWarning):
+    """A region looked like a fusion's pattern but failed its numeric check (or a
+    structural one); it stays unfused. ``hwgen inspect`` lists these."""

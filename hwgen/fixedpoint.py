@@ -13,8 +13,15 @@ the generated hardware alike, goes through :func:`shift_round`:
 * **saturation**: results outside the format's range clamp to its most negative /
   most positive code; there is no wrap-around anywhere.
 
-Integers here are numpy ``int64`` (exact up to 63 bits); callers keep products and sums
-under that bound (a 32x16-bit product with up to 2**14 terms of accumulation fits).
+These are the only definitions of the two rules: every kernel of :mod:`hwgen.numerics`
+calls :func:`shift_round`, :func:`saturate` and :func:`requantize` (and
+:func:`exact_mul` for products that may not fit 63 bits).
+
+Integers are exact at any width: codes are numpy ``int64`` where every value fits, and
+numpy object arrays of Python ints where an intermediate needs more than 63 bits (a
+wide format shifted left, the product of two 32-bit codes, ...). :func:`shift_round`
+and :func:`exact_mul` switch to Python ints by themselves; :func:`saturate` and
+:func:`requantize` always return ``int64`` (a format has at most 48 bits).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ __all__ = [
     "WEIGHT_DEFAULT",
     "shift_round",
     "saturate",
+    "exact_mul",
     "to_fixed",
     "from_fixed",
     "quantize",
@@ -111,28 +119,82 @@ ACT_DEFAULT = FixedFormat(32, 10)
 WEIGHT_DEFAULT = FixedFormat(16, 2)
 
 
-def shift_round(q: np.ndarray | int, shift: int) -> np.ndarray:
-    """Drop ``shift`` low bits of integer codes with round-half-up.
+_INT64_BITS = 62  # magnitude bits an int64 holds with room for one carry
 
-    ``shift <= 0`` multiplies by ``2**-shift`` exactly. Returns int64.
+
+def _magnitude_bits(q: np.ndarray) -> int:
+    """Bits of the largest magnitude in an int64 array (0 for an empty one)."""
+    if q.size == 0:
+        return 0
+    return max(int(q.max()).bit_length(), int(-int(q.min())).bit_length())
+
+
+def _as_codes(q) -> np.ndarray:
+    """int64 array, or an object array of Python ints if ``q`` already is one."""
+    if isinstance(q, np.ndarray) and q.dtype == object:
+        return q
+    if isinstance(q, int) and not -(1 << 63) <= q < (1 << 63):
+        return np.asarray(q, dtype=object)
+    return np.asarray(q, dtype=np.int64)
+
+
+def shift_round(q, shift) -> np.ndarray:
+    """Drop ``shift`` low bits of integer codes with round-half-up: ``(q + 2**(s-1)) >> s``.
+
+    ``shift <= 0`` multiplies by ``2**-shift`` exactly. ``shift`` may be an int or an
+    integer array (one shift per element). The result is exact: ``int64`` if ``q`` is
+    and every result fits, else an object array of Python ints (e.g. ``2**46`` shifted
+    left by 40 bits).
     """
-    q = np.asarray(q, dtype=np.int64)
-    if shift <= 0:
-        return q << np.int64(-shift)
-    return (q + np.int64(1 << (shift - 1))) >> np.int64(shift)
+    q = _as_codes(q)
+    if np.ndim(shift) == 0:
+        shift = int(shift)
+        if q.dtype != object:
+            bits = _magnitude_bits(q)
+            if (shift <= 0 and bits - shift <= _INT64_BITS) or (0 < shift <= _INT64_BITS and bits <= _INT64_BITS):
+                if shift <= 0:
+                    return q << np.int64(-shift)
+                return (q + np.int64(1 << (shift - 1))) >> np.int64(shift)
+            q = q.astype(object)
+        if shift <= 0:
+            return np.asarray(q * (1 << -shift), dtype=object)
+        return np.asarray((q + (1 << (shift - 1))) >> shift, dtype=object)
+    shift = np.asarray(shift, dtype=np.int64)
+    left = np.maximum(-shift, 0)
+    right = np.maximum(shift, 0)
+    if q.dtype != object and _magnitude_bits(q) + int(left.max(initial=0)) <= _INT64_BITS and int(right.max(initial=0)) <= _INT64_BITS:
+        half = np.where(right > 0, np.left_shift(np.int64(1), np.maximum(right - 1, 0)), 0)
+        return ((q << left) + half) >> right
+    q, left, right = (np.asarray(a, dtype=object) for a in (q, left, right))
+    half = np.where(right > 0, np.left_shift(1, np.maximum(right - 1, 0)), 0)
+    return np.asarray(((q << left) + half) >> right, dtype=object)
 
 
-def saturate(q: np.ndarray | int, fmt: FixedFormat) -> np.ndarray:
-    """Clamp integer codes to the range of ``fmt``. Returns int64."""
-    return np.clip(np.asarray(q, dtype=np.int64), fmt.qmin, fmt.qmax)
+def saturate(q, fmt: FixedFormat) -> np.ndarray:
+    """Clamp integer codes (int64 or Python ints) to the range of ``fmt``. Returns int64."""
+    q = _as_codes(q)
+    if q.dtype == object:  # (1-d at least: numpy turns 0-d object results into Python ints)
+        flat = np.minimum(np.maximum(q.reshape(-1), fmt.qmin), fmt.qmax)
+        return np.asarray(flat, dtype=np.int64).reshape(q.shape)
+    return np.clip(q, fmt.qmin, fmt.qmax)
 
 
-def requantize(q: np.ndarray | int, from_frac_bits: int, fmt: FixedFormat) -> np.ndarray:
+def requantize(q, from_frac_bits: int, fmt: FixedFormat) -> np.ndarray:
     """Integer codes with ``from_frac_bits`` fraction bits -> codes of ``fmt``.
 
-    Round half up, then saturate: the one conversion every unit uses.
+    Round half up, then saturate: the one conversion every unit uses. Exact for codes of
+    any width (int64 or Python ints); returns int64.
     """
     return saturate(shift_round(q, from_frac_bits - fmt.frac_bits), fmt)
+
+
+def exact_mul(a, b) -> np.ndarray:
+    """Exact elementwise product of integer codes: int64 if both are and it fits 63
+    bits, else an object array of Python ints."""
+    a, b = _as_codes(a), _as_codes(b)
+    if a.dtype != object and b.dtype != object and _magnitude_bits(a) + _magnitude_bits(b) <= _INT64_BITS:
+        return a * b
+    return np.asarray(np.asarray(a, dtype=object) * np.asarray(b, dtype=object), dtype=object)
 
 
 def to_fixed(x: np.ndarray | float, fmt: FixedFormat) -> np.ndarray:

@@ -20,15 +20,19 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
+from onnx.defs import onnx_opset_version
 
 from .errors import HwgenError, ModelError, UnsupportedOpError
 from .ir import Graph, Node, Tensor
+from .interp.op_versions import version_problem
 from .interp.registry import MAX_TENSOR_BYTES, supported_ops
 
-__all__ = ["load", "from_onnx", "resolve_model", "bundled_models", "MIN_OPSET", "MAX_OPSET"]
+__all__ = ["load", "from_onnx", "check_ops", "resolve_model", "bundled_models", "MIN_OPSET", "MAX_OPSET"]
 
 MIN_OPSET = 13
-MAX_OPSET = 23
+#: The newest default-domain opset of the installed onnx: every op version up to it is
+#: implemented or refused by name (:mod:`hwgen.interp.op_versions`).
+MAX_OPSET = onnx_opset_version()
 #: Largest model file hwgen reads (protobuf itself stops at 2 GiB).
 MAX_FILE_BYTES = 2 << 30
 #: ONNX ops whose output shape depends on the values of their inputs.
@@ -103,7 +107,6 @@ def from_onnx(model, batch: int = 1, source: str = "<memory>") -> Graph:
 
     if not isinstance(batch, int) or batch < 1:
         raise ModelError(f"{source}: batch must be a positive integer, not {batch!r}")
-    opset = _default_opset(model, source)
     if len(model.functions):
         try:
             from onnx import inliner
@@ -112,7 +115,7 @@ def from_onnx(model, batch: int = 1, source: str = "<memory>") -> Graph:
         except Exception as e:
             raise ModelError(f"{source}: cannot inline the model's local functions: {_first_line(e)}") from e
     # hwgen's own structural checks first: their messages name the node and the op
-    _check_ops(model, source)
+    opset = check_ops(model, source)
     g = Graph(model.graph.name or Path(source).stem, opset=opset, source=source)
     _add_initializers(g, model, source)
     _add_inputs(g, model, batch, source)
@@ -137,6 +140,15 @@ def _first_line(e: Exception) -> str:
     return text.splitlines()[0][:300]
 
 
+def check_ops(model, source: str = "<memory>") -> int:
+    """The model's default-domain opset, after checking that it is in
+    ``MIN_OPSET..MAX_OPSET`` and that the interpreter implements every node's op at that
+    opset (:mod:`hwgen.interp.op_versions`). Raises ModelError / UnsupportedOpError."""
+    opset = _default_opset(model, source)
+    _check_ops(model, source, opset)
+    return opset
+
+
 def _default_opset(model, source: str) -> int:
     opset = None
     for imp in model.opset_import:
@@ -147,7 +159,7 @@ def _default_opset(model, source: str) -> int:
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ModelError(
             f"{source}: opset {opset} is not supported; hwgen reads opsets {MIN_OPSET} to {MAX_OPSET} "
-            f"(convert with onnx.version_converter.convert_version(model, 17))"
+            f"(convert with onnx.version_converter.convert_version(model, {min(max(opset, MIN_OPSET), MAX_OPSET)}))"
         )
     return opset
 
@@ -183,12 +195,16 @@ def _load_external_data(model, path: Path) -> None:
             raise ModelError(f"{path}: cannot read external data: {_first_line(e)}") from e
 
 
-def _check_ops(model, source: str) -> None:
+def _check_ops(model, source: str, opset: int) -> None:
     known = set(supported_ops())
     bad: list[str] = []
     for n in model.graph.node:
         if n.domain not in _DEFAULT_DOMAINS or n.op_type not in known:
             bad.append(f"node {n.name or '(unnamed)'!r} op {(n.domain + '.' if n.domain else '') + n.op_type!r}")
+            continue
+        why = version_problem(n.op_type, opset)
+        if why is not None:
+            raise UnsupportedOpError(f"{source}: node {n.name or '(unnamed)'!r}: {why}")
         for a in n.attribute:
             if a.type in (a.GRAPH, a.GRAPHS):
                 bad.append(f"node {n.name or '(unnamed)'!r} op {n.op_type!r} (control flow with subgraphs)")

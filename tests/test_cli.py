@@ -56,3 +56,41 @@ def test_run_prints_outputs(mlp_model, save):
     r = run("run", str(save(mlp_model)), "--numerics", "fixed")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("y [1, 3]")
+
+
+def _ln_eps_outside_sqrt():
+    """(x - mean) / (sqrt(var) + eps) * gamma: looks like LayerNorm, is not."""
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    from conftest import make_model
+
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[-1], keepdims=1, name="mean"),
+        helper.make_node("Sub", ["x", "m"], ["d"], name="center"),
+        helper.make_node("Mul", ["d", "d"], ["d2"], name="square"),
+        helper.make_node("ReduceMean", ["d2"], ["v"], axes=[-1], keepdims=1, name="var"),
+        helper.make_node("Sqrt", ["v"], ["s0"], name="root"),
+        helper.make_node("Add", ["s0", "eps"], ["s"], name="plus_eps"),
+        helper.make_node("Div", ["d", "s"], ["n"], name="normalise"),
+        helper.make_node("Mul", ["n", "gamma"], ["y"], name="scale"),
+    ]
+    inits = [("eps", np.float32(1e-5)), ("gamma", np.linspace(0.5, 1.5, 16).astype(np.float32))]
+    return make_model(nodes, [("x", TensorProto.FLOAT, [2, 16])], [("y", TensorProto.FLOAT, [2, 16])], inits)
+
+
+def test_inspect_lists_regions_that_were_not_fused(save):
+    import json
+
+    p = save(_ln_eps_outside_sqrt())
+    r = run("inspect", str(p), "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["layernorm"] == 0
+    (rej,) = s["rejected"]
+    assert rej["pattern"] == "layernorm" and rej["anchor"] == "mean" and rej["anchor_op"] == "ReduceMean"
+    assert {"center", "root", "plus_eps", "normalise", "scale"} <= set(rej["nodes"])
+    assert "LayerNormalization(axis=-1, epsilon=1e-05)" in rej["why"] and "differs by" in rej["why"]
+    r = run("inspect", str(p))
+    assert r.returncode == 0, r.stderr
+    assert "not fused" in r.stdout and "layernorm" in r.stdout and "mean (ReduceMean)" in r.stdout

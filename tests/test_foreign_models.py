@@ -131,3 +131,59 @@ def test_opsets_13_to_23(opset, tmp_path):
     _same_as_ort(p, g2, {"x": x.numpy()})
     pats = find_patterns(g2)
     assert len(pats.attention) == 1 and pats.attention[0]["heads"] == 2
+
+
+def _hf_moe_block(kind):
+    """Hugging Face's own sparse MoE blocks, tiny, with their export-friendly
+    ``batched_mm`` experts (the eager experts loop over the experts a batch hits: dynamo
+    cannot export that, and TorchScript bakes the traced experts into the graph):
+    weights gathered per token by expert id, a fused gate_up projection split in two."""
+    if kind == "mixtral":
+        from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+
+        cfg = transformers.MixtralConfig(hidden_size=16, intermediate_size=8, num_local_experts=4, num_experts_per_tok=2,
+                                         experts_implementation="batched_mm")
+        block = MixtralSparseMoeBlock(cfg)
+    else:
+        from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeSparseMoeBlock
+
+        cfg = transformers.Qwen2MoeConfig(hidden_size=16, moe_intermediate_size=8, shared_expert_intermediate_size=12, num_experts=4,
+                                          num_experts_per_tok=2, experts_implementation="batched_mm")
+        block = Qwen2MoeSparseMoeBlock(cfg)
+    torch.manual_seed(0)
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            y = self.inner(x)
+            return y[0] if isinstance(y, tuple) else y
+
+    return Wrap(block).eval()
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("kind,norm", [("mixtral", "softmax_topk_renorm"), ("qwen2_moe", "softmax_then_topk")])
+def test_huggingface_moe_blocks(kind, norm, dynamo, tmp_path):
+    """Mixtral (renormalised top-2) and Qwen2-MoE (top-2 without renormalisation, plus a
+    sigmoid-gated shared expert left outside) become one gated (SwiGLU) hwgen.MoE."""
+    import warnings
+
+    m = _hf_moe_block(kind)
+    x = torch.randn(2, 5, 16)
+    p = tmp_path / f"{kind}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _export(m, (x,), p, dynamo, 18 if dynamo else 17, (["x"], ["y"]))
+    g = hwgen.load(p)
+    g2 = hwgen.canonicalize(g)
+    (moe,) = find_patterns(g2).moe
+    assert (moe["experts"], moe["top_k"], moe["normalization"], moe["activation"], moe["gated"]) == (4, 2, norm, "silu", True)
+    assert not {"TopK", "GatherND", "Gather", "Split", "Slice"} & set(g2.op_histogram())
+    for seed in range(3):
+        xs = np.random.default_rng(seed).standard_normal((2, 5, 16)).astype(np.float32) * 1.5
+        _same_as_ort(p, g2, {"x": xs})

@@ -9,7 +9,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import hwgen
-from hwgen.errors import ModelError, UnsupportedOpError
+import hwgen.frontend
+from hwgen.errors import HwgenError, ModelError, UnsupportedOpError
 from conftest import make_model
 
 
@@ -161,3 +162,87 @@ def test_opset_out_of_range(save):
     )
     with pytest.raises(ModelError, match="opset 9 is not supported"):
         hwgen.load(save(m))
+
+
+def _shape_ops_model(opset):
+    """Reshape, Transpose, Shape, Cast, TopK, Flatten, Unsqueeze, Mod (all re-versioned
+    after opset 23) in one model."""
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape"),
+        helper.make_node("Transpose", ["r"], ["t"], name="transpose", perm=[1, 0]),
+        helper.make_node("TopK", ["t", "k"], ["v", "i"], name="topk", axis=-1),
+        helper.make_node("Cast", ["i"], ["ic"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["ic", "ax"], ["u"], name="unsqueeze"),
+        helper.make_node("Flatten", ["u"], ["f"], name="flatten", axis=1),
+        helper.make_node("Shape", ["f"], ["s"], name="shape_of"),
+        helper.make_node("Mod", ["v", "two"], ["m"], name="mod", fmod=1),
+    ]
+    return make_model(
+        nodes,
+        [("x", TensorProto.FLOAT, [2, 6])],
+        [("m", TensorProto.FLOAT, [4, 2]), ("f", TensorProto.FLOAT, [4, 2]), ("s", TensorProto.INT64, [2])],
+        [("shape", np.array([3, 4], np.int64)), ("k", np.array([2], np.int64)), ("ax", np.array([0], np.int64)),
+         ("two", np.float32(2.0))],
+        opset=opset,
+    )
+
+
+@pytest.mark.parametrize("opset", [23, 24, 25, hwgen.frontend.MAX_OPSET])
+def test_newest_opsets_load_and_match_onnxruntime(opset, save):
+    """Opsets up to the installed onnx's newest load (23 was the limit) and run as
+    onnxruntime runs them."""
+    assert hwgen.frontend.MAX_OPSET == onnx.defs.onnx_opset_version() >= 25
+    m = _shape_ops_model(opset)
+    m.ir_version = 11
+    p = save(m)
+    g = hwgen.load(p)
+    assert g.opset == opset
+    x = np.random.default_rng(2).standard_normal((2, 6)).astype(np.float32)
+    want = ort.InferenceSession(str(p)).run(None, {"x": x})
+    got = hwgen.interpret(g, {"x": x})
+    for name, w in zip(g.outputs, want):
+        np.testing.assert_allclose(got[name], w, rtol=1e-6)
+
+
+def test_opset_newer_than_installed_onnx_is_refused(save):
+    m = make_model([helper.make_node("Relu", ["x"], ["y"], name="r")], [("x", TensorProto.FLOAT, [2])], [("y", TensorProto.FLOAT, [2])])
+    m.opset_import[0].version = hwgen.frontend.MAX_OPSET + 1
+    p = save(m)
+    with pytest.raises(ModelError, match=f"opset {hwgen.frontend.MAX_OPSET + 1} is not supported; hwgen reads opsets 13 to"):
+        hwgen.load(p)
+
+
+def test_op_version_newer_than_implemented_is_refused_by_name(save, monkeypatch):
+    """A node whose op, at the model's opset, is newer than the interpreter implements
+    (what a future onnx would bring) is refused with the node, op and versions."""
+    from hwgen.interp import op_versions
+
+    monkeypatch.setitem(op_versions.OP_VERSIONS, "Reshape", 21)
+    p = save(_shape_ops_model(25))
+    with pytest.raises(UnsupportedOpError, match=r"node 'reshape': op 'Reshape' at opset 25 is version 25; hwgen implements versions up to 21"):
+        hwgen.load(p)
+    hwgen.load(save(_shape_ops_model(21), "old.onnx"))  # version 21 itself is fine
+
+
+@pytest.mark.parametrize("opset,accepted", [(23, False), (28, True)])
+def test_mod_fmod0_on_floats_from_opset_28(opset, accepted, save):
+    """Mod with fmod=0 on floats is defined from opset 28 on (floor semantics, sign of B)."""
+    if opset > hwgen.frontend.MAX_OPSET:
+        pytest.skip("the installed onnx predates opset 28")
+    m = make_model(
+        [helper.make_node("Mod", ["a", "b"], ["y"], name="mod", fmod=0)],
+        [("a", TensorProto.FLOAT, [6]), ("b", TensorProto.FLOAT, [6])],
+        [("y", TensorProto.FLOAT, [6])],
+        opset=opset,
+    )
+    m.ir_version = 11
+    if not accepted:
+        # onnx's checker refuses it too; hwgen's message comes first and names the opset
+        with pytest.raises(HwgenError, match="opset 28|fmod"):
+            hwgen.load(save(m))
+        return
+    p = save(m)
+    g = hwgen.load(p)
+    a = np.array([-4.3, 7.2, 5.0, 4.3, -7.2, 8.0], np.float32)
+    b = np.array([2.1, -3.4, 8.0, -2.1, 3.4, 5.0], np.float32)
+    np.testing.assert_allclose(hwgen.interpret(g, {"a": a, "b": b})["y"], a - np.floor(a / b) * b, rtol=1e-5)

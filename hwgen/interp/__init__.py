@@ -47,6 +47,11 @@ def _run_node_fixed(graph: Graph, node: Node, inputs: list[np.ndarray | None]) -
     if fn is not None:
         outs = list(fn(node, inputs, in_fmts, out_fmts, graph.opset))
     else:
+        from ..numerics.fallback import fallback_reason, warn_fallback
+
+        why = fallback_reason(node, out_fmts)
+        if why is not None:
+            warn_fallback(node, why, out_fmts)
         outs = run_node(node, inputs, graph.opset)
     return [quantize(o, f) if f is not None and o is not None else o for o, f in zip(outs, out_fmts)]
 

@@ -17,17 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .functions import softmax
 from .registry import register
 
 __all__ = ["attention"]
-
-
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    e = np.exp(x - m)
-    den = np.sum(e, axis=axis, keepdims=True)
-    return np.where(den > 0, e / np.where(den > 0, den, 1), 0)
 
 
 @register("hwgen.Attention")
@@ -40,4 +33,4 @@ def attention(node, inputs, opset):
         s = s * np.asarray(scale, dtype=s.dtype)
     if bias is not None:
         s = s + bias
-    return (np.matmul(_softmax(s), v).astype(q.dtype, copy=False),)
+    return (np.matmul(softmax(s, masked_rows_zero=True), v).astype(q.dtype, copy=False),)

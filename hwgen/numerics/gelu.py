@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from ..fixedpoint import FixedFormat, requantize
+from ..fixedpoint import FixedFormat, requantize, shift_round
 
 __all__ = ["TABLE_ENTRIES", "TABLE_STEP_BITS", "TABLE_FRAC_BITS", "delta_table", "split_abs", "gelu_codes"]
 
@@ -69,5 +69,5 @@ def gelu_codes(x: np.ndarray, in_fmt: FixedFormat, out_fmt: FixedFormat) -> np.n
     t0, t1 = _TABLE[i0], _TABLE[i0 + 1]
     d = np.where(inside, (t0 << fb) + (t1 - t0) * fr, 0)
     shift = TABLE_FRAC_BITS + fb - f
-    r = np.maximum(x, 0) << np.int64(shift)
+    r = shift_round(np.maximum(x, 0), -shift)  # an exact left shift (wide formats: Python ints)
     return requantize(r - d, TABLE_FRAC_BITS + fb, out_fmt)

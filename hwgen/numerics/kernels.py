@@ -14,6 +14,7 @@ from ..interp.registry import FLOAT_OPS, register_fixed
 from .gelu import gelu_codes
 from .layernorm import layernorm_codes
 from .linear import exact_products, requantize_wide
+from .fallback import warn_fallback
 from .residual import residual_codes
 
 __all__ = ["linear_fixed", "gelu_fixed", "layernorm_fixed", "add_fixed"]
@@ -25,7 +26,8 @@ def _need(node, fmts, idx, what):
             raise UnsupportedOpError(f"node {node.name!r} ({node.op}): {what} {i} has no fixed-point format")
 
 
-def _float_then_quantize(node, inputs, out_fmts, opset):
+def _float_then_quantize(node, inputs, out_fmts, opset, why: str):
+    warn_fallback(node, why, out_fmts)
     outs = FLOAT_OPS[node.op](node, inputs, opset)
     return tuple(quantize(o, f) if f is not None else o for o, f in zip(outs, out_fmts))
 
@@ -34,7 +36,7 @@ def _float_then_quantize(node, inputs, out_fmts, opset):
 def linear_fixed(node, inputs, in_fmts, out_fmts, opset):
     """Exact integer accumulation of code products, bias aligned, one requantize."""
     if node.op == "Gemm" and (float(node.attrs.get("alpha", 1.0)) != 1.0 or float(node.attrs.get("beta", 1.0)) != 1.0):
-        return _float_then_quantize(node, inputs, out_fmts, opset)  # scaled Gemm: not a linear-unit op
+        return _float_then_quantize(node, inputs, out_fmts, opset, "Gemm with alpha/beta != 1 is not a linear-unit op")
     _need(node, in_fmts, (0, 1), "input")
     _need(node, out_fmts, (0,), "output")
     x_fmt, w_fmt, out_fmt = in_fmts[0], in_fmts[1], out_fmts[0]
@@ -73,14 +75,16 @@ def layernorm_fixed(node, inputs, in_fmts, out_fmts, opset):
     """Single-pass LayerNorm over the last axis (``axis`` must be the last one)."""
     x = inputs[0]
     axis = int(node.attrs.get("axis", -1)) % x.ndim
-    if axis != x.ndim - 1 or len([o for o in node.outputs if o]) > 1:
-        return _float_then_quantize(node, inputs, out_fmts, opset)  # not the unit's shape: float reference
+    if axis != x.ndim - 1:
+        return _float_then_quantize(node, inputs, out_fmts, opset, f"LayerNormalization over axis {axis} (the unit normalises the last axis)")
+    if len([o for o in node.outputs if o]) > 1:
+        return _float_then_quantize(node, inputs, out_fmts, opset, "LayerNormalization's mean/inv_std_dev outputs are not the unit's")
     _need(node, in_fmts, (0, 1), "input")
     _need(node, out_fmts, (0,), "output")
     gamma = inputs[1]
     beta = inputs[2] if len(inputs) > 2 else None
     if np.size(gamma) != x.shape[-1] or (beta is not None and np.size(beta) != x.shape[-1]):
-        return _float_then_quantize(node, inputs, out_fmts, opset)
+        return _float_then_quantize(node, inputs, out_fmts, opset, "LayerNormalization with broadcast scale/bias")
     b_fmt = in_fmts[2] if beta is not None else None
     if beta is not None:
         _need(node, in_fmts, (2,), "input")
@@ -95,7 +99,7 @@ def layernorm_fixed(node, inputs, in_fmts, out_fmts, opset):
 @register_fixed("Add")
 def add_fixed(node, inputs, in_fmts, out_fmts, opset):
     """Saturating add of two fixed-point tensors (broadcasting as ONNX)."""
-    if any(f is None for f in list(in_fmts[:2]) + [out_fmts[0]]):
-        return _float_then_quantize(node, inputs, out_fmts, opset)  # integer Add
+    if any(f is None for f in list(in_fmts[:2]) + [out_fmts[0]]):  # integer Add: exact
+        return tuple(FLOAT_OPS["Add"](node, inputs, opset))
     a, b = (to_fixed(v, f) for v, f in zip(inputs[:2], in_fmts[:2]))
     return (from_fixed(residual_codes(a, b, in_fmts[0], in_fmts[1], out_fmts[0]), out_fmts[0]),)

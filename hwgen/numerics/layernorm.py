@@ -37,14 +37,6 @@ def rsqrt_fixed(d: int) -> tuple[int, int]:
     return math.isqrt((1 << (2 * big_r)) // d), big_r
 
 
-def _shift_round_int(v: int, shift: int) -> int:
-    return v << -shift if shift <= 0 else (v + (1 << (shift - 1))) >> shift
-
-
-def _requantize_int(v: int, frac: int, fmt: FixedFormat) -> int:
-    return min(max(_shift_round_int(v, frac - fmt.frac_bits), fmt.qmin), fmt.qmax)
-
-
 def layernorm_codes(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None, x_fmt: FixedFormat,
                     g_fmt: FixedFormat | None, b_fmt: FixedFormat | None, out_fmt: FixedFormat,
                     eps: float = 1e-5) -> np.ndarray:
@@ -56,22 +48,21 @@ def layernorm_codes(x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | 
     n = x.shape[-1]
     f = x_fmt.frac_bits
     if gamma is None:
-        g_codes, fg = [1] * n, 0
+        g_codes, fg = np.ones(n, dtype=object), 0
     else:
-        g_codes, fg = [int(v) for v in np.asarray(gamma).reshape(n)], g_fmt.frac_bits
-    b_codes = None if beta is None else [int(v) for v in np.asarray(beta).reshape(n)]
+        g_codes, fg = np.asarray(gamma, dtype=np.int64).reshape(n).astype(object), g_fmt.frac_bits
+    b_codes = None if beta is None else np.asarray(beta, dtype=np.int64).reshape(n).astype(object)
     e = math.floor(eps * 2.0 ** (2 * f) + 0.5)
     rows = x.reshape(-1, n)
     out = np.empty(rows.shape, dtype=np.int64)
     for i, row in enumerate(rows):
-        xs = [int(v) for v in row]
-        s1 = sum(xs)
-        s2 = sum(v * v for v in xs)
+        xs = row.astype(object)  # Python ints: every step below is exact
+        s1 = int(xs.sum())
+        s2 = int((xs * xs).sum())
         r, big_r = rsqrt_fixed(n * s2 - s1 * s1 + n * n * e)
         frac = big_r + fg
-        for j, v in enumerate(xs):
-            u = (n * v - s1) * r * g_codes[j]
-            if b_codes is not None:
-                u += _shift_round_int(b_codes[j], b_fmt.frac_bits - frac)
-            out[i, j] = _requantize_int(u, frac, out_fmt)
+        u = (n * xs - s1) * r * g_codes
+        if b_codes is not None:
+            u = u + shift_round(b_codes, b_fmt.frac_bits - frac)
+        out[i] = requantize(u, frac, out_fmt)
     return out.reshape(x.shape)

@@ -51,12 +51,8 @@ def exact_products(fn, x: np.ndarray, w: np.ndarray, x_fmt: FixedFormat, w_fmt: 
 
 
 def requantize_wide(acc: np.ndarray, frac_bits: int, fmt: FixedFormat) -> np.ndarray:
-    """:func:`~hwgen.fixedpoint.requantize` that also takes object arrays of Python ints."""
-    if acc.dtype != object:
-        return requantize(acc, frac_bits, fmt)
-    s = frac_bits - fmt.frac_bits
-    q = acc * (1 << -s) if s <= 0 else (acc + (1 << (s - 1))) // (1 << s)  # floor division = arithmetic shift
-    return np.clip(q, fmt.qmin, fmt.qmax).astype(np.int64)
+    """:func:`~hwgen.fixedpoint.requantize` (which takes int64 and Python-int arrays alike)."""
+    return requantize(acc, frac_bits, fmt)
 
 
 def linear_codes(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, x_fmt: FixedFormat, w_fmt: FixedFormat,

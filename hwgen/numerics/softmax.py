@@ -30,8 +30,10 @@ Normalisation, :func:`reciprocal`
     with ``Fr`` fraction bits, round half up; the probabilities are
     ``requantize(exp2_neg(m - t) * r, Fp + Fr, out_fmt)``.
 
-All integers are exact: wide intermediates are Python ints in numpy object arrays
-(:func:`wide_shift_round` is :func:`hwgen.fixedpoint.shift_round`'s rule for them).
+All integers are exact (wide intermediates are Python ints in numpy object arrays); every
+rounding is :func:`hwgen.fixedpoint.shift_round` and every saturation
+:func:`hwgen.fixedpoint.saturate` (:func:`wide_shift_round` and :func:`wide_requantize`
+are the same functions, forcing Python ints).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..fixedpoint import FixedFormat, saturate, shift_round, to_fixed
+from ..fixedpoint import FixedFormat, exact_mul, requantize, shift_round, to_fixed
 
 __all__ = [
     "SoftmaxSpec",
@@ -108,18 +110,13 @@ SOFTMAX_DEFAULT = SoftmaxSpec()
 
 
 def wide_shift_round(q, shift: int):
-    """:func:`~hwgen.fixedpoint.shift_round` (round half up) on arrays of Python ints."""
-    q = np.asarray(q, dtype=object)
-    if shift <= 0:
-        return q * (1 << -shift)
-    return (q + (1 << (shift - 1))) >> shift
+    """:func:`~hwgen.fixedpoint.shift_round` on Python ints (an object array out)."""
+    return shift_round(np.asarray(q, dtype=object), shift)
 
 
 def wide_requantize(q, from_frac_bits: int, fmt: FixedFormat) -> np.ndarray:
-    """:func:`~hwgen.fixedpoint.requantize` on arrays of Python ints; returns int64."""
-    r = wide_shift_round(q, from_frac_bits - fmt.frac_bits)
-    r = np.minimum(np.maximum(r, fmt.qmin), fmt.qmax)
-    return np.asarray(r, dtype=np.int64)
+    """:func:`~hwgen.fixedpoint.requantize` of Python ints; returns int64."""
+    return requantize(np.asarray(q, dtype=object), from_frac_bits, fmt)
 
 
 @lru_cache(maxsize=None)
@@ -133,12 +130,6 @@ def exp2_table(spec: SoftmaxSpec = SOFTMAX_DEFAULT) -> np.ndarray:
     return np.array(_table(spec.exp_index_bits, spec.prob_frac_bits), dtype=np.int64)
 
 
-def _shift_round_var(x: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Element-wise ``shift_round(x, n)`` for shifts ``n >= 0``."""
-    half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), 0)
-    return (x + half) >> n
-
-
 def exp2_neg(u, spec: SoftmaxSpec = SOFTMAX_DEFAULT) -> np.ndarray:
     """``2**(-u)`` for logit codes ``u >= 0``, as unsigned codes with ``Fp`` fraction bits."""
     u = np.asarray(u, dtype=np.int64)
@@ -148,7 +139,7 @@ def exp2_neg(u, spec: SoftmaxSpec = SOFTMAX_DEFAULT) -> np.ndarray:
     ur = shift_round(u, spec.logit.frac_bits - t)
     n = np.minimum(ur >> t, spec.prob_frac_bits + 2)
     idx = ur & ((1 << t) - 1)
-    return _shift_round_var(exp2_table(spec)[idx], n)
+    return shift_round(exp2_table(spec)[idx], n)
 
 
 def online_step(m, l, t, spec: SoftmaxSpec = SOFTMAX_DEFAULT):
@@ -162,17 +153,21 @@ def online_step(m, l, t, spec: SoftmaxSpec = SOFTMAX_DEFAULT):
     gt = t > m
     a = np.where(gt, d, spec.one)
     b = np.where(gt, spec.one, d)
-    l = shift_round(np.asarray(l, dtype=np.int64) * a, spec.prob_frac_bits) + b
+    l = shift_round(exact_mul(l, a), spec.prob_frac_bits) + b
     return np.maximum(m, t), l, a, b
 
 
 def reciprocal(l, spec: SoftmaxSpec = SOFTMAX_DEFAULT) -> np.ndarray:
-    """``round(2**(Fp + Fr) / l)`` (round half up) for sums ``l >= 1``; int64."""
+    """``round(2**(Fp + Fr) / l)`` (round half up) for sums ``l >= 1``; int64 (Python
+    ints if a reciprocal needs more than 63 bits)."""
     l = np.asarray(l, dtype=np.int64)
     if np.any(l < 1):
         raise ValueError("reciprocal of a sum below one LSB")
-    num = np.int64(1 << (spec.prob_frac_bits + spec.recip_frac_bits + 1))
-    return (num + l) // (2 * l)
+    num = 1 << (spec.prob_frac_bits + spec.recip_frac_bits + 1)
+    if num.bit_length() <= 62 and (l.size == 0 or int(l.max()).bit_length() <= 61):
+        return (np.int64(num) + l) // (2 * l)
+    r = np.asarray((num + l.astype(object)) // (2 * l.astype(object)), dtype=object)
+    return r.astype(np.int64) if r.size == 0 or max(abs(int(v)) for v in r.reshape(-1)).bit_length() <= 62 else r
 
 
 def scale_code(scale: float, spec: SoftmaxSpec = SOFTMAX_DEFAULT) -> int:
@@ -211,6 +206,6 @@ def softmax_codes(
     for j in range(t.shape[-1]):
         m, l, _, _ = online_step(m, l, t[..., j], spec)
     r = reciprocal(l, spec)
-    p = exp2_neg(m[..., None] - t, spec) * r[..., None]
-    out = saturate(shift_round(p, spec.prob_frac_bits + spec.recip_frac_bits - out_fmt.frac_bits), out_fmt)
+    p = exact_mul(exp2_neg(m[..., None] - t, spec), r[..., None])
+    out = requantize(p, spec.prob_frac_bits + spec.recip_frac_bits, out_fmt)
     return np.moveaxis(out, -1, axis)

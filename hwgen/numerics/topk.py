@@ -31,11 +31,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..fixedpoint import FixedFormat, requantize
+from ..interp.moe import NORMALIZATIONS  # the one list of names (float semantics there)
 from .softmax import SOFTMAX_DEFAULT, SoftmaxSpec, softmax_codes
 
 __all__ = ["NORMALIZATIONS", "topk_codes", "gate_weights", "route", "expert_schedule"]
-
-NORMALIZATIONS = ("softmax_then_topk", "softmax_topk_renorm", "topk_then_softmax", "topk", "sigmoid_then_topk")
 
 
 def topk_codes(scores, k: int) -> np.ndarray:

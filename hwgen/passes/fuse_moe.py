@@ -2,7 +2,8 @@
 
 The fused op (semantics in :mod:`hwgen.interp.moe`) is: a gate ``x @ gate_w + gate_b``,
 a normalisation with top-k selection, and a weighted sum of the selected experts, each a
-two-layer MLP. Exporters spell it in two ways, and this pass takes both:
+two-layer MLP, plain or gated (SwiGLU/GeGLU). Exporters spell it in two ways, and this
+pass takes both:
 
 * **dense masked**: every expert runs on every token (per-expert MatMul/Gemm, or one
   batched MatMul/Einsum on stacked ``[E, D, H]`` weights) and the results are combined
@@ -13,211 +14,47 @@ two-layer MLP. Exporters spell it in two ways, and this pass takes both:
 
 Search (loose): an *anchor* is a TopK or ArgMax (over the last axis) whose input comes,
 through elementwise ops and Softmax/Sigmoid, from a *gate* MatMul/Gemm of an activation
-``x``; Add/Sub/Mul/Div by per-expert constants on the way (router bias, temperature) are
-folded into the gate. The gate weight may be computed at run time (e.g. ``gate[task]``).
-The MoE output ``y`` is the immediate post-dominator of the gate (the merge point of
-everything the routing influences) among the tensors with x's token shape that come after
-the anchor and after some expert; the region is every node between ``x`` (before any
-reshape of it) and ``y``, and it must be closed. Experts are the region's linear nodes
-(MatMul, Gemm, Einsum) with constant weights other than the gate -- one per expert, or
-one on stacked ``[E, ...]`` weights -- paired first/second layer by dataflow, with biases
-from the following Add of a constant and the activation from the ops between the layers.
+``x`` (:mod:`hwgen.passes.moe_gate`: router bias, temperature, a task or noise embedding
+added to x, a gate weight computed at run time). The MoE output ``y`` is the immediate
+post-dominator of the gate (the merge point of everything the routing influences) among
+the tensors with x's token shape that come after the anchor and after some expert; the
+region is every node between ``x`` (before any reshape of it) and ``y``, and it must be
+closed (the reshapes of x stay and may have other readers, e.g. a shared expert).
+Experts are the region's linear nodes with constant weights other than the gate
+(:mod:`hwgen.passes.moe_experts`).
 
 Check (strict): the region is evaluated on the values its inputs take in a sample run of
 the whole graph, on random tokens, on identical tokens (all routed alike, which exposes
-capacity limits) and, for a run-time gate weight, on a random one; it is compared with
-the fused op under each gate normalisation (the structural guess first). Only a region
-that verifies is replaced; a MoE-like block that does not is left alone with a warning
-naming its anchor.
+capacity limits) and on random values of each run-time gate input; it is compared with
+the fused op under each gate normalisation (the structural guess first) by
+:func:`verify_moe`. Only a region that verifies is replaced; an MoE-like block that does
+not, and expert-choice routing, are reported (:func:`hwgen.passes.pattern.reject`) with
+the reason, by name where the routing is one hwgen.MoE does not compute (expert choice,
+token-dropping capacity limits).
 """
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..interp import interpret
-from ..interp.moe import NORMALIZATIONS, moe_reference
+from ..interp.moe import moe_reference
 from ..ir import Graph, Node, Tensor
-from .moe_experts import LINEAR_OPS, find_experts, parse_einsum
-from .pattern import close, descendants, eval_nodes, immediate_post_dominator, region_between, region_is_closed, scalar_const
+from .moe_experts import Experts, find_experts, has_weight
+from .moe_gate import Gate, capacity_limit, expert_choice, find_gate, gate_path, norm_order, x_root
+from .pattern import Region, descendants, eval_nodes, immediate_post_dominator, mismatch, region_between, region_is_closed, reject
 
-__all__ = ["fuse_moe"]
+__all__ = ["fuse_moe", "verify_moe"]
 
-#: Ops allowed between the gate MatMul and the TopK/ArgMax anchor.
-_GATE_PATH = {"Softmax", "Sigmoid", "Add", "Sub", "Mul", "Div", "Cast", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
-#: Ops that only change the layout of x (token order kept) before the gate reads it.
-_RESHAPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
-# --- structure ------------------------------------------------------------------------
-def _gate_of(g: Graph, prod, anchor: Node):
-    """Walk from the anchor back to the gate: -> (gate node, ops on the way) or None."""
-    t, ops = anchor.inputs[0], []
-    for _ in range(16):
-        n = prod.get(t)
-        if n is None:
-            return None
-        if n.op in ("MatMul", "Gemm") or n.op == "Einsum" and len(n.inputs) == 2:
-            return n, ops
-        if n.op not in _GATE_PATH:
-            return None
-        live = [i for i in n.inputs[:2] if i and not g.tensors[i].is_const]
-        if n.op in _RESHAPES or n.op in ("Softmax", "Sigmoid", "Cast"):
-            live = [n.inputs[0]]
-        if len(live) != 1:
-            return None
-        ops.append(n)
-        t = live[0]
-    return None
-
-
-def _x_root(g: Graph, prod, x: str) -> tuple[str, list[Node]]:
-    """x before any reshape that keeps its last (feature) axis, and those reshapes."""
-    d = g.tensors[x].shape[-1]
-    chain: list[Node] = []
-    while True:
-        n = prod.get(x)
-        if n is None or n.op not in _RESHAPES or g.tensors[n.inputs[0]].is_const:
-            return x, chain[::-1]
-        src = g.tensors[n.inputs[0]]
-        if not src.shape or src.shape[-1] != d or src.dynamic:
-            return x, chain[::-1]
-        chain.append(n)
-        x = n.inputs[0]
-
-
-class _Gate:
-    """The gate of a candidate block: ``logits = (x @ w) * scale + bias``."""
-
-    def __init__(self, node: Node, ops: list[Node], top_k: int, num_experts: int, trans_b: bool, x: str, w: str):
-        self.node, self.ops, self.top_k, self.num_experts, self.trans_b = node, ops, top_k, num_experts, trans_b
-        self.x, self.w = x, w
-        self.scale = np.ones(num_experts)
-        self.bias: np.ndarray | None = None
-
-    def matrix(self, w: np.ndarray, dtype) -> np.ndarray:
-        """gate_w of the fused op from the value of the gate's weight input."""
-        w = np.asarray(w, np.float64)
-        return ((w.T if self.trans_b else w) * self.scale).astype(dtype)
-
-
-def _find_gate(g: Graph, prod, anchor: Node) -> _Gate | None:
-    found = _gate_of(g, prod, anchor)
-    if found is None:
-        return None
-    node, ops = found
-    scores = g.tensors[anchor.inputs[0]]
-    rank = len(scores.shape)
-    if anchor.op == "TopK":
-        if int(anchor.attrs.get("axis", -1)) % rank != rank - 1 or not int(anchor.attrs.get("largest", 1)):
-            return None
-        k = scalar_const(g, anchor.inputs[1]) if len(anchor.inputs) > 1 and anchor.inputs[1] else anchor.attrs.get("k")
-        if k is None:
-            return None
-        top_k = int(k)
-    else:
-        if int(anchor.attrs.get("axis", 0)) % rank != rank - 1 or int(anchor.attrs.get("select_last_index", 0)):
-            return None
-        top_k = 1
-    if node.op == "Einsum":
-        found = _einsum_gate(g, node)
-        if found is None:
-            return None
-        x, w, trans_b = found
-    else:
-        x, w = node.inputs[:2]
-        trans_b = node.op == "Gemm" and bool(int(node.attrs.get("transB", 0)))
-    xt, wt = g.tensors[x], g.tensors[w]
-    if xt.is_const or len(wt.shape) != 2 or node.op == "Gemm" and int(node.attrs.get("transA", 0)):
-        return None
-    d, e = (wt.shape[1], wt.shape[0]) if trans_b else wt.shape
-    if xt.shape[-1] != d or scores.shape[-1] != e or not 1 <= top_k <= e:
-        return None
-    gate = _Gate(node, ops, top_k, e, trans_b, x, w)
-    bias = np.zeros(e)
-    if node.op == "Gemm":
-        gate.scale = gate.scale * float(node.attrs.get("alpha", 1.0))
-        if len(node.inputs) > 2 and node.inputs[2]:
-            c = _per_expert(g, node.inputs[2], e)
-            if c is None:
-                return None
-            bias = bias + c * float(node.attrs.get("beta", 1.0))
-    # absorb Add/Sub/Mul/Div by constants between the gate and the normalisation
-    cur = node.outputs[0]
-    for n in reversed(ops):
-        if n.op in ("Cast", "Identity"):
-            cur = n.outputs[0]
-            continue
-        if n.op not in ("Add", "Sub", "Mul", "Div"):
-            break
-        k = [i for i in n.inputs if i != cur]
-        c = _per_expert(g, k[0], e) if len(k) == 1 else None
-        if c is None:
-            break
-        first = n.inputs[0] == cur
-        if n.op == "Add":
-            bias = bias + c
-        elif n.op == "Sub":
-            gate.scale, bias = (gate.scale, bias - c) if first else (-gate.scale, c - bias)
-        elif n.op == "Mul":
-            gate.scale, bias = gate.scale * c, bias * c
-        elif first and np.all(c != 0):
-            gate.scale, bias = gate.scale / c, bias / c
-        else:
-            break
-        cur = n.outputs[0]
-    gate.bias = bias if np.any(bias != 0) else None
-    return gate
-
-
-def _einsum_gate(g: Graph, node: Node) -> tuple[str, str, bool] | None:
-    """An Einsum that is ``x @ w`` over x's last axis -> (x, w, w is [E, D])."""
-    parsed = parse_einsum(str(node.attrs.get("equation", "")), [len(g.tensors[i].shape) for i in node.inputs])
-    if parsed is None:
-        return None
-    specs, out = parsed
-    order = (0, 1) if g.tensors[node.inputs[0]].is_const else (1, 0)
-    for k in order:
-        sw, sa = specs[k], specs[1 - k]
-        if len(sw) != 2 or not sa:
-            continue
-        d = sa[-1]
-        e = sw.replace(d, "")
-        if len(e) == 1 and d in sw and out == sa[:-1] + e:
-            return node.inputs[1 - k], node.inputs[k], sw.index(d) == 1
-    return None
-
-
-def _per_expert(g: Graph, name: str, e: int) -> np.ndarray | None:
-    """A constant that broadcasts along the expert axis only, as a vector [E]."""
-    t = g.tensors.get(name)
-    if t is None or not t.is_const or t.size not in (1, e) or (t.shape and t.shape[-1] not in (1, e)):
-        return None
-    return np.broadcast_to(np.asarray(t.data, np.float64).reshape(-1), (e,)).copy()
-
-
-def _norm_order(anchor: Node, gate_ops: list[Node]) -> list[str]:
-    """Gate normalisations to try, the structural guess first."""
-    before = {n.op for n in gate_ops}
-    if "Sigmoid" in before:
-        first = ["sigmoid_then_topk"]
-    elif "Softmax" in before:
-        first = ["softmax_then_topk", "softmax_topk_renorm"] if anchor.op == "ArgMax" else ["softmax_topk_renorm", "softmax_then_topk"]
-    else:
-        first = ["topk_then_softmax", "topk"]
-    return first + [n for n in NORMALIZATIONS if n not in first]
-
-
-def _find_output(g: Graph, gate: _Gate, anchor: Node, x_root: str) -> str | None:
+def _find_output(g: Graph, gate: Gate, anchor: Node, root: str) -> str | None:
     """The MoE output: the first tensor with a token shape through which everything the
     gate influences passes, that comes after the routing and after some expert."""
-    token_shapes = {g.tensors[gate.x].shape[:-1], g.tensors[x_root].shape[:-1]}
+    token_shapes = {g.tensors[gate.x].shape[:-1], g.tensors[root].shape[:-1]}
     after_anchor = _reached(g, [o for o in anchor.outputs if o])
-    expert_outs = [
-        n.outputs[0]
-        for n in descendants(g, x_root)
-        if n is not gate.node and n.op in LINEAR_OPS and any(g.tensors[i].is_const and len(g.tensors[i].shape) >= 2 for i in n.inputs if i)
-    ]
+    prod = g.producers()
+    expert_outs = [n.outputs[0] for n in descendants(g, root) if n is not gate.node and has_weight(g, prod, n)]
     after_expert = _reached(g, expert_outs)
 
     def accept(t: str) -> bool:
@@ -235,85 +72,153 @@ def _find_output(g: Graph, gate: _Gate, anchor: Node, x_root: str) -> str | None
     return immediate_post_dominator(g, gate.node, accept=accept)
 
 
-def _verify_feeds(g: Graph, gate: _Gate, x_root: str, sample: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+@dataclass
+class Candidate:
+    """A block that looks like an MoE: its parts, and its outputs on the check's feeds."""
+
+    anchor: Node
+    gate: Gate
+    root: str  # x before reshapes
+    chain: list[Node]  # the reshapes from root to gate.x
+    region: object
+    experts: Experts
+    moe_in: str
+    feeds: list[dict[str, np.ndarray]]
+    refs: list[np.ndarray]
+
+
+def _verify_feeds(g: Graph, gate: Gate, root: str, sample: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     """The sample run's values, random tokens, identical tokens (all routed alike: this
-    catches capacity limits), and a random gate weight when it is not constant."""
+    catches capacity limits), and random values of each run-time gate input (a gate
+    weight gathered per task, a task embedding)."""
     rng = np.random.default_rng(7)
-    xs = sample[x_root]
+    xs = sample[root]
     rows = xs.reshape(-1, xs.shape[-1])
-    feeds = [{x_root: xs}]
+    feeds = [{root: xs}]
     for _ in range(2):
-        feeds.append({x_root: (rng.standard_normal(xs.shape) * (xs.std() + 1e-3) + xs.mean()).astype(xs.dtype)})
-    feeds.append({x_root: np.broadcast_to(rows[:1], rows.shape).reshape(xs.shape).copy()})
-    if not g.tensors[gate.w].is_const:
-        wv = sample[gate.w]
+        feeds.append({root: (rng.standard_normal(xs.shape) * (xs.std() + 1e-3) + xs.mean()).astype(xs.dtype)})
+    feeds.append({root: np.broadcast_to(rows[:1], rows.shape).reshape(xs.shape).copy()})
+    runtime = [t for t in (gate.w, gate.embed) if t and not g.tensors[t].is_const]
+    for t in runtime:
         for f in feeds:
-            f[gate.w] = wv
-        feeds.append({x_root: feeds[1][x_root], gate.w: (rng.standard_normal(wv.shape) * (wv.std() + 1e-3)).astype(wv.dtype)})
+            f[t] = sample[t]
+    for t in runtime:
+        v = sample[t]
+        f = {**feeds[1], t: (rng.standard_normal(v.shape) * (v.std() + 1e-3) + v.mean()).astype(v.dtype)}
+        feeds.append(f)
     return feeds
 
 
-def _try_fuse(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> bool:
+def find_candidate(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> Candidate | str | None:
+    """The MoE-like block of ``anchor``: a Candidate, the reason it cannot be one (str)
+    when it looks like an MoE, or None when it does not."""
     prod = g.producers()
-    gate = _find_gate(g, prod, anchor)
+    gate = find_gate(g, prod, anchor)
     if gate is None:
-        return False
-    x_root, chain = _x_root(g, prod, gate.x)
-    y = _find_output(g, gate, anchor, x_root)
+        return None
+    root, chain = x_root(g, prod, gate.x)
+    y = _find_output(g, gate, anchor, root)
     if y is None:
-        return False
-    region = region_between(g, x_root, y)
+        return None
+    region = region_between(g, root, y)
     if region is None or not any(n is gate.node for n in region.nodes) or not any(n is anchor for n in region.nodes):
-        return False
+        return None
     experts, why, moe_like = find_experts(g, region.nodes, gate.node, gate.num_experts)
     if experts is None:
-        return _warn(anchor, why) if moe_like else False  # a TopK beside one MLP: not an MoE
-    w1, b1, w2, b2, activation = experts
-    if w1.shape[1] != g.tensors[gate.x].shape[-1]:
-        return _warn(anchor, f"its first expert layers take {w1.shape[1]} features, the gate {g.tensors[gate.x].shape[-1]}")
-    if not region_is_closed(g, region):
-        return _warn(anchor, "its routing or expert tensors are used outside the block")
-    extra = [i for i in region.inputs[1:] if i != gate.w]
-    if extra:
-        return _warn(anchor, f"the block reads {extra}, which the MoE op cannot take")
-    # the fused node reads x (after the reshapes) if y has its token shape, else x_root
+        return (region, why) if moe_like else None  # a TopK beside one MLP: not an MoE
+    if experts.w1.shape[1] != g.tensors[gate.x].shape[-1]:
+        return region, f"its first expert layers take {experts.w1.shape[1]} features, the gate {g.tensors[gate.x].shape[-1]}"
+    # the fused node reads x (after the reshapes, which stay and may have other readers,
+    # e.g. a shared expert) if y has its token shape, else x_root
     y_t, x_t = g.tensors[y], g.tensors[gate.x]
-    moe_in = gate.x if y_t.shape[:-1] == x_t.shape[:-1] else x_root
-    if y_t.size != int(np.prod(g.tensors[moe_in].shape[:-1])) * w2.shape[2]:
-        return _warn(anchor, f"its output {y!r} {y_t.shape} does not hold one row per token")
-    # verify
-    if x_root not in sample or (gate.w not in sample and not g.tensors[gate.w].is_const):
+    moe_in = gate.x if y_t.shape[:-1] == x_t.shape[:-1] else root
+    kept = {id(n) for n in chain} if moe_in == gate.x else set()
+    if not region_is_closed(g, Region([n for n in region.nodes if id(n) not in kept], region.inputs, y)):
+        return region, "its routing or expert tensors are used outside the block"
+    extra = [i for i in region.inputs[1:] if i not in (gate.w, gate.embed)]
+    if extra:
+        return region, f"the block reads {extra}, which the MoE op cannot take"
+    if y_t.size != int(np.prod(g.tensors[moe_in].shape[:-1])) * experts.w2.shape[2]:
+        return region, f"its output {y!r} {y_t.shape} does not hold one row per token"
+    if any(t and not g.tensors[t].is_const and t not in sample for t in (root, gate.w, gate.embed)):
         from ..frontend import sample_inputs
 
         sample.update(interpret(g, sample_inputs(g), keep_all=True))
-    feeds = _verify_feeds(g, gate, x_root, sample)
+    feeds = _verify_feeds(g, gate, root, sample)
     try:
         refs = [eval_nodes(g, region.nodes, f, [y])[0] for f in feeds]
     except Exception as e:  # the block fails on other tokens: not a function we can fuse
-        return _warn(anchor, f"evaluating the block on random tokens failed ({type(e).__name__}: {e})")
-    dtype = x_t.dtype
+        return region, f"evaluating the block on random tokens failed ({type(e).__name__}: {e})"
+    return Candidate(anchor, gate, root, chain, region, experts, moe_in, feeds, refs)
 
-    def fused(f, k, norm):
-        gw = gate.matrix(f.get(gate.w, g.tensors[gate.w].data), dtype)
-        return moe_reference(f[x_root], gw, gate.bias, w1, b1, w2, b2, k, activation, norm)
 
+def verify_moe(g: Graph, cand: Candidate, top_k: int, normalization: str, activation: str | None = None,
+               gate_scale: float = 1.0) -> str | None:
+    """None if hwgen.MoE with these attributes (and the candidate's weights, the gate
+    matrix times ``gate_scale``) computes the block on every feed, else what differs."""
+    gate, ex = cand.gate, cand.experts
+    dtype = g.tensors[cand.moe_in].dtype
+    for k, (f, ref) in enumerate(zip(cand.feeds, cand.refs)):
+        gw = gate.matrix(f.get(gate.w, g.tensors[gate.w].data), dtype) * np.asarray(gate_scale, dtype)
+        emb = None if gate.embed is None else f.get(gate.embed, g.tensors[gate.embed].data)
+        got = moe_reference(f[cand.root], gw, gate.full_bias(gw, emb, dtype), ex.w1, ex.b1, ex.w2, ex.b2, top_k,
+                            activation or ex.activation, normalization, ex.w3, ex.b3)
+        why = mismatch(got.reshape(ref.shape), ref)
+        if why is not None:
+            return f"top-{top_k} {normalization}, {activation or ex.activation}: feed {k} {why}"
+    return None
+
+
+def _try_fuse(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> bool:
+    cand = find_candidate(g, anchor, sample)
+    if cand is None:
+        return False
+    if isinstance(cand, tuple):
+        region, why = cand
+        return reject("moe", anchor, region.nodes, capacity_limit(g, region.nodes) or why)
+    gate = cand.gate
     # top-2 by two ArgMax (GShard/DeepSpeed: the second on the scores without the first)
-    argmaxes = sum(1 for n in region.nodes if n.op == "ArgMax")
+    argmaxes = sum(1 for n in cand.region.nodes if n.op == "ArgMax")
     ks = [gate.top_k] + ([argmaxes] if anchor.op == "ArgMax" and 1 < argmaxes <= gate.num_experts else [])
-    tries = [(k, c) for k in ks for c in _norm_order(anchor, gate.ops)]
-    found = next((t for t in tries if all(close(fused(f, *t).reshape(r.shape), r) for f, r in zip(feeds, refs))), None)
-    if found is None:
-        return _warn(
-            anchor,
-            f"{gate.num_experts} experts, top-{gate.top_k}, {activation}: its numbers differ from the MoE op under every gate normalisation",
-        )
-    gate.top_k, norm = found
-    _replace(g, anchor, gate, region, chain if moe_in == gate.x else [], moe_in, (w1, b1, w2, b2), activation, norm)
-    return True
+    tries = [(k, c) for k in ks for c in norm_order(anchor, gate.ops)]
+    first_why = None
+    for k, norm in tries:
+        why = verify_moe(g, cand, k, norm)
+        if why is None:
+            gate.top_k = k
+            _replace(g, cand, norm)
+            return True
+        first_why = first_why or why
+    kind = "gated " if cand.experts.w3 is not None else ""
+    why = capacity_limit(g, cand.region.nodes) or (
+        f"{gate.num_experts} {kind}experts, top-{gate.top_k}, {cand.experts.activation}: its numbers differ from the MoE op "
+        f"under every gate normalisation (e.g. {first_why})"
+    )
+    return reject("moe", anchor, cand.region.nodes, why)
 
 
-def _replace(g: Graph, anchor: Node, gate: _Gate, region, keep: list[Node], moe_in: str, weights, activation: str, norm: str) -> None:
-    stem, y = anchor.name, region.output
+def _gate_bias(g: Graph, cand: Candidate, new: list[Node], gate_in: str, dtype) -> str:
+    """The fused op's gate_b: a constant, or nodes computing ``embed @ gate_w + bias``."""
+    gate, stem = cand.gate, cand.anchor.name
+    emb = None if gate.embed is None else g.tensors[gate.embed]
+    if emb is None or (emb.is_const and g.tensors[gate_in].is_const):
+        b = gate.full_bias(g.tensors[gate_in].data, None if emb is None else emb.data, dtype)
+        return "" if b is None else g.add_const(f"{stem}_moe_gate_b", b).name
+    d, e = g.tensors[gate_in].shape
+    row = g.add_const(f"{stem}_moe_row_shape", np.array([1, d], np.int64)).name
+    flat = g.add_const(f"{stem}_moe_vec_shape", np.array([e], np.int64)).name
+    t = _add_node(g, new, "Reshape", [gate.embed, row], (1, d), emb.dtype, f"{stem}_moe_embed_row")
+    t = _add_node(g, new, "MatMul", [t, gate_in], (1, e), dtype, f"{stem}_moe_embed_gate")
+    t = _add_node(g, new, "Reshape", [t, flat], (e,), dtype, f"{stem}_moe_embed_bias")
+    if gate.bias is not None:
+        b = g.add_const(f"{stem}_moe_gate_b", gate.bias.astype(dtype)).name
+        t = _add_node(g, new, "Add", [t, b], (e,), dtype, f"{stem}_moe_gate_bias")
+    return t
+
+
+def _replace(g: Graph, cand: Candidate, norm: str) -> None:
+    gate, ex, y, moe_in = cand.gate, cand.experts, cand.region.output, cand.moe_in
+    stem = cand.anchor.name
     dtype = g.tensors[moe_in].dtype
     wt = g.tensors[gate.w]
     new: list[Node] = []
@@ -331,18 +236,20 @@ def _replace(g: Graph, anchor: Node, gate: _Gate, region, keep: list[Node], moe_
     def const(tag, arr):
         return "" if arr is None else g.add_const(f"{stem}_moe_{tag}", np.ascontiguousarray(arr, dtype)).name
 
-    w1, b1, w2, b2 = weights
-    inputs = [moe_in, gate_in, const("gate_b", gate.bias), const("w1", w1), const("b1", b1), const("w2", w2), const("b2", b2)]
-    attrs = {"num_experts": int(gate.num_experts), "top_k": int(gate.top_k), "activation": activation, "normalization": norm}
-    out_shape = g.tensors[moe_in].shape[:-1] + (w2.shape[2],)
+    inputs = [moe_in, gate_in, _gate_bias(g, cand, new, gate_in, dtype), const("w1", ex.w1), const("b1", ex.b1),
+              const("w2", ex.w2), const("b2", ex.b2)]
+    if ex.w3 is not None:
+        inputs += [const("w3", ex.w3), const("b3", ex.b3)]
+    attrs = {"num_experts": int(gate.num_experts), "top_k": int(gate.top_k), "activation": ex.activation, "normalization": norm}
+    out_shape = g.tensors[moe_in].shape[:-1] + (ex.w2.shape[2],)
     if tuple(g.tensors[y].shape) == out_shape:
         new.append(Node("MoE", g.fresh(f"{stem}_moe"), inputs, [y], attrs, "hwgen"))
     else:
         out = _add_node(g, new, "MoE", inputs, out_shape, g.tensors[y].dtype, f"{stem}_moe", domain="hwgen", **attrs)
         shape = g.add_const(f"{stem}_moe_shape", np.array(g.tensors[y].shape, np.int64)).name
         new.append(Node("Reshape", g.fresh(f"{stem}_moe_reshape"), [out, shape], [y]))
-    kept = {id(n) for n in keep}
-    g.replace_nodes([n for n in region.nodes if id(n) not in kept], new)
+    kept = {id(n) for n in (cand.chain if moe_in == gate.x else [])}
+    g.replace_nodes([n for n in cand.region.nodes if id(n) not in kept], new)
 
 
 def _add_node(g: Graph, nodes: list[Node], op: str, inputs: list[str], shape, dtype, stem: str, domain: str = "", **attrs) -> str:
@@ -357,16 +264,16 @@ def _reached(g: Graph, start: list[str]) -> set[str]:
     return set(start) | {o for n in descendants(g, start) for o in n.outputs if o}
 
 
-def _warn(anchor: Node, why: str) -> bool:
-    warnings.warn(f"fuse_moe: MoE-like block at {anchor.op} node {anchor.name!r} not fused: {why}", stacklevel=3)
-    return False
-
-
 def fuse_moe(g: Graph) -> bool:
-    """Replace every verified MoE block (dense masked or sparse dispatch) by one hwgen.MoE node."""
+    """Replace every verified MoE block (dense masked or sparse dispatch) by one
+    hwgen.MoE node; report look-alikes that are not (expert choice, capacity limits, ...)."""
     anchors = [n for n in g.nodes if n.op in ("TopK", "ArgMax") and not n.domain]
     prod = g.producers()
-    if not any(_gate_of(g, prod, a) for a in anchors):
+    for a in anchors:
+        found = expert_choice(g, prod, a)
+        if found is not None:
+            reject("moe", a, *found)
+    if not any(gate_path(g, prod, a) for a in anchors):
         return False
     from ..frontend import sample_inputs
 

@@ -1,23 +1,51 @@
 """Expert extraction for the MoE fusion: the linear layers of a candidate region.
 
-An expert is a two-layer MLP. Its layers appear either once per expert (MatMul/Gemm with
-a constant ``[D, H]`` weight) or once for all experts (batched MatMul or Einsum on a
-stacked ``[E, D, H]`` weight); first and second layers are paired by dataflow, biases come
-from the following Add of a constant, and the activation from the ops between the
-layers. Used by :mod:`hwgen.passes.fuse_moe`, which verifies the result numerically.
+An expert is a two-layer MLP, plain (``act(x W1) W2``) or gated (``(act(x W1) * x W3)
+W2``: SwiGLU, GeGLU). Its layers appear either once per expert (MatMul/Gemm with a
+constant ``[D, H]`` weight) or once for all experts (batched MatMul or Einsum on a
+stacked ``[E, D, H]`` weight); first and second layers are paired by dataflow (two first
+layers that meet before one second layer are a gated expert: the one with the
+activation on its way is W1, the other W3), biases come from the following Add of a
+constant, and the activation from the ops between the layers. Used by
+:mod:`hwgen.passes.fuse_moe`, which verifies the result numerically.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from ..ir import Graph, Node
 
-__all__ = ["LINEAR_OPS", "parse_einsum", "find_experts"]
+__all__ = ["LINEAR_OPS", "parse_einsum", "find_experts", "Experts", "gathered_weight", "has_weight"]
 
 #: Ops allowed between the first and the second layer of an expert.
-_ACT_PATH = {"Gelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow", "Cast", "Identity", "Sub"}
+_ACT_PATH = {"Gelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow", "Cast", "Identity", "Sub", "Squeeze", "Unsqueeze"}
 LINEAR_OPS = {"MatMul", "Gemm", "Einsum"}
+
+
+def gathered_weight(g: Graph, prod, name: str) -> np.ndarray | None:
+    """The stacked constant ``[E, ...]`` whose rows a Gather/GatherND picks per token by
+    the routing indices (HF's ``batched_mm`` experts: ``W[expert_ids] @ x``), else None."""
+    n = prod.get(name)
+    if n is None or n.op not in ("Gather", "GatherND") or not g.tensors[n.inputs[0]].is_const:
+        return None
+    data, idx = g.tensors[n.inputs[0]], g.tensors[n.inputs[1]]
+    if idx.is_const or len(data.shape) != 3:
+        return None
+    if n.op == "Gather" and int(n.attrs.get("axis", 0)) != 0:
+        return None
+    if n.op == "GatherND" and (int(n.attrs.get("batch_dims", 0)) or not idx.shape or idx.shape[-1] != 1):
+        return None
+    return np.asarray(data.data)
+
+
+def has_weight(g: Graph, prod, n: Node) -> bool:
+    """A linear node with a constant (or per-token gathered constant) weight."""
+    return n.op in LINEAR_OPS and any(
+        i and (g.tensors[i].is_const and len(g.tensors[i].shape) >= 2 or gathered_weight(g, prod, i) is not None) for i in n.inputs
+    )
 
 
 class _Linear:
@@ -53,8 +81,17 @@ def parse_einsum(eq: str, ranks: list[int]):
     return res, out
 
 
-def _linear_of(g: Graph, n: Node, num_experts: int) -> _Linear | None:
+def _linear_of(g: Graph, n: Node, num_experts: int, prod=None) -> _Linear | None:
     ins = [i for i in n.inputs if i]
+    if n.op == "MatMul" and prod is not None and not any(g.tensors[i].is_const for i in n.inputs):
+        a, b = n.inputs
+        rank = len(g.tensors[n.outputs[0]].shape)
+        wa, wb = gathered_weight(g, prod, a), gathered_weight(g, prod, b)
+        if wa is not None and wa.shape[0] == num_experts and rank == 3:  # W[ids] [S, O, I] @ x [S, I, 1]
+            return _Linear(n, b, np.transpose(wa, (0, 2, 1)), None, rank - 2)
+        if wb is not None and wb.shape[0] == num_experts and rank == 3:  # x [S, 1, I] @ W[ids] [S, I, O]
+            return _Linear(n, a, wb, None, rank - 1)
+        return None
     if n.op == "MatMul":
         a, b = n.inputs
         wt = g.tensors[b]
@@ -143,75 +180,149 @@ def _absorb_bias(g: Graph, cons, lin: _Linear) -> None:
     lin.post = add.outputs[0]
 
 
-def _second_layer(g: Graph, cons, lin: _Linear, by_node: dict[int, _Linear]):
-    """The linear node reached from ``lin`` through activation ops -> (it, activation)."""
-    frontier, seen, ops, hits = [lin.post], set(), set(), []
+@dataclass
+class Experts:
+    """The experts of a block, stacked over experts (hwgen.MoE's inputs 3-8)."""
+
+    w1: np.ndarray
+    b1: np.ndarray | None
+    w2: np.ndarray
+    b2: np.ndarray | None
+    activation: str
+    w3: np.ndarray | None = None
+    b3: np.ndarray | None = None
+
+
+def _activation_of(ops: set[str]) -> str:
+    if "Gelu:tanh" in ops or "Tanh" in ops:
+        return "gelu_tanh"
+    if "Gelu:none" in ops or "Erf" in ops:
+        return "gelu"
+    if "Relu" in ops:
+        return "relu"
+    if "Sigmoid" in ops:
+        return "silu"
+    return "identity"
+
+
+def _reach(g: Graph, cons, lin: _Linear, by_node: dict[int, _Linear]):
+    """From ``lin`` through activation ops: (linear layers it feeds, {node id: op label})."""
+    frontier, seen, hits = [lin.post], {}, []
     while frontier:
         t = frontier.pop()
         for n in cons.get(t, []):
             if id(n) in seen:
                 continue
-            seen.add(id(n))
             if id(n) in by_node:
-                if by_node[id(n)].act_in == t:
+                if by_node[id(n)].act_in == t and all(h is not by_node[id(n)] for h in hits):
                     hits.append(by_node[id(n)])
                 continue
             if n.op not in _ACT_PATH:
                 continue
-            ops.add(n.op if n.op != "Gelu" else f"Gelu:{n.attrs.get('approximate', 'none')}")
+            seen[id(n)] = n.op if n.op != "Gelu" else f"Gelu:{n.attrs.get('approximate', 'none')}"
             frontier.extend(o for o in n.outputs if o)
-    if len(hits) != 1:
+    return hits, seen
+
+
+def _split_halves(g: Graph, cons, lin: _Linear) -> list[_Linear] | None:
+    """A first layer whose output is split in two halves along its features (a fused
+    ``gate_up`` projection: ``gate, up = (x @ W).chunk(2)``) -> the two halves."""
+    t = lin.post
+    users = cons.get(t, [])
+    if len(users) == 1 and users[0].op in ("Squeeze", "Reshape", "Identity"):
+        t, users = users[0].outputs[0], cons.get(users[0].outputs[0], [])
+    width = lin.w.shape[2]
+    if width % 2:
         return None
-    if "Gelu:tanh" in ops or "Tanh" in ops:
-        act = "gelu_tanh"
-    elif "Gelu:none" in ops or "Erf" in ops:
-        act = "gelu"
-    elif "Relu" in ops:
-        act = "relu"
-    elif "Sigmoid" in ops:
-        act = "silu"
-    else:
-        act = "identity"
-    return hits[0], act
+    half = width // 2
+    posts: list[str] | None = None
+    if len(users) == 1 and users[0].op == "Split" and len([o for o in users[0].outputs if o]) == 2:
+        outs = users[0].outputs
+        if all(g.tensors[o].shape[int(users[0].attrs.get("axis", 0))] == half for o in outs):
+            posts = list(outs)
+    elif len(users) == 2 and all(u.op == "Slice" for u in users):
+        starts = [g.const(u.inputs[1]) for u in users]
+        if all(st is not None and st.size == 1 for st in starts) and sorted(int(st.reshape(-1)[0]) for st in starts) == [0, half]:
+            order = sorted(range(2), key=lambda i: int(starts[i].reshape(-1)[0]))
+            posts = [users[i].outputs[0] for i in order]
+    if posts is None or any(g.tensors[p].shape[-1] != half and half not in g.tensors[p].shape for p in posts):
+        return None
+    out = []
+    for k, p in enumerate(posts):
+        v = _Linear(lin.node, lin.act_in, lin.w[:, :, k * half:(k + 1) * half], lin.e_axis, lin.h_axis)
+        v.bias = None if lin.bias is None else lin.bias[:, k * half:(k + 1) * half]
+        v.post = p
+        out.append(v)
+    return out
+
+
+def _group(g: Graph, lins: list[_Linear]):
+    """First layers grouped by the one second layer they feed -> [(firsts, second, act)].
+
+    One first layer: a plain expert, activation from the ops on the way. Two: a gated
+    expert; the ops only one of them passes are its own (W1's activation), the ops both
+    pass are the combination (the Mul) and after."""
+    cons = g.consumers()
+    by_node = {id(lin.node): lin for lin in lins}
+    firsts_all = []
+    for lin in lins:  # a fused gate_up projection counts as two first layers
+        firsts_all.extend(_split_halves(g, cons, lin) or [lin])
+    reach = {id(lin): _reach(g, cons, lin, by_node) for lin in firsts_all}
+    seconds = {id(h.node) for lin in firsts_all for h in reach[id(lin)][0] if len(reach[id(lin)][0]) == 1}
+    groups: dict[int, list[_Linear]] = {}
+    for lin in firsts_all:
+        hits, _ = reach[id(lin)]
+        if len(hits) == 1 and id(lin.node) not in seconds:
+            groups.setdefault(id(hits[0].node), []).append(lin)
+    out = []
+    for sid, firsts in groups.items():
+        second = by_node[sid]
+        if len(firsts) == 1:
+            out.append(([firsts[0]], second, _activation_of(set(reach[id(firsts[0])][1].values()))))
+        elif len(firsts) == 2:
+            own = [{k: v for k, v in reach[id(f)][1].items() if k not in reach[id(o)][1]} for f, o in (firsts, firsts[::-1])]
+            acts = [_activation_of(set(o.values())) for o in own]
+            if acts[0] != "identity" and acts[1] != "identity":
+                continue  # both activated: not a GLU
+            k = 0 if acts[0] != "identity" else 1
+            out.append(([firsts[k], firsts[1 - k]], second, acts[k]))
+    return out
 
 
 def find_experts(g: Graph, region_nodes: list[Node], gate: Node, num_experts: int):
-    """-> ((w1, b1, w2, b2, activation) stacked over experts, why not, looks like experts)."""
+    """-> (Experts or None, why not, looks like experts)."""
+    prod = g.producers()
+    lins = [lin for n in region_nodes if n is not gate and n.op in LINEAR_OPS for lin in [_linear_of(g, n, num_experts, prod)] if lin]
     cons = g.consumers()
-    lins = [lin for n in region_nodes if n is not gate and n.op in LINEAR_OPS for lin in [_linear_of(g, n, num_experts)] if lin]
     for lin in lins:
         _absorb_bias(g, cons, lin)
-    by_node = {id(lin.node): lin for lin in lins}
-    pairs, second = [], set()
-    for lin in lins:
-        found = _second_layer(g, cons, lin, by_node)
-        if found is not None:
-            pairs.append((lin, *found))
-            second.add(id(found[0].node))
-    pairs = [p for p in pairs if id(p[0].node) not in second]
-    stacked = [p for p in pairs if p[0].w.shape[0] == num_experts and p[1].w.shape[0] == num_experts]
-    single = [p for p in pairs if p[0].w.shape[0] == 1 and p[1].w.shape[0] == 1]
-    moe_like = bool(stacked) or len(single) >= 2 or len(lins) - len(pairs) >= 2
+    groups = _group(g, lins)
+    stacked = [gr for gr in groups if all(lin.w.shape[0] == num_experts for lin in gr[0] + [gr[1]])]
+    single = [gr for gr in groups if all(lin.w.shape[0] == 1 for lin in gr[0] + [gr[1]])]
+    used = sum(len(gr[0]) + 1 for gr in groups)
+    moe_like = bool(stacked) or len(single) >= 2 or len(lins) - used >= 2
     if len(stacked) == 1 and not single:
         chosen = stacked
     elif len(single) == num_experts and not stacked:
         chosen = single
     else:
         why = (
-            f"found {len(stacked)} stacked and {len(single)} single two-layer experts among {len(lins)} linear "
-            f"layers for {num_experts} gate outputs (gated/SwiGLU or deeper experts are not supported)"
+            f"found {len(stacked)} stacked and {len(single)} single expert MLPs among {len(lins)} linear layers for "
+            f"{num_experts} gate outputs (deeper experts are not supported)"
         )
         return None, why, moe_like
-    if len({id(p[1].node) for p in chosen}) != len(chosen):
-        return None, "two experts share a second layer (gated/SwiGLU experts are not supported)", True
-    if len({p[2] for p in chosen}) != 1:
-        return None, f"experts have different activations {sorted({p[2] for p in chosen})}", True
+    kinds = {len(gr[0]) for gr in chosen}
+    if len(kinds) != 1:
+        return None, "some experts are gated (GLU) and some are not", True
+    if len({gr[2] for gr in chosen}) != 1:
+        return None, f"experts have different activations {sorted({gr[2] for gr in chosen})}", True
     try:
-        w1 = np.concatenate([p[0].w for p in chosen])
-        w2 = np.concatenate([p[1].w for p in chosen])
+        w1 = np.concatenate([gr[0][0].w for gr in chosen])
+        w3 = np.concatenate([gr[0][1].w for gr in chosen]) if kinds == {2} else None
+        w2 = np.concatenate([gr[1].w for gr in chosen])
     except ValueError:
         return None, "experts have different shapes", True
-    if w1.shape[2] != w2.shape[1]:
+    if w1.shape[2] != w2.shape[1] or (w3 is not None and w3.shape != w1.shape):
         return None, "expert layer shapes do not chain", True
 
     def stack_bias(layers, width):
@@ -219,9 +330,7 @@ def find_experts(g: Graph, region_nodes: list[Node], gate: Node, num_experts: in
             return None
         return np.concatenate([lin.bias if lin.bias is not None else np.zeros((lin.w.shape[0], width), lin.w.dtype) for lin in layers])
 
-    b1 = stack_bias([p[0] for p in chosen], w1.shape[2])
-    b2 = stack_bias([p[1] for p in chosen], w2.shape[2])
-    return (w1, b1, w2, b2, chosen[0][2]), "", True
-
-
-# --- the fusion -----------------------------------------------------------------------
+    b1 = stack_bias([gr[0][0] for gr in chosen], w1.shape[2])
+    b3 = stack_bias([gr[0][1] for gr in chosen], w1.shape[2]) if w3 is not None else None
+    b2 = stack_bias([gr[1] for gr in chosen], w2.shape[2])
+    return Experts(w1, b1, w2, b2, chosen[0][2], w3, b3), "", True

@@ -6,14 +6,23 @@ the same function all qualify; then the region is *evaluated* on sample inputs a
 compared with the fused op. Only a region that computes the fused op's function is
 replaced. This keeps every pass float-exact (within float32 rounding) by construction,
 whatever the exporter, instead of by an ever-growing list of exact node patterns.
+
+The check runs on :func:`probe_inputs`: several seeds, rows of realistic and varied
+scale (standard deviations from 10**-2.5 to 10**2, offsets of the same order), so that
+an epsilon, a scale or an axis that is slightly off changes the numbers by far more than
+float32 rounding. A region that looked like a pattern but failed its check is reported
+by :func:`reject` (a :class:`~hwgen.errors.FusionRejectedWarning` that ``hwgen
+inspect`` lists with the pattern, the nodes and why).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..errors import FusionRejectedWarning
 from ..interp import run_node
 from ..ir import Graph, Node
 
@@ -27,6 +36,9 @@ __all__ = [
     "immediate_post_dominator",
     "scalar_const",
     "close",
+    "mismatch",
+    "probe_inputs",
+    "reject",
 ]
 
 
@@ -161,3 +173,44 @@ def close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-4, atol: float = 1e-5) 
     """Float32-rounding closeness used to accept a fused region."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return a.shape == b.shape and bool(np.all(np.abs(a - b) <= atol + rtol * np.abs(b)))
+
+
+def mismatch(got: np.ndarray, want: np.ndarray, rtol: float = 1e-4, atol: float = 1e-5) -> str | None:
+    """None if :func:`close`, else what differs (shape, or the largest error and where)."""
+    a, b = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if a.shape != b.shape:
+        return f"shape {a.shape} != {b.shape}"
+    both_nan = np.isnan(a) & np.isnan(b)
+    err = np.where(both_nan, 0.0, np.abs(a - b))
+    excess = err - (atol + rtol * np.abs(b))
+    if not np.any(np.isnan(excess) & ~both_nan) and np.all(np.nan_to_num(excess, nan=0.0) <= 0):
+        return None
+    i = np.unravel_index(int(np.nanargmax(np.where(np.isnan(excess), np.inf, excess))), a.shape)
+    return f"differs by {err[i]:.3g} at {tuple(int(v) for v in i)} ({a[i]:.6g} vs {b[i]:.6g})"
+
+
+def probe_inputs(shape, dtype, seeds: int = 4, log_std: tuple[float, float] = (-2.5, 2.0), seed: int = 0) -> list[np.ndarray]:
+    """``seeds`` arrays of ``shape`` whose rows (last axis) have a standard deviation
+    drawn log-uniformly from ``10**log_std`` and a mean of the same order: the inputs
+    a fusion's numeric check runs on."""
+    shape = tuple(int(d) for d in shape)
+    rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
+    out = []
+    for k in range(seeds):
+        rng = np.random.default_rng(1000 * seed + k)
+        std = 10.0 ** rng.uniform(*log_std, size=(rows, 1))
+        mean = std * rng.uniform(-2.0, 2.0, size=(rows, 1))
+        x = mean + std * rng.standard_normal((rows, shape[-1] if shape else 1))
+        out.append(x.reshape(shape).astype(dtype))
+    return out
+
+
+def reject(pattern: str, anchor: Node, nodes: Iterable[Node] | Iterable[str], why: str) -> bool:
+    """Report that a region that looked like ``pattern`` around ``anchor`` is not fused,
+    and why (a :class:`~hwgen.errors.FusionRejectedWarning`). Returns False."""
+    names = [n if isinstance(n, str) else n.name for n in nodes]
+    msg = f"fuse_{pattern}: {pattern}-like region at {anchor.op} node {anchor.name!r} ({len(names)} nodes) not fused: {why}"
+    w = FusionRejectedWarning(msg)
+    w.pattern, w.anchor, w.anchor_op, w.nodes, w.reason = pattern, anchor.name, anchor.op, names, why
+    warnings.warn(w, stacklevel=3)
+    return False

@@ -1,6 +1,6 @@
 """MoE fusion: torch MoE modules written in several styles (Switch, HF SwitchTransformers,
-Mixtral, M3ViT task-gated, GShard/DeepSpeed einsum dispatch and two-ArgMax top-2,
-sigmoid routers, shared experts), dense masked and sparse dispatch, exported with both
+Mixtral with plain and SwiGLU experts, M3ViT task-gated, GShard/DeepSpeed einsum dispatch
+and two-ArgMax top-2, sigmoid routers, shared experts), dense masked and sparse dispatch, exported with both
 exporters (dynamo at opsets 18 and 23, torchscript at 17 and 20), become exactly the
 expected hwgen.MoE nodes; results equal onnxruntime on the original file (golden from
 onnxruntime, never from hwgen). Look-alikes are not fused. The op itself is checked
@@ -121,8 +121,8 @@ class MixtralDense(nn.Module):
 
 
 class SwiGLUMoE(nn.Module):
-    """Real Mixtral experts: w2(silu(w1 x) * w3 x). Three matrices per expert: not what
-    hwgen.MoE computes, so not fused (with a warning)."""
+    """Real Mixtral experts: w2(silu(w1 x) * w3 x), three matrices per expert: hwgen.MoE's
+    gated experts (inputs w3, b3)."""
 
     def __init__(self, e=4, h=32):
         super().__init__()
@@ -342,6 +342,7 @@ CASES = {
     ),
     "gshard-top2-two-argmax": (GShardTop2, _X, [dict(num_experts=5, top_k=2, activation="gelu", normalization="softmax_topk_renorm")]),
     "shared-expert": (SharedExpert, _X, [dict(num_experts=4, top_k=2, activation="gelu")]),
+    "mixtral-swiglu": (SwiGLUMoE, _X, [dict(num_experts=4, top_k=2, activation="silu", normalization="topk_then_softmax")]),
     "two-layers": (TwoLayers, _X, [dict(num_experts=4, top_k=2), dict(num_experts=4, top_k=1)]),
 }
 _DYNAMO_ONLY = {"hf-switch-boolmask": "torchscript bakes the traced token count into the boolean index_put (invalid model)"}
@@ -402,6 +403,7 @@ def test_moe_styles_fuse(case, exporter, opset, tmp_path):
     for node, want in zip(moes, expected):
         assert node.domain == "hwgen"
         assert {k: node.attrs[k] for k in want} == want
+        assert (len(node.inputs) > 7 and bool(node.inputs[7])) == (case == "mixtral-swiglu")  # gated: w3
     assert not warned
     # the routing machinery is gone, and nothing data-dependent is left
     h = g2.op_histogram()
@@ -421,21 +423,12 @@ def test_topk_pooling_is_not_fused(exporter, opset, tmp_path):
 
 
 @pytest.mark.parametrize("exporter,opset", [("dynamo", 18), ("torchscript", 17)])
-def test_swiglu_experts_are_not_fused_and_warn(exporter, opset, tmp_path):
-    path = _export(SwiGLUMoE, _X, exporter, opset, tmp_path / "swiglu.onnx")
-    g, g2, warned = _fuse(path)
-    assert "MoE" not in g2.op_histogram()
-    assert warned and "TopK" in warned[0] and "SwiGLU" in warned[0]
-    _check_same(path, g, g2)
-
-
-@pytest.mark.parametrize("exporter,opset", [("dynamo", 18), ("torchscript", 17)])
 def test_capacity_dropping_is_not_fused_and_warns(exporter, opset, tmp_path):
     """With a capacity below the token count tokens are dropped: MoE-like, not an MoE."""
     path = _export(lambda: GShardEinsum(capacity=2), _X, exporter, opset, tmp_path / "cap.onnx")
     g, g2, warned = _fuse(path)
     assert "MoE" not in g2.op_histogram()
-    assert warned and "ArgMax" in warned[0] and "not fused" in warned[0]
+    assert warned and "ArgMax" in warned[0] and "not fused" in warned[0] and "capacity of 2" in warned[0]
     _check_same(path, g, g2)
 
 
@@ -460,7 +453,7 @@ def test_bundled_m3vit(name):
 
 
 # --- the op itself, against torch ---------------------------------------------------------
-def _torch_moe(x, gw, gb, w1, b1, w2, b2, k, act, norm):
+def _torch_moe(x, gw, gb, w1, b1, w2, b2, k, act, norm, w3=None, b3=None):
     x, gw, gb, w1, b1, w2, b2 = (torch.from_numpy(a) for a in (x, gw, gb, w1, b1, w2, b2))
     logits = x @ gw + gb
     if norm == "topk_then_softmax":
@@ -477,7 +470,10 @@ def _torch_moe(x, gw, gb, w1, b1, w2, b2, k, act, norm):
     fn = {"gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "relu": F.relu, "silu": F.silu, "identity": lambda t: t}[act]
     y = torch.zeros(x.shape[:-1] + (w2.shape[-1],))
     for e in range(w1.shape[0]):
-        ye = fn(x @ w1[e] + b1[e]) @ w2[e] + b2[e]
+        h = fn(x @ w1[e] + b1[e])
+        if w3 is not None:  # gated (GLU) expert
+            h = h * (x @ torch.from_numpy(w3[e]) + torch.from_numpy(b3[e]))
+        ye = h @ w2[e] + b2[e]
         y += ((i == e).to(x.dtype) * w).sum(-1, keepdim=True) * ye
     return y.numpy()
 
@@ -492,6 +488,23 @@ def test_moe_op_matches_torch(norm, act):
     got = run_node(node, arrs, 17)[0]
     assert got.shape == (3, 4, d_out) and got.dtype == np.float32
     np.testing.assert_allclose(got, _torch_moe(*arrs, k, act, norm), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["silu", "gelu", "identity"])
+def test_gated_moe_op_matches_torch(act):
+    """Gated experts (inputs 7, 8: w3, b3): (act(x W1 + b1) * (x W3 + b3)) W2 + b2."""
+    rng = np.random.default_rng(5)
+    e, h, d_out, k = 4, 10, 6, 2
+    shapes = [(2, 5, D), (D, e), (e,), (e, D, h), (e, h), (e, h, d_out), (e, d_out), (e, D, h), (e, h)]
+    arrs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    node = Node("MoE", "moe", [f"i{j}" for j in range(9)], ["y"], dict(num_experts=e, top_k=k, activation=act, normalization="topk_then_softmax"), "hwgen")
+    got = run_node(node, arrs, 17)[0]
+    want = _torch_moe(*arrs[:7], k, act, "topk_then_softmax", w3=arrs[7], b3=arrs[8])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    plain = run_node(Node("MoE", "moe", node.inputs[:7], ["y"], node.attrs, "hwgen"), arrs[:7], 17)[0]
+    assert not np.allclose(plain, want, rtol=1e-2)  # the gate projection matters
+    with pytest.raises(hwgen.errors.UnsupportedOpError, match="w3"):
+        run_node(node, arrs[:7] + [arrs[7][:, :, :3], arrs[8]], 17)
 
 
 def test_moe_op_optional_biases_and_ties():

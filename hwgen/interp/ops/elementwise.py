@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from ..functions import erf as _erf_fn
+from ..functions import gelu as _gelu_fn
+from ..functions import sigmoid as _sigmoid_fn
 from ..registry import register
 from ._util import fail
-
-try:
-    from scipy.special import erf as _erf
-except ImportError:  # pragma: no cover
-    _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 def _same(x, like):
@@ -46,9 +42,17 @@ def div(node, inputs, opset):
 def mod(node, inputs, opset):
     a, b = inputs
     if int(node.attrs.get("fmod", 0)):
-        return (_same(np.fmod(a, b), a),)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (_same(np.fmod(a, b), a),)
     if np.issubdtype(a.dtype, np.floating):
-        fail(node, "Mod with fmod=0 on floats is not allowed by ONNX")
+        if opset < 28:
+            fail(node, "Mod with fmod=0 on floats is defined from opset 28 on (use fmod=1 before)")
+        # opset 28: A - floor(A / B) * B, the sign of B; numpy's remainder has exactly the
+        # special cases of the spec (0 -> 0 with B's sign, inf or B = 0 -> NaN, B = inf -> A or B)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (_same(np.mod(a, b), a),)
+    if np.any(b == 0):
+        fail(node, "integer Mod by zero")
     return (_same(np.mod(a, b), a),)
 
 
@@ -97,14 +101,13 @@ def reciprocal(node, inputs, opset):
 @register("Erf")
 def erf(node, inputs, opset):
     x = inputs[0]
-    return (_same(_erf(x.astype(np.float64)), x),)
+    return (_same(_erf_fn(x.astype(np.float64)), x),)
 
 
 @register("Sigmoid")
 def sigmoid(node, inputs, opset):
     x = inputs[0]
-    xd = x.astype(np.float64)
-    return (_same(np.where(xd >= 0, 1 / (1 + np.exp(-np.abs(xd))), np.exp(-np.abs(xd)) / (1 + np.exp(-np.abs(xd)))), x),)
+    return (_same(_sigmoid_fn(x.astype(np.float64)), x),)
 
 
 @register("HardSigmoid")
@@ -137,12 +140,10 @@ def softplus(node, inputs, opset):
 @register("Gelu")
 def gelu(node, inputs, opset):
     x = inputs[0]
-    xd = x.astype(np.float64)
-    if node.attrs.get("approximate", "none") == "tanh":
-        y = 0.5 * xd * (1 + np.tanh(math.sqrt(2 / math.pi) * (xd + 0.044715 * xd**3)))
-    else:
-        y = 0.5 * xd * (1 + _erf(xd / math.sqrt(2)))
-    return (_same(y, x),)
+    approximate = node.attrs.get("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        fail(node, f"approximate={approximate!r} is not 'none' or 'tanh'")
+    return (_same(_gelu_fn(x.astype(np.float64), approximate), x),)
 
 
 @register("Clip")

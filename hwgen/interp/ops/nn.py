@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functions import softmax as _softmax
 from ..registry import check_alloc, register
 from ._util import fail
 
@@ -106,12 +107,6 @@ def einsum(node, inputs, opset):
     return (np.einsum(eq, *inputs, optimize=True).astype(inputs[0].dtype, copy=False),)
 
 
-def _softmax(x, axis):
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.exp(x - m)
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
 @register("Softmax")
 def softmax(node, inputs, opset):
     x = inputs[0]
@@ -153,10 +148,19 @@ def layer_norm(node, inputs, opset):
 
 @register("BatchNormalization")
 def batch_norm(node, inputs, opset):
+    """Inference: normalise with ``mean``/``var``. ``training_mode=1``: with the batch's
+    own statistics (over every axis but 1; population variance), and the outputs
+    ``running_mean/var = input * momentum + batch * (1 - momentum)``."""
     x, s, b, mean, var = inputs[:5]
-    if int(node.attrs.get("training_mode", 0)):
-        fail(node, "training_mode=1 is not supported")
     eps = float(node.attrs.get("epsilon", 1e-5))
     sh = (1, -1) + (1,) * (x.ndim - 2)
-    y = (x - mean.reshape(sh)) / np.sqrt(var.reshape(sh) + eps) * s.reshape(sh) + b.reshape(sh)
-    return (y.astype(x.dtype, copy=False),)
+    if not int(node.attrs.get("training_mode", 0)):
+        y = (x - mean.reshape(sh)) / np.sqrt(var.reshape(sh) + eps) * s.reshape(sh) + b.reshape(sh)
+        return (y.astype(x.dtype, copy=False),)
+    momentum = float(node.attrs.get("momentum", 0.9))
+    axes = tuple(a for a in range(x.ndim) if a != 1)
+    batch_mean, batch_var = x.mean(axis=axes), x.var(axis=axes)
+    y = (x - batch_mean.reshape(sh)) / np.sqrt(batch_var.reshape(sh) + eps) * s.reshape(sh) + b.reshape(sh)
+    run_mean = mean * momentum + batch_mean * (1 - momentum)
+    run_var = var * momentum + batch_var * (1 - momentum)
+    return tuple(a.astype(x.dtype, copy=False) for a in (y, run_mean, run_var))

@@ -28,13 +28,27 @@ def _reduce(fn, post=None):
             axes = list(range(x.ndim))
         ax = tuple(norm_axes(axes, x.ndim, node))
         if x.size == 0 and fn in (np.max, np.min):
-            fail(node, "reduction of an empty tensor")
+            return (_empty_extremum(x, ax, keep, fn is np.max),)
         y = fn(x, axis=ax, keepdims=keep)
         if post is not None:
             y = post(y)
         return (np.asarray(y).astype(x.dtype, copy=False),)
 
     return run
+
+
+def _empty_extremum(x: np.ndarray, axes: tuple[int, ...], keep: bool, is_max: bool) -> np.ndarray:
+    """ReduceMax/ReduceMin over an empty set: -inf/+inf, or the type's min/max (bool:
+    False/True), as ONNX defines it."""
+    shape = [1 if a in axes else d for a, d in enumerate(x.shape)] if keep else [d for a, d in enumerate(x.shape) if a not in axes]
+    if x.dtype == np.bool_:
+        value = not is_max
+    elif np.issubdtype(x.dtype, np.floating):
+        value = -np.inf if is_max else np.inf
+    else:
+        info = np.iinfo(x.dtype)
+        value = info.min if is_max else info.max
+    return np.full(shape, value, dtype=x.dtype)
 
 
 register("ReduceMean")(_reduce(np.mean))

@@ -15,10 +15,12 @@ def identity(node, inputs, opset):
 
 @register("Dropout")
 def dropout(node, inputs, opset):
-    """Inference: identity; the mask output is all True."""
+    """Inference (or training with ratio 0): identity; the mask output is all True."""
     x = inputs[0]
     if len(inputs) > 2 and inputs[2] is not None and bool(np.asarray(inputs[2]).reshape(-1)[0]):
-        fail(node, "training_mode=True is not supported (inference only)")
+        ratio = float(np.asarray(inputs[1]).reshape(-1)[0]) if len(inputs) > 1 and inputs[1] is not None else 0.5
+        if ratio != 0.0:
+            fail(node, f"training_mode=True with ratio {ratio} drops at random; only inference is supported")
     return x, np.ones(x.shape, dtype=bool)
 
 
@@ -217,9 +219,14 @@ def range_(node, inputs, opset):
     start, limit, delta = (np.asarray(v).reshape(-1)[0] for v in inputs)
     if delta == 0:
         fail(node, "delta 0")
-    n = max(int(np.ceil((limit - start) / delta)), 0)
+    n = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
     check_alloc([n], np.asarray(start).itemsize, what=f"node {node.name!r} (Range) output")
     dtype = np.asarray(inputs[0]).dtype
+    # output[i] = start + i * delta, in T; float16 from opset 27 on in stash_type (float)
+    if dtype == np.float16:
+        acc = np.float32 if opset >= 27 and int(node.attrs.get("stash_type", 1)) == 1 else np.float16
+        i = np.arange(n).astype(acc)
+        return ((acc(start) + i * acc(delta)).astype(dtype),)
     return ((start + np.arange(n) * delta).astype(dtype),)
 
 
