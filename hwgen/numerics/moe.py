@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ..fixedpoint import FixedFormat, from_fixed, requantize, to_fixed
+from ..fixedpoint import FixedFormat, exact_mul, from_fixed, requantize, to_fixed
 from ..interp.registry import register_fixed
 from .linear import linear_codes
 from .residual import residual_codes
@@ -45,12 +45,7 @@ def combine_codes(y, h, w, act: FixedFormat) -> np.ndarray:
     w = np.asarray(w, dtype=np.int64)
     if w.ndim == h.ndim - 1:
         w = w[..., None]
-    if act.width > 32:  # products beyond int64: exact Python integers
-        s = 2 * act.frac_bits - act.frac_bits
-        p = w.astype(object) * h.astype(object)
-        q = np.clip((p + (1 << (s - 1))) // (1 << s) if s > 0 else p * (1 << -s), act.qmin, act.qmax).astype(np.int64)
-    else:
-        q = requantize(w * h, 2 * act.frac_bits, act)
+    q = requantize(exact_mul(w, h), 2 * act.frac_bits, act)  # exact at any width
     return residual_codes(y, q, act, act, act)
 
 
