@@ -206,6 +206,8 @@ def _compile(folder: Path, verilog: str, simulator: str, args: list[str], make_v
     except (subprocess.CalledProcessError, SystemExit, RuntimeError) as e:
         tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
         raise SimulationFailed(f"{simulator} build of {TOPLEVEL} in {folder} failed ({e}); log tail:\n{tail}") from None
+    for pch in folder.glob("*.gch"):  # precompiled headers: ~150 MB of a full top's ~180 MB, not needed to run
+        pch.unlink()
 
 
 def build(config=None, *, buffer_words: int | None = None, simulator: str = "verilator", waves: bool = False,
