@@ -212,7 +212,8 @@ LABELS = {"amaranth": "(a) Amaranth pysim, Python memory model",
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help=f"runs of the program (default {DEFAULT_REPEAT})")
+    ap.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
+                    help=f"runs of the program (default {DEFAULT_REPEAT})")
     ap.add_argument("--buffer-words", type=int, default=None,
                     help=f"on-chip buffer depth (default {DEFAULT_BUFFER_WORDS}; 512 with --small)")
     ap.add_argument("--small", action="store_true", help="fpga.config.SMALL instead of the default configuration")

@@ -158,11 +158,12 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
         args += ["--timing", "-DHWGEN_CLOCK_INTERNAL", "-CFLAGS", "-fcoroutines"] if clock == "internal" else []
         make_vars = [f"OPT_FAST={cxx_opt}", f"OPT_GLOBAL={cxx_opt}"]
     else:
-        args = ["-g2005"] + (["-DHWGEN_WAVES_VCD"] if waves else []) + (["-DHWGEN_CLOCK_INTERNAL"] if clock == "internal" else [])
+        args = ["-g2005"] + (["-DHWGEN_WAVES_VCD"] if waves else [])
+        args += ["-DHWGEN_CLOCK_INTERNAL"] if clock == "internal" else []
         make_vars = []
     parameters = {"DATA_BITS": bits, "WORDS": ext_words}
-    settings = [simulator, repr(args), repr(make_vars), repr(sorted(parameters.items())), str(waves), tool_versions(simulator),
-                public_vlt()] + wrapper
+    settings = [simulator, repr(args), repr(make_vars), repr(sorted(parameters.items())), str(waves),
+                tool_versions(simulator), public_vlt()] + wrapper
 
     # the inputs of the Verilog -> the Verilog's build: a second build() skips the conversion
     inputs_key = build_cache.content_key([repr(sorted(config.to_dict().items())), str(buffer_words)]
@@ -213,7 +214,8 @@ class SimBuild:
     @classmethod
     def _from_info(cls, info: dict, cache_hit: str | None) -> SimBuild:
         return cls(Path(info["dir"]), info["simulator"], info["waves"], info["data_bits"], info["ext_words"],
-                   info["buffer_words"], info["clock"], info.get("waves_format"), info["build_s"], info["convert_s"], info["built"], cache_hit)
+                   info["buffer_words"], info["clock"], info.get("waves_format"), info["build_s"], info["convert_s"],
+                   info["built"], cache_hit)
 
     def run(self, memory, programs: Sequence[tuple[int, Sequence[int]]], *, hook=None, max_cycles: int = 50_000_000,
             waves_file: str | os.PathLike | None = None, latency: int = 4, beat_interval: int = 1,
