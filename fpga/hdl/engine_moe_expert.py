@@ -86,7 +86,8 @@ class MoeGatherEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fw, k = self.fw, self.k
-        x_base, g_addr, l_base, expert, t_max = (Signal(16, name=n) for n in ("x_base", "g_addr", "l_base", "expert", "t_max"))
+        x_base, g_addr, l_base, expert, t_max = (Signal(16, name=n)
+                                                  for n in ("x_base", "g_addr", "l_base", "expert", "t_max"))
         s, table, cur, end, count = (Signal(16, name=n) for n in ("s", "table", "cur", "end", "count"))
         token, x_row = Signal(16), Signal(16)
         weight = Signal(fw)
