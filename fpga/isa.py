@@ -6,13 +6,13 @@ Encoding (bit 0 is the least significant bit of the word):
 field      bits    width  meaning
 =========  ======  =====  ===============================================================
 opcode     3:0     4      :class:`Op`
-flags      7:4     4      op-specific (LINEAR: bit 0 fused GELU; MOE_ROUTE: bit 0..3 = k-1)
+flags      7:4     4      op-specific (LINEAR: bit 0 fused GELU, bit 1 rows from ``moe_rows``)
 dst        23:8    16     destination buffer address (words) / external address for STORE
 src0       39:24   16     first source buffer address (words)
 src1       55:40   16     second source buffer address (weights, residual operand, ...)
-length     71:56   16     number of buffer words (rows for LINEAR/ATTENTION/LAYERNORM)
-ext_addr   111:72  40     external memory byte address (LOAD/STORE)
-aux        127:112 16     op-specific (LINEAR: K dimension; ATTENTION: keys; MOE: experts)
+length     71:56   16     number of buffer words (rows for LINEAR/ATTENTION/LAYERNORM/MOE_*)
+ext_addr   111:72  40     external memory byte address (LOAD/STORE/LINEAR), value (SET), op-specific
+aux        127:112 16     op-specific (LINEAR: K dimension; ATTENTION: keys; MOE_ROUTE: experts)
 =========  ======  =====  ===============================================================
 
 LOAD copies ``length`` words from external ``ext_addr`` to buffer ``dst``; STORE copies
@@ -21,6 +21,32 @@ unit is idle; END raises the controller's ``done``. SET writes ``ext_addr`` into
 ``aux`` (:data:`REGISTERS`). The compute ops' fields are documented by their engines
 (``fpga/hdl/engine_*.py``) and in ``docs/fpga-architecture.md``. Unused fields must be zero (the
 decoder does not check them, the assembler writes zeros).
+
+Row strides: ``lanes`` activations fill a buffer word, a row of D elements takes
+``ceil(D / lanes)`` words. MOE_ROUTE (scores) and LAYERNORM (X and Y) take a row stride in
+words from ``ext_addr[15:0]`` when that is not 0 (e.g. scores written by a LINEAR padded to
+``mac_cols`` columns); LAYERNORM's gamma and beta stay ``ceil(D / lanes)`` words each.
+
+MoE experts (Edge-MoE: each expert runs only on the tokens routed to it), after MOE_ROUTE
+has written the route table R (word ``R + t``: token t's experts in lanes ``0..k-1``, best
+first, their gate weights in lanes ``k..2k-1``) and the schedule (entries: lane 0 expert,
+lane 1 token, lane 2 last; experts in increasing id, tokens in order), and SET has put the
+first entry's word in ``moe_cursor`` and the word after the last in ``moe_end``:
+
+* ``MOE_GATHER`` (src0 = X, dst = G, src1 = L, aux = expert e, length = T, ``ext_addr[15:0]``
+  = S words a row of X and G, ``ext_addr[31:16]`` = R): while fewer than T rows are gathered,
+  ``moe_cursor < moe_end`` and the entry at ``moe_cursor`` is expert e's: copy X's row of
+  its token (S words) to G's next row, write L's next word (lane 0 token, lane 1 the token's
+  gate weight for e: the weight lane of the first route slot naming e, 0 if none does),
+  advance ``moe_cursor``. Sets ``moe_rows`` to the rows gathered (0 at once if the entry is
+  another expert's).
+* ``LINEAR`` with ``flags`` bit 1: M is ``moe_rows`` (``length`` is ignored); M = 0 finishes
+  at once and fetches no weights.
+* ``MOE_COMBINE`` (src0 = H, src1 = L, dst = Y, aux = So words a row of H and Y; rows from
+  ``moe_rows``): for each row i, (token, w) = L[i], ``Y[token] = Y[token] + w * H[i]``
+  lane by lane (:func:`hwgen.numerics.moe.combine_codes`: the exact product rounded half up
+  and saturated to the activation format, then a saturating add). The rows of L must name
+  distinct tokens (MOE_GATHER's do).
 """
 
 from __future__ import annotations
@@ -59,9 +85,9 @@ REGISTERS = {
     "att_out_stride": 2,  # ATTENTION: words between rows of O
     "att_scale": 3,       # ATTENTION: scale code (hwgen.numerics.softmax.scale_code), two's complement
     "ln_eps": 4,          # LAYERNORM: eps code (fpga.hdl.layernorm.eps_code)
-    "moe_cursor": 5,      # MOE_GATHER: buffer word of the next schedule entry
+    "moe_cursor": 5,      # MOE_GATHER: buffer word of the next schedule entry (MOE_GATHER advances it)
     "moe_end": 6,         # MOE_GATHER: buffer word one past the last schedule entry
-    "moe_rows": 7,        # rows gathered by the last MOE_GATHER (LINEAR flags bit 1, MOE_COMBINE)
+    "moe_rows": 7,        # rows gathered by the last MOE_GATHER (read by LINEAR flags bit 1, MOE_COMBINE)
 }
 
 

@@ -16,8 +16,9 @@ ATTENTION   per group of ``attention_queries`` queries: ``queries * head_dim / l
             words + ``Sk * 2 * head_dim / lanes`` key and value words (chunks of the
             configured head size, whatever ``att_dim``)
 MOE_ROUTE   ``M * E`` score beats + ``M * k`` schedule entries
-MOE_GATHER  per gathered row ``S + 4`` cycles (entry, route word, ``S`` words)
-MOE_COMBINE per row ``2 * So + 2`` cycles (two reads a word)
+MOE_GATHER  per gathered row ``S + 9`` cycles (entry and route word reads, ``S`` words, the
+            list word) + 4 (measured in ``tb_moe_expert.py``)
+MOE_COMBINE per row ``2 * So + 5`` cycles (two reads a word, the list word) + 6 (measured)
 SET, SYNC   the fetch only
 ==========  ===================================================================================
 
@@ -72,7 +73,7 @@ def estimate_cycles(instr, config, moe_rows: float = 0.0) -> float:
         return base + instr.length * instr.aux + instr.length * c.moe_k + 8
     if op == Op.MOE_GATHER:
         s = instr.ext_addr & 0xFFFF
-        return base + moe_rows * (s + 4) + 2
+        return base + moe_rows * (s + 9) + 4
     if op == Op.MOE_COMBINE:
-        return base + moe_rows * (2 * instr.aux + 2) + 2
+        return base + (moe_rows * (2 * instr.aux + 5) + 6 if moe_rows > 0 else 1)
     return base

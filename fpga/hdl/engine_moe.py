@@ -1,7 +1,8 @@
 """Engine of MOE_ROUTE: gate scores -> top-k experts and gate weights -> the expert schedule.
 
-Instruction fields: ``src0`` = gate scores ``[M, E]`` (row stride ``ext_addr[15:0]`` words,
-or ``ceil(E / lanes)`` when that is 0: e.g. scores from a LINEAR padded to ``mac_cols``),
+Instruction fields: ``src0`` = gate scores ``[M, E]`` (the first ``ceil(E / lanes)`` words
+of each row; row stride ``ext_addr[15:0]`` words, or ``ceil(E / lanes)`` when that is 0:
+e.g. scores from a LINEAR padded to ``mac_cols``),
 ``length`` = M tokens, ``aux`` = E (at most the unit's ``moe_experts``; missing experts
 score the most negative code, so they are never chosen ahead of a real one and, but for
 ``softmax_then_topk``, change no weight), ``dst`` = the route table, ``src1`` = the
@@ -49,21 +50,22 @@ class MoeRouteEngine(wiring.Component):
         m.submodules.topk = topk = self.topk
         m.submodules.sched = sched = self.sched
         src, table, sched_base = Signal(16), Signal(16), Signal(16)
-        n_tok, n_exp, stride, nw = Signal(16), Signal(16), Signal(16), Signal(16)
+        n_tok, n_exp, stride = Signal(16), Signal(16), Signal(16)
+        words = Signal(16)  # words of a row that hold scores: ceil(E / lanes)
         running = Signal()
         with m.If(self.start):
             a = self.args
+            w = ceil_div_pow2(a.aux, lanes)
             m.d.sync += [src.eq(a.src0), table.eq(a.dst), sched_base.eq(a.src1), n_tok.eq(a.length),
-                         n_exp.eq(a.aux), running.eq(1),
-                         stride.eq(Mux(a.ext_addr[:16] != 0, a.ext_addr[:16], ceil_div_pow2(a.aux, lanes))),
-                         nw.eq(ceil_div_pow2(a.aux, lanes))]
+                         n_exp.eq(a.aux), running.eq(1), words.eq(w),
+                         stride.eq(Mux(a.ext_addr[:16] != 0, a.ext_addr[:16], w))]
 
-        # reads: token t, word w < ceil(E / lanes) of its scores (row stride ``stride``)
+        # reads: token t, word w of its scores
         rq_t, rq_w, rq_row = Signal(16), Signal(16), Signal(16)
         m.d.comb += [self.rd.valid.eq(running & (rq_t < n_tok)), self.rd.payload.eq(rq_row + rq_w)]
         with m.If(self.rd.valid & self.rd.ready):
             m.d.sync += rq_w.eq(rq_w + 1)
-            with m.If(rq_w == nw - 1):
+            with m.If(rq_w == words - 1):
                 m.d.sync += [rq_w.eq(0), rq_t.eq(rq_t + 1), rq_row.eq(rq_row + stride)]
 
         # words -> one score a beat, experts 0 .. n_e - 1 (missing ones: the most negative code)

@@ -4,7 +4,8 @@ After MOE_ROUTE has written the route table and the per-expert schedule
 (:mod:`fpga.hdl.engine_moe`), the program runs, for each expert ``e`` and each chunk of at
 most ``T`` of its tokens: MOE_GATHER, LINEAR fc1 (+GELU) and LINEAR fc2 with their row
 count from the ``moe_rows`` register (LINEAR ``flags`` bit 1), MOE_COMBINE. So an
-expert's weights are streamed only when it has tokens, and once per chunk.
+expert's weights are streamed only when it has tokens, and once per chunk (a LINEAR of
+zero rows finishes at once and fetches nothing). Arithmetic: :mod:`hwgen.numerics.moe`.
 
 **MOE_GATHER** — ``src0`` = X (token rows), ``dst`` = G, ``src1`` = L, ``aux`` = expert
 ``e``, ``length`` = T, ``ext_addr[15:0]`` = S (words a row of X and of G),
@@ -12,27 +13,35 @@ expert's weights are streamed only when it has tokens, and once per chunk.
 ``moe_cursor`` on, while fewer than T rows are gathered, the cursor is below ``moe_end``
 and the entry's expert (lane 0) is ``e``: read the route word ``R + token`` (lane 1 of the
 entry is the token), take the gate weight of the first slot ``j < k`` whose expert is
-``e`` (lane ``k + j``), copy the S words ``X[token·S ..]`` to ``G[count·S ..]``, write
-``L[count]`` = (lane 0 token, lane 1 weight). At the end ``moe_rows`` = count and
-``moe_cursor`` = the next entry. Cycles: per row about ``S + 8`` (two one-word reads, S
-copied words at one a cycle, one list write), plus about 4 to look at the entry that ends it.
+``e`` (lane ``k + j``; 0 if no slot names ``e``, which MOE_ROUTE's schedules never
+cause), copy the S words ``X[token·S ..]`` to ``G[count·S ..]``, write ``L[count]`` =
+(lane 0 token, lane 1 weight, other lanes 0). At the end the top sets ``moe_rows`` =
+count and ``moe_cursor`` = the next entry. Cycles (no stalls): ``S + 9`` per gathered
+row (entry and route word: two reads of 3 cycles each; S copied words, one a cycle, plus
+the read latency; the list write), plus 4 to look at the entry that ends it (or 2 when
+T or ``moe_end`` ends it).
 
 **MOE_COMBINE** — ``src0`` = H (rows of ``So`` words), ``src1`` = L, ``dst`` = Y, ``aux`` =
 So; rows = register ``moe_rows``. For each row ``i``: (token, w) = ``L[i]``; for each word
 ``j``: ``Y[token·So + j] = residual(Y, requantize(w·H[i·So + j], 2F -> act))`` lane by lane
 (:func:`hwgen.numerics.moe.combine_codes`: the exact ``w x h`` product rounded half up and
-saturated, then a saturating add). Cycles: per row 3 + about 6 a word (two reads, a
-registered product, a write). ``lanes`` multipliers of ``act_fmt.width`` squared bits.
+saturated, then a saturating add). The rows of L must name distinct tokens (MOE_GATHER's
+lists do): a Y word is read before the word of an earlier row is written back. Cycles
+(no stalls): ``rows · (2·So + 5) + 6`` (1 for no rows): the list word (its read latency is not hidden),
+then H and Y words alternately on the one read port, one result word every two cycles
+through a four-stage pipeline (registered operands, the registered ``lanes`` products of
+``act_fmt.width`` squared bits — four DSP48E2 each at 32 bits, so 32 for the default
+eight lanes —, the rounded product, the saturating sum).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine import engine_members
-from .softmax import requantize_hw
+from .softmax import requantize_hw, saturate_hw
 
 __all__ = ["MoeGatherEngine", "MoeCombineEngine", "REG_BITS"]
 
@@ -40,15 +49,29 @@ __all__ = ["MoeGatherEngine", "MoeCombineEngine", "REG_BITS"]
 REG_BITS = 16
 
 
+def _lanes_word(values, fw: int, data_bits: int):
+    """``values`` (each at most ``fw`` bits, zero-extended) in lanes 0, 1, ...; zeros above."""
+    parts = [Cat(v[:fw], Const(0, fw - min(fw, len(v)))) for v in values]
+    return Cat(*parts, Const(0, data_bits - fw * len(values)))
+
+
 class MoeGatherEngine(wiring.Component):
     """MOE_GATHER (see the module docstring).
 
+    Parameters
+    ----------
+    config : fpga.config.AcceleratorConfig
+        ``moe_k``, ``act_fmt``, ``mem_port_bits``.
+    addr_bits : int
+        Buffer address width.
+
     Members
     -------
-    moe_cursor, moe_end : In(16)
-        The registers.
-    reg_we : Out(1); next_cursor, rows_gathered : Out(16)
-        ``reg_we`` pulses with ``done``: the top writes them to ``moe_cursor`` and ``moe_rows``.
+    cursor_in, end_in : In(16)
+        Registers ``moe_cursor`` and ``moe_end`` (read at ``start``).
+    reg_we : Out(1); cursor_out, rows_out : Out(16)
+        ``reg_we`` pulses with ``done``: the top writes ``cursor_out`` to ``moe_cursor`` and
+        ``rows_out`` to ``moe_rows``.
     """
 
     def __init__(self, config, addr_bits: int):
@@ -57,13 +80,14 @@ class MoeGatherEngine(wiring.Component):
         if 2 * self.k > self.lanes:
             raise ValueError(f"moe_k={self.k}: a route word holds {self.lanes // 2} experts and weights at most")
         super().__init__({**engine_members(addr_bits, self.data_bits),
-                          "moe_cursor": In(REG_BITS), "moe_end": In(REG_BITS),
-                          "reg_we": Out(1), "next_cursor": Out(REG_BITS), "rows_gathered": Out(REG_BITS)})
+                          "cursor_in": In(REG_BITS), "end_in": In(REG_BITS),
+                          "reg_we": Out(1), "cursor_out": Out(REG_BITS), "rows_out": Out(REG_BITS)})
 
     def elaborate(self, platform):
         m = Module()
         fw, k = self.fw, self.k
-        x_base, g_addr, l_base, expert, t_max = (Signal(16, name=n) for n in ("x_base", "g_addr", "l_base", "expert", "t_max"))
+        x_base, g_addr, l_base, expert, t_max = (Signal(16, name=n)
+                                                  for n in ("x_base", "g_addr", "l_base", "expert", "t_max"))
         s, table, cur, end, count = (Signal(16, name=n) for n in ("s", "table", "cur", "end", "count"))
         token, x_row = Signal(16), Signal(16)
         weight = Signal(fw)
@@ -73,23 +97,21 @@ class MoeGatherEngine(wiring.Component):
         def lane(i):
             return word.word_select(i, fw)
 
-        m.d.comb += [self.next_cursor.eq(cur), self.rows_gathered.eq(count)]
+        m.d.comb += [self.cursor_out.eq(cur), self.rows_out.eq(count)]
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     a = self.args
                     m.d.sync += [x_base.eq(a.src0), g_addr.eq(a.dst), l_base.eq(a.src1), expert.eq(a.aux),
                                  t_max.eq(a.length), s.eq(a.ext_addr[:16]), table.eq(a.ext_addr[16:32]),
-                                 cur.eq(self.moe_cursor), end.eq(self.moe_end), count.eq(0)]
-                    m.next = "CHECK"
-            with m.State("CHECK"):
-                with m.If((count == t_max) | (cur >= end)):
-                    m.next = "FINISH"
-                with m.Else():
+                                 cur.eq(self.cursor_in), end.eq(self.end_in), count.eq(0)]
                     m.next = "ENTRY_REQ"
-            with m.State("ENTRY_REQ"):
-                m.d.comb += [self.rd.valid.eq(1), self.rd.payload.eq(cur)]
-                with m.If(self.rd.ready):
+            with m.State("ENTRY_REQ"):  # the next schedule entry, unless T rows are there or the schedule ends
+                more = (count != t_max) & (cur < end)
+                m.d.comb += [self.rd.valid.eq(more), self.rd.payload.eq(cur)]
+                with m.If(~more):
+                    m.next = "FINISH"
+                with m.Elif(self.rd.ready):
                     m.next = "ENTRY"
             with m.State("ENTRY"):
                 m.d.comb += self.rd_data.ready.eq(1)
@@ -107,12 +129,13 @@ class MoeGatherEngine(wiring.Component):
             with m.State("ROUTE"):
                 m.d.comb += self.rd_data.ready.eq(1)
                 with m.If(self.rd_data.valid):
+                    m.d.sync += weight.eq(0)
                     for j in reversed(range(k)):  # the first matching slot wins (assigned last)
                         with m.If(lane(j) == expert):
                             m.d.sync += weight.eq(lane(k + j))
                     m.d.sync += [req_i.eq(0), wr_i.eq(0)]
                     m.next = "COPY"
-            with m.State("COPY"):
+            with m.State("COPY"):  # S words X -> G: reads and writes stream, one a cycle
                 m.d.comb += [self.rd.valid.eq(req_i < s), self.rd.payload.eq(x_row + req_i),
                              self.wr.valid.eq(self.rd_data.valid), self.rd_data.ready.eq(self.wr.ready),
                              self.wr.payload.addr.eq(g_addr + wr_i), self.wr.payload.data.eq(word)]
@@ -120,14 +143,14 @@ class MoeGatherEngine(wiring.Component):
                     m.d.sync += req_i.eq(req_i + 1)
                 with m.If(self.wr.valid & self.wr.ready):
                     m.d.sync += wr_i.eq(wr_i + 1)
-                    with m.If(wr_i + 1 == s):
-                        m.next = "LIST"
+                with m.If((wr_i == s) | (self.wr.valid & self.wr.ready & (wr_i + 1 == s))):
+                    m.next = "LIST"
             with m.State("LIST"):
                 m.d.comb += [self.wr.valid.eq(1), self.wr.payload.addr.eq(l_base + count),
-                             self.wr.payload.data.eq(Cat(token, Const(0, fw - 16), weight))]
+                             self.wr.payload.data.eq(_lanes_word([token, weight], fw, self.data_bits))]
                 with m.If(self.wr.ready):
                     m.d.sync += [count.eq(count + 1), cur.eq(cur + 1), g_addr.eq(g_addr + s)]
-                    m.next = "CHECK"
+                    m.next = "ENTRY_REQ"
             with m.State("FINISH"):
                 m.d.comb += [self.done.eq(1), self.reg_we.eq(1)]
                 m.next = "IDLE"
@@ -137,88 +160,113 @@ class MoeGatherEngine(wiring.Component):
 class MoeCombineEngine(wiring.Component):
     """MOE_COMBINE (see the module docstring).
 
+    Parameters
+    ----------
+    config : fpga.config.AcceleratorConfig
+        ``act_fmt``, ``mem_port_bits``.
+    addr_bits : int
+        Buffer address width.
+
     Members
     -------
-    moe_rows : In(16)
-        The register.
+    rows_in : In(16)
+        Register ``moe_rows`` (read at ``start``).
     """
 
     def __init__(self, config, addr_bits: int):
         c = config
         self.lanes, self.data_bits, self.fmt = c.lanes, c.mem_port_bits, c.act_fmt
-        super().__init__({**engine_members(addr_bits, self.data_bits), "moe_rows": In(REG_BITS)})
+        super().__init__({**engine_members(addr_bits, self.data_bits), "rows_in": In(REG_BITS)})
 
     def elaborate(self, platform):
         m = Module()
         fmt, lanes = self.fmt, self.lanes
         fw, f = fmt.width, fmt.frac_bits
-        h_row, l_base, y_base, so = (Signal(16, name=n) for n in ("h_row", "l_base", "y_base", "so"))
-        n_rows, i, j, y_row, token = (Signal(16, name=n) for n in ("n_rows", "i", "j", "y_row", "token"))
-        w = Signal(signed(fw))
-        h = Signal(self.data_bits)
-        y = Signal(self.data_bits)
-        prods = [Signal(signed(2 * fw), name=f"prod{k}") for k in range(lanes)]
+        h_addr, l_base, y_base, so = (Signal(16, name=n) for n in ("h_addr", "l_base", "y_base", "so"))
+        n_rows, i, j, y_row = (Signal(16, name=n) for n in ("n_rows", "i", "j", "y_row"))
+        running = Signal()
         word = self.rd_data.payload
+
+        # --- requests: per row the list word, then H and Y words alternately ----------
+        token, w = Signal(16), Signal(signed(fw))   # the row's list word (set by the response side)
+        l_got = Signal()                            # the list word of row i has arrived
+        is_y = Signal()                             # the next stream request is the Y word
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     a = self.args
-                    m.d.sync += [h_row.eq(a.src0), l_base.eq(a.src1), y_base.eq(a.dst), so.eq(a.aux),
-                                 n_rows.eq(self.moe_rows), i.eq(0)]
-                    m.next = "ROW"
-            with m.State("ROW"):
-                with m.If(i == n_rows):
-                    m.next = "FINISH"
-                with m.Else():
+                    m.d.sync += [h_addr.eq(a.src0), l_base.eq(a.src1), y_base.eq(a.dst), so.eq(a.aux),
+                                 n_rows.eq(self.rows_in), i.eq(0)]
                     m.next = "LIST_REQ"
             with m.State("LIST_REQ"):
-                m.d.comb += [self.rd.valid.eq(1), self.rd.payload.eq(l_base + i)]
-                with m.If(self.rd.ready):
-                    m.next = "LIST"
-            with m.State("LIST"):
-                m.d.comb += self.rd_data.ready.eq(1)
-                with m.If(self.rd_data.valid):
-                    m.d.sync += [token.eq(word[:16]), w.eq(word.word_select(1, fw).as_signed()), j.eq(0)]
-                    m.next = "ROW_ADDR"
-            with m.State("ROW_ADDR"):
-                m.d.sync += y_row.eq(y_base + (token * so)[:16])
-                m.next = "WORD"
-            with m.State("WORD"):
-                with m.If(j == so):
-                    m.d.sync += [i.eq(i + 1), h_row.eq(h_row + so)]
-                    m.next = "ROW"
-                with m.Else():
-                    m.next = "H_REQ"
-            with m.State("H_REQ"):
-                m.d.comb += [self.rd.valid.eq(1), self.rd.payload.eq(h_row + j)]
-                with m.If(self.rd.ready):
-                    m.next = "H"
-            with m.State("H"):
-                m.d.comb += self.rd_data.ready.eq(1)
-                with m.If(self.rd_data.valid):
-                    m.d.sync += h.eq(word)
-                    m.next = "Y_REQ"
-            with m.State("Y_REQ"):
-                m.d.comb += [self.rd.valid.eq(1), self.rd.payload.eq(y_row + j)]
-                with m.If(self.rd.ready):
-                    m.next = "Y"
-            with m.State("Y"):
-                m.d.comb += self.rd_data.ready.eq(1)
-                with m.If(self.rd_data.valid):
-                    m.d.sync += y.eq(word)
-                    for k in range(lanes):
-                        m.d.sync += prods[k].eq(w * h.word_select(k, fw).as_signed())
-                    m.next = "WRITE"
-            with m.State("WRITE"):
-                out = []
-                for k in range(lanes):
-                    p = requantize_hw(prods[k], 2 * f, fmt)
-                    out.append(requantize_hw(y.word_select(k, fw).as_signed() + p, f, fmt))
-                m.d.comb += [self.wr.valid.eq(1), self.wr.payload.addr.eq(y_row + j), self.wr.payload.data.eq(Cat(*out))]
-                with m.If(self.wr.ready):
-                    m.d.sync += j.eq(j + 1)
-                    m.next = "WORD"
-            with m.State("FINISH"):
-                m.d.comb += self.done.eq(1)
-                m.next = "IDLE"
+                m.d.comb += [self.rd.valid.eq(i != n_rows), self.rd.payload.eq(l_base + i)]
+                with m.If(i == n_rows):  # every request made: the response side ends the instruction
+                    m.next = "IDLE"
+                with m.Elif(self.rd.ready):
+                    m.next = "LIST_WAIT"
+            with m.State("LIST_WAIT"):
+                with m.If(l_got):
+                    m.d.sync += [y_row.eq(y_base + (token * so)[:16]), j.eq(0), is_y.eq(0), l_got.eq(0)]
+                    m.next = "STREAM"
+            with m.State("STREAM"):
+                row_end = j == so
+                m.d.comb += [self.rd.valid.eq(~row_end), self.rd.payload.eq(Mux(is_y, y_row + j, h_addr + j))]
+                with m.If(row_end):
+                    m.d.sync += [i.eq(i + 1), h_addr.eq(h_addr + so)]
+                    m.next = "LIST_REQ"
+                with m.Elif(self.rd.ready):
+                    m.d.sync += is_y.eq(~is_y)
+                    with m.If(is_y):
+                        m.d.sync += j.eq(j + 1)
+
+        # --- responses: list word / H word / Y word -> pipeline -----------------------
+        KIND_L, KIND_H, KIND_Y = 0, 1, 2
+        kind = Signal(2)
+        r_j, rows_seen = Signal(16), Signal(16)
+        h_hold = Signal(self.data_bits)
+        # pipeline: 1 operands, 2 products, 3 rounded products, 4 sums (-> wr)
+        v = [Signal(name=f"v{s}") for s in range(1, 5)]
+        addr = [Signal(16, name=f"addr{s}") for s in range(1, 5)]
+        y_pipe = [Signal(self.data_bits, name=f"y{s}") for s in range(1, 4)]
+        h1, w1 = Signal(self.data_bits), Signal(signed(fw))
+        prod = [Signal(signed(2 * fw), name=f"prod{q}") for q in range(lanes)]
+        rounded = [Signal(signed(fw), name=f"rounded{q}") for q in range(lanes)]
+        out = Signal(self.data_bits)
+        adv = ~v[3] | self.wr.ready
+        m.d.comb += [self.wr.valid.eq(v[3]), self.wr.payload.addr.eq(addr[3]), self.wr.payload.data.eq(out)]
+        m.d.comb += self.rd_data.ready.eq((kind != KIND_Y) | adv)
+        take = self.rd_data.valid & self.rd_data.ready
+        row_last = r_j + 1 == so
+        with m.If(take):
+            with m.Switch(kind):
+                with m.Case(KIND_L):
+                    m.d.sync += [token.eq(word[:16]), w.eq(word.word_select(1, fw)), l_got.eq(1), r_j.eq(0)]
+                    with m.If(so == 0):
+                        m.d.sync += rows_seen.eq(rows_seen + 1)
+                    with m.Else():
+                        m.d.sync += kind.eq(KIND_H)
+                with m.Case(KIND_H):
+                    m.d.sync += [h_hold.eq(word), kind.eq(KIND_Y)]
+                with m.Default():
+                    m.d.sync += [r_j.eq(r_j + 1), kind.eq(KIND_H)]
+                    with m.If(row_last):
+                        m.d.sync += [kind.eq(KIND_L), rows_seen.eq(rows_seen + 1)]
+        with m.If(adv):
+            m.d.sync += [v[0].eq(take & (kind == KIND_Y)), h1.eq(h_hold), w1.eq(w), y_pipe[0].eq(word),
+                         addr[0].eq(y_row + r_j)]
+            for s in range(1, 4):
+                m.d.sync += [v[s].eq(v[s - 1]), addr[s].eq(addr[s - 1])]
+            m.d.sync += [y_pipe[1].eq(y_pipe[0]), y_pipe[2].eq(y_pipe[1])]
+            for q in range(lanes):
+                m.d.sync += [prod[q].eq(w1 * h1.word_select(q, fw).as_signed()),
+                             rounded[q].eq(requantize_hw(prod[q], 2 * f, fmt)),
+                             out.word_select(q, fw).eq(
+                                 saturate_hw(y_pipe[2].word_select(q, fw).as_signed() + rounded[q], fmt))]
+
+        with m.If(self.start):
+            m.d.sync += [kind.eq(KIND_L), rows_seen.eq(0), running.eq(1), l_got.eq(0)]
+        finished = running & (rows_seen == n_rows) & ~v[0] & ~v[1] & ~v[2] & ~v[3] & ~self.start
+        with m.If(finished):
+            m.d.comb += self.done.eq(1)
+            m.d.sync += running.eq(0)
         return m

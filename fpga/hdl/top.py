@@ -4,7 +4,8 @@
  ins_req/ins_data ──► Controller ──dma_cmd──► Dma ◄── rd_req/rd_data, wr_req/wr_data ──► external memory
                           │ unit_start/op + fields          │ buffer: 1 write port, 1 read port (block RAM)
                           ▼                                 │        unit_words (weights, to LINEAR)
-      registers (SET) ─► engines: GELU, ADD, LAYERNORM, LINEAR, ATTENTION, MOE_ROUTE
+      registers (SET) ─► engines: GELU, ADD, LAYERNORM, LINEAR, ATTENTION, MOE_ROUTE,
+      (moe_cursor/rows ◄─ MOE_GATHER)       MOE_GATHER, MOE_COMBINE
                           │ the running op's engine owns the buffer's ports:
                           └─ rd (addresses) ─► BufferReader ─► rd_data (words) ; wr (addr, word) ─► buffer
 ```
@@ -14,6 +15,11 @@ buffer needs one read and one write port: the DMA's during LOAD/STORE, the runni
 engine's otherwise (LINEAR's weights come from external memory through the DMA's
 ``unit_words`` stream while its engine reads activations). An opcode without an engine
 completes at once and sets the sticky ``error`` output.
+
+Registers (:data:`fpga.isa.REGISTERS`) are written by SET; MOE_GATHER also writes
+``moe_cursor`` and ``moe_rows`` when it finishes. A LINEAR with ``flags`` bit 1 takes its
+row count from ``moe_rows`` instead of ``length`` (the top substitutes the ``length`` its
+engine latches).
 """
 
 from __future__ import annotations
@@ -133,7 +139,7 @@ class Accelerator(wiring.Component):
         gather = self._engines.get(Op.MOE_GATHER)
         if gather is not None:
             with m.If(gather.reg_we):
-                m.d.sync += [regs["moe_cursor"].eq(gather.next_cursor), regs["moe_rows"].eq(gather.rows_gathered)]
+                m.d.sync += [regs["moe_cursor"].eq(gather.cursor_out), regs["moe_rows"].eq(gather.rows_out)]
 
         # the running op
         op = Signal(4)
@@ -162,9 +168,9 @@ class Accelerator(wiring.Component):
             if code == Op.LAYERNORM:
                 m.d.comb += eng.eps_code.eq(regs["ln_eps"])
             if code == Op.MOE_GATHER:
-                m.d.comb += [eng.moe_cursor.eq(regs["moe_cursor"]), eng.moe_end.eq(regs["moe_end"])]
+                m.d.comb += [eng.cursor_in.eq(regs["moe_cursor"]), eng.end_in.eq(regs["moe_end"])]
             if code == Op.MOE_COMBINE:
-                m.d.comb += eng.moe_rows.eq(regs["moe_rows"])
+                m.d.comb += eng.rows_in.eq(regs["moe_rows"])
             if code == Op.LINEAR:
                 m.d.comb += [eng.dma_words.payload.eq(dma.unit_words.payload),
                              eng.dma_words.valid.eq(sel & dma.unit_words.valid)]

@@ -20,6 +20,16 @@ of ``act``):
 Expert activations: ``gelu`` and ``gelu_tanh`` are the hardware's GELU (Edge-MoE's
 table), ``relu`` is ``max(code, 0)``, ``identity``; others (``silu``) and gated experts
 have no bit-level definition here (UnsupportedOpError).
+
+Formats in the interpreter's kernel (:func:`moe_fixed`): those of the tensors
+(:func:`hwgen.passes.formats.assign_formats`): x and Y the activation format, w1 and w2 the
+weight format, biases the activation format (their codes are what the LINEAR weight
+image holds). The gate takes its own tensor's format: a constant gate is a weight
+(``fixed<16,2>``), a gate computed at run time (M3ViT's per-task gate, a Gather of the
+task's row) keeps the activation format (``fixed<32,10>``) — ``linear_codes`` is exact for
+any two formats, so the interpreter runs such a graph bit-accurately; the accelerator's
+LINEAR takes weight-format weights only, so the compiler binds the task first (the gate
+becomes a constant weight) or runs the MoE on the host.
 """
 
 from __future__ import annotations
@@ -93,13 +103,16 @@ def moe_fixed(node, inputs, in_fmts, out_fmts, opset):
     if out != act:
         raise UnsupportedOpError(f"node {node.name!r} (hwgen.MoE): output format {out} differs from the input's {act}")
     wfmt = fmts[3]
+    if fmts[5] != wfmt:
+        raise UnsupportedOpError(f"node {node.name!r} (hwgen.MoE): w1 is {wfmt} but w2 is {fmts[5]}; the linear "
+                                 f"unit has one weight format")
     gate_fmt = fmts[1] or act
 
-    def codes(v, f):
+    def codes(v, f):  # biases: activation codes (exact unless a bias has more fraction bits)
         return None if v is None else to_fixed(np.asarray(v, dtype=np.float64), f or act)
 
-    y = moe_codes(codes(x, act), codes(gate_w, gate_fmt), codes(gate_b, fmts[2]), codes(w1, wfmt), codes(b1, fmts[4]),
-                  codes(w2, fmts[5]), codes(b2, fmts[6]), int(node.attrs.get("top_k", 1)),
+    y = moe_codes(codes(x, act), codes(gate_w, gate_fmt), codes(gate_b, act), codes(w1, wfmt), codes(b1, act),
+                  codes(w2, wfmt), codes(b2, act), int(node.attrs.get("top_k", 1)),
                   node.attrs.get("activation", "gelu"), node.attrs.get("normalization", "softmax_then_topk"),
                   act, wfmt, gate_fmt)
     return (from_fixed(y, out),)

@@ -1,14 +1,23 @@
-"""cocotb testbench of the MoE expert engines (MOE_GATHER, MOE_COMBINE), each on its own.
+"""cocotb testbenches of MOE_GATHER and MOE_COMBINE (``fpga.hdl.engine_moe_expert``).
 
-A Python model of the on-chip buffer serves the engine's read requests (``rd`` ->
-``rd_data``, in order) and takes its writes (``wr``), with random stalls on all three
-streams. Routing comes from :func:`hwgen.numerics.topk.route` and
-:func:`~hwgen.numerics.topk.expert_schedule` (the words MOE_ROUTE writes); expected
-results from :mod:`hwgen.numerics.moe` and a direct reading of the ISA.
+The DUT is :class:`simulators.engine_harness.EngineHarness` around one engine: the top's
+buffer reader, a Python buffer behind its synchronous read port and the ``wr`` stream,
+random stalls on the read requests, the read data and the writes. Parameters: JSON in
+``HWGEN_TB_PARAMS`` (``config``: AcceleratorConfig as TOML values, ``seed``, ``p_rd``,
+``p_data``, ``p_wr``: probabilities that the stream moves in a cycle).
 
-Parameters (JSON in HWGEN_TB_PARAMS): ``engine`` ("gather" | "combine"), ``config``
-(AcceleratorConfig as TOML values), ``seed``, ``tokens``, ``experts``, ``chunk`` (T),
-``rounds``.
+* ``gather_matches_spec``: route tables and schedules as MOE_ROUTE writes them
+  (:func:`hwgen.numerics.topk.route`, :func:`~hwgen.numerics.topk.expert_schedule`), then
+  for every expert and chunk a MOE_GATHER; after each one the whole buffer and the
+  ``moe_cursor``/``moe_rows`` outputs equal a Python model of the ISA's pseudo-code, and per
+  image the gathered tokens and weights equal the schedule's and the route's. A designed
+  image has experts with no tokens, exactly T, more than T (two GATHERs continuing from the
+  cursor), tied scores, and the cursor reaching ``moe_end``.
+* ``combine_matches_reference``: MOE_COMBINE of random and saturating rows; the whole buffer
+  after each instruction equals :func:`hwgen.numerics.moe.combine_codes` applied row by row.
+
+Each test first runs without stalls and checks the engine's documented cycle count, then
+again with the stalls.
 """
 
 from __future__ import annotations
@@ -23,11 +32,11 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
-from stream_bfm import StreamDriver, StreamMonitor, pack, unpack
+
+from top_program import designed_routing
 
 from fpga.config import AcceleratorConfig
 from fpga.isa import FIELDS
-from hwgen.fixedpoint import to_fixed
 from hwgen.numerics.moe import combine_codes
 from hwgen.numerics.topk import expert_schedule, route
 
@@ -37,141 +46,303 @@ def _params():
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "acc.toml"
         path.write_text("[accelerator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in p["config"].items()))
-        return AcceleratorConfig.from_toml(path), p
+        config = AcceleratorConfig.from_toml(path)
+    return config, p
+
+
+def _args(**fields) -> int:
+    """The engine's ``args`` port: every instruction field but the opcode, flags at bit 0."""
+    word, pos = 0, 0
+    for name, _, width in FIELDS[1:]:
+        word |= (fields.get(name, 0) & ((1 << width) - 1)) << pos
+        pos += width
+    return word
+
+
+class Words:
+    """Buffer words <-> lanes of ``fw``-bit codes."""
+
+    def __init__(self, lanes: int, fw: int):
+        self.lanes, self.fw = lanes, fw
+
+    def pack(self, values) -> int:
+        word = 0
+        for i, v in enumerate(values):
+            word |= (int(v) & ((1 << self.fw) - 1)) << (i * self.fw)
+        return word
+
+    def unsigned(self, word: int) -> list[int]:
+        return [(word >> (i * self.fw)) & ((1 << self.fw) - 1) for i in range(self.lanes)]
+
+    def signed(self, word: int) -> list[int]:
+        return [v - (1 << self.fw) if v >> (self.fw - 1) else v for v in self.unsigned(word)]
 
 
 class Buffer:
-    """Word-addressed buffer behind rd/rd_data/wr (random stalls)."""
+    """The buffer behind the harness: a synchronous read port and the ``wr`` stream,
+    with random stalls; one coroutine (reads the old word when a write hits the same
+    address in the same cycle, as the DMA's block RAM)."""
 
-    def __init__(self, dut, rng: random.Random, words: int):
-        self.words = [0] * words
-        self.rd_data = StreamDriver(dut, "rd_data", dut.clk, p_valid=0.7, rng=random.Random(rng.random()))
-        StreamMonitor(dut, "rd", dut.clk, self._read, p_ready=0.6, rng=random.Random(rng.random()))
-        self.abits = len(dut.wr__payload) - len(dut.rd_data__payload)
-        StreamMonitor(dut, "wr", dut.clk, self._write, p_ready=0.7, rng=random.Random(rng.random()))
-        self.errors = []
+    def __init__(self, dut, rng: random.Random, p_rd: float, p_data: float, p_wr: float):
+        self.dut, self.rng = dut, rng
+        self.p = (p_rd, p_data, p_wr)
+        self.words: dict[int, int] = {}
+        self.writes = 0
+        cocotb.start_soon(self._run())
 
-    def _read(self, addr: int) -> None:
-        if addr >= len(self.words):
-            self.errors.append(f"read of word {addr} outside the buffer")
-            addr = 0
-        self.rd_data.append(self.words[addr])
+    def set_stalls(self, p_rd: float, p_data: float, p_wr: float) -> None:
+        self.p = (p_rd, p_data, p_wr)
 
-    def _write(self, payload: int) -> None:
-        addr = payload & ((1 << self.abits) - 1)
-        if addr >= len(self.words):
-            self.errors.append(f"write of word {addr} outside the buffer")
-            return
-        self.words[addr] = payload >> self.abits
-
-
-def _word(codes, bits: int) -> int:
-    return pack((int(c), bits) for c in codes)
-
-
-def _codes(word: int, bits: int, lanes: int) -> list[int]:
-    return unpack(word, [(bits, True)] * lanes)
-
-
-async def _instr(dut, fields: dict, limit: int = 200_000) -> int:
-    """Pulse ``start`` with the instruction fields; return the cycles until ``done``."""
-    dut.args.value = pack((fields.get(name, 0), width) for name, _, width in FIELDS[1:])
-    dut.start.value = 1
-    await RisingEdge(dut.clk)
-    dut.start.value = 0
-    for n in range(1, limit):
-        await ReadOnly()
-        if int(dut.done.value):
+    async def _run(self) -> None:
+        dut, rng = self.dut, self.rng
+        read_word = 0
+        while True:
             await RisingEdge(dut.clk)
-            return n
-        await RisingEdge(dut.clk)
-    raise AssertionError(f"no done within {limit} cycles")
+            p_rd, p_data, p_wr = self.p
+            dut.mem_data.value = read_word
+            dut.rd_stall.value = int(rng.random() >= p_rd)
+            dut.data_stall.value = int(rng.random() >= p_data)
+            dut.wr__ready.value = int(rng.random() < p_wr)
+            await ReadOnly()
+            read_word = self.words.get(int(dut.mem_addr.value), 0)
+            if int(dut.wr__valid.value) and int(dut.wr__ready.value):
+                payload = int(dut.wr__payload.value)
+                addr_bits = len(dut.mem_addr)
+                self.words[payload & ((1 << addr_bits) - 1)] = payload >> addr_bits
+                self.writes += 1
 
 
-async def _reset(dut):
+async def _start(dut):
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     dut.start.value = 0
+    dut.args.value = 0
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
+
+
+async def _run_instr(dut, args: int, inputs: dict, limit: int = 100_000) -> tuple[int, dict]:
+    """Pulse ``start`` with ``args`` and the register ``inputs``; wait for ``done``.
+
+    Returns (cycles from start to done, the DUT's outputs sampled with done)."""
     await RisingEdge(dut.clk)
+    dut.args.value = args
+    dut.start.value = 1
+    for name, value in inputs.items():
+        getattr(dut, name).value = value
+    await RisingEdge(dut.clk)
+    dut.start.value = 0
+    dut.args.value = 0
+    for cycles in range(1, limit):
+        await ReadOnly()
+        if int(dut.done.value):
+            outs = {name: int(getattr(dut, name).value) for name in ("reg_we", "cursor_out", "rows_out")
+                    if hasattr(dut, name)}
+            return cycles, outs
+        await RisingEdge(dut.clk)
+    raise AssertionError(f"done not seen in {limit} cycles")
+
+
+def _diff(got: dict, want: dict, what: str) -> list[str]:
+    bad = sorted(a for a in set(got) | set(want) if got.get(a) != want.get(a))
+    return [f"{what}: word {a}: got {got.get(a, 'nothing'):#x}, want {want.get(a, 'nothing'):#x}"
+            if a in got and a in want else f"{what}: word {a}: got {got.get(a)}, want {want.get(a)}" for a in bad]
+
+
+# ---------------------------------------------------------------- MOE_GATHER ----------
+
+X_BASE, R_BASE, S_BASE, G_BASE, L_BASE = 0, 100, 200, 300, 400
+
+
+def gather_model(mem: dict, cursor: int, end: int, ins: dict, k: int, w: Words) -> tuple[int, int]:
+    """The ISA's MOE_GATHER pseudo-code on ``mem``; returns (moe_rows, moe_cursor)."""
+    s, table = ins["ext_addr"] & 0xFFFF, (ins["ext_addr"] >> 16) & 0xFFFF
+    count, cur = 0, cursor
+    while count < ins["length"] and cur < end:
+        entry = w.unsigned(mem.get(cur, 0))
+        if entry[0] != ins["aux"]:
+            break
+        token = entry[1] & 0xFFFF
+        rt = w.unsigned(mem.get(table + token, 0))
+        weight = next((rt[k + j] for j in range(k) if rt[j] == ins["aux"]), 0)
+        for i in range(s):
+            mem[ins["dst"] + count * s + i] = mem.get(ins["src0"] + token * s + i, 0)
+        mem[ins["src1"] + count] = w.pack([token, weight])
+        count += 1
+        cur += 1
+    return count, cur
+
+
+def _gather_images(rng: np.random.Generator, k: int, n_e: int, max_tok: int):
+    """(scores, T, S, entries cut from the end) of each image: the designed one, then random."""
+    scores, t = designed_routing(k, n_e)
+    yield scores, t, 2, 0
+    yield scores, t, 1, 0
+    for _ in range(6):
+        n = int(rng.integers(1, max_tok + 1))
+        yield (rng.integers(-3, 4, (n, n_e)) << 20, int(rng.integers(0, 6)), int(rng.integers(1, 4)),
+               int(rng.integers(0, 3)) if rng.random() < 0.3 else 0)
 
 
 @cocotb.test()
-async def expert_engine(dut):
-    cfg, p = _params()
-    rng = random.Random(p["seed"])
-    nrng = np.random.default_rng(p["seed"])
-    act, lanes, k = cfg.act_fmt, cfg.lanes, cfg.moe_k
-    bits = act.width
-    await _reset(dut)
-    buf = Buffer(dut, rng, 4096)
-    checked = 0
-    for rnd in range(p["rounds"]):
-        m, n_e, t_max = p["tokens"], p["experts"], p["chunk"]
-        s = rng.choice([1, 2, 3])  # words a token row
-        if p["engine"] == "gather":
-            scores = to_fixed(nrng.normal(0, 1, (m, n_e)), act)
-            scores[: m // 4] = nrng.integers(-1, 2, (m // 4, n_e))  # ties: lower index first
-            if rnd % 3 == 0:
-                scores[:, 0] = act.qmin  # expert 0 never chosen: GATHERs of no rows
-            experts, weights = route(scores, k, act, act, cfg.moe_normalization)
-            table, sched, x, g, lst = 100, 300, 1000, 2500, 3500
-            for t in range(m):
-                buf.words[table + t] = _word(list(experts[t]) + list(weights[t]), bits)
-            entries = [(e, t, int(i == len(ts) - 1)) for e, ts in expert_schedule(experts) for i, t in enumerate(ts)]
-            buf.words[sched] = _word([len(entries), len({e for e, _, _ in entries})], bits)
+async def gather_matches_spec(dut):
+    config, p = _params()
+    k, n_e, lanes, act = config.moe_k, config.moe_experts, config.lanes, config.act_fmt
+    w = Words(lanes, act.width)
+    rng = np.random.default_rng(p["seed"])
+    bits = random.Random(p["seed"] + 1)
+    buf = Buffer(dut, random.Random(p["seed"]), 1.0, 1.0, 1.0)
+    await _start(dut)
+    errors: list[str] = []
+    n_instr = n_rows = 0
+    for stalls in (False, True):
+        if stalls:
+            buf.set_stalls(p["p_rd"], p["p_data"], p["p_wr"])
+        for img, (scores, t_max, s, cut) in enumerate(_gather_images(rng, k, n_e, 12)):
+            n_tok = len(scores)
+            experts, weights = route(scores, k, act, act, config.moe_normalization)
+            sched = expert_schedule(experts)
+            if img == 0:  # the designed image covers what it must
+                counts = {e: len(toks) for e, toks in sched}
+                assert 0 not in counts and t_max in counts.values() and max(counts.values()) > t_max, counts
+                assert any(len(set(r)) < n_e for r in scores), "no tied scores"
+                assert k == 1 or any(len(set(r)) == k for r in weights), "every token's gate weights are equal"
+            entries = [(e, tok, int(i == len(toks) - 1)) for e, toks in sched for i, tok in enumerate(toks)]
+            mem = {X_BASE + i: bits.getrandbits(config.mem_port_bits) for i in range(n_tok * s)}
+            for tok in range(n_tok):
+                mem[R_BASE + tok] = w.pack(list(experts[tok]) + list(weights[tok]))
+            mem[S_BASE] = w.pack([len(entries), len(sched)])
             for i, ent in enumerate(entries):
-                buf.words[sched + 1 + i] = _word(ent, bits)
-            rows = [[rng.getrandbits(cfg.mem_port_bits) for _ in range(s)] for _ in range(m)]
-            for t in range(m):
-                buf.words[x + t * s: x + (t + 1) * s] = rows[t]
-            cursor, end = sched + 1, sched + 1 + len(entries)
-            dut.moe_end.value = end
-            pos = 0
+                mem[S_BASE + 1 + i] = w.pack(ent)
+            for i in range(max(t_max, 1) * s + max(t_max, 1)):  # garbage where G and L go
+                mem[G_BASE + i] = bits.getrandbits(config.mem_port_bits)
+                mem[L_BASE + i] = bits.getrandbits(config.mem_port_bits)
+            buf.words = dict(mem)
+            cursor, end = S_BASE + 1, S_BASE + 1 + len(entries) - cut
+            got_tokens: dict[int, list[tuple[int, int]]] = {}
             for e in range(n_e):
-                mine = [(t, int(weights[t][list(experts[t]).index(e)])) for ee, t, _ in entries if ee == e]
-                for c0 in range(0, max(m, 1), t_max):
-                    dut.moe_cursor.value = cursor
-                    await _instr(dut, {"src0": x, "dst": g, "src1": lst, "aux": e, "length": t_max,
-                                       "ext_addr": s | (table << 16)})
-                    want = mine[c0:c0 + t_max]
-                    got_rows, got_cursor = int(dut.rows_gathered.value), int(dut.next_cursor.value)
-                    assert got_rows == len(want), f"expert {e} chunk {c0}: {got_rows} rows, want {len(want)}"
-                    pos += len(want)
-                    assert got_cursor == sched + 1 + pos, f"expert {e}: cursor {got_cursor}, want {sched + 1 + pos}"
-                    for i, (t, w) in enumerate(want):
-                        assert buf.words[g + i * s: g + (i + 1) * s] == rows[t], f"expert {e}: row {i} (token {t})"
-                        got = _codes(buf.words[lst + i], bits, lanes)
-                        assert got[:2] == [t, w] and not any(got[2:]), f"expert {e}: list {i} = {got[:2]}, want {[t, w]}"
-                        checked += 1
-                    cursor = got_cursor
-            assert cursor == end
-        else:
-            h_base, l_base, y_base = 100, 1500, 2000
-            n_rows = rng.randint(0, min(m, 40))
-            toks = rng.sample(range(m), n_rows)
-            w = to_fixed(nrng.random(n_rows), act)
-            if n_rows:
-                w[0] = act.qmax if rnd % 2 else w[0]  # a gate weight of ~512: saturates Y
-            h = nrng.integers(act.qmin // 4, act.qmax // 4, (n_rows, s * lanes))
-            y = nrng.integers(act.qmin // 2, act.qmax // 2, (m, s * lanes))
-            for i in range(n_rows):
-                buf.words[l_base + i] = _word([toks[i], w[i]], bits)
-                for j in range(s):
-                    buf.words[h_base + i * s + j] = _word(h[i, j * lanes:(j + 1) * lanes], bits)
-            for t in range(m):
-                for j in range(s):
-                    buf.words[y_base + t * s + j] = _word(y[t, j * lanes:(j + 1) * lanes], bits)
-            want = y.copy()
-            for i in range(n_rows):
-                want[toks[i]] = combine_codes(want[toks[i]], h[i], w[i], act)
-            dut.moe_rows.value = n_rows
-            await _instr(dut, {"src0": h_base, "src1": l_base, "dst": y_base, "aux": s})
-            for t in range(m):
-                got = sum((_codes(buf.words[y_base + t * s + j], bits, lanes) for j in range(s)), [])
-                assert got == list(want[t]), f"round {rnd}: Y row {t} differs"
-                checked += t in toks
-    assert not buf.errors, buf.errors[:5]
-    dut._log.info("%s: %d rows bit-exact", p["engine"], checked)
-    assert checked >= p.get("min_rows", 1)
+                for _ in range(-(-n_tok // t_max) + 1 if t_max else 2):
+                    ins = dict(src0=X_BASE, dst=G_BASE, src1=L_BASE, aux=e, length=t_max,
+                               ext_addr=s | (R_BASE << 16))
+                    want_rows, want_cursor = gather_model(mem, cursor, end, ins, k, w)
+                    cycles, outs = await _run_instr(dut, _args(**ins), {"cursor_in": cursor, "end_in": end})
+                    n_instr += 1
+                    n_rows += outs["rows_out"]
+                    if (outs["reg_we"], outs["rows_out"], outs["cursor_out"]) != (1, want_rows, want_cursor):
+                        errors.append(f"image {img} expert {e}: reg_we/rows/cursor {outs}, want {want_rows}, "
+                                      f"{want_cursor}")
+                    errors += _diff(buf.words, mem, f"image {img} expert {e}")
+                    if not stalls:  # documented: S + 9 a row, 4 (entry read) or 2 at the end
+                        ended_by_entry = want_rows < t_max and want_cursor < end
+                        want_cycles = want_rows * (s + 9) + (4 if ended_by_entry else 2)
+                        if cycles != want_cycles:
+                            errors.append(f"image {img} expert {e}: {cycles} cycles, documented {want_cycles}")
+                    for i in range(outs["rows_out"]):
+                        lw = w.signed(buf.words.get(L_BASE + i, 0))
+                        got_tokens.setdefault(e, []).append((lw[0], lw[1]))
+                    cursor = outs["cursor_out"]
+                    if errors:
+                        break
+            # independent of the model: the schedule's tokens and the route's weights
+            if not cut and t_max and not errors:
+                want_tokens = {e: [(tok, int(weights[tok][list(experts[tok]).index(e)])) for tok in toks]
+                               for e, toks in sched}
+                if got_tokens != want_tokens:
+                    errors.append(f"image {img}: gathered {got_tokens}, schedule {want_tokens}")
+            if errors:
+                break
+    for e in errors[:10]:
+        dut._log.error(e)
+    dut._log.info("MOE_GATHER: %d instructions, %d rows gathered, %d errors", n_instr, n_rows, len(errors))
+    assert not errors, errors[0]
+    assert n_rows > 0
+
+
+# ---------------------------------------------------------------- MOE_COMBINE ---------
+
+Y_BASE, H_BASE, LIST_BASE = 0, 300, 600
+
+
+def _combine_cases(rng: np.random.Generator, fmt, n_y: int):
+    """(So, [(token, w)], H rows [n, So*lanes]) of each instruction; the first saturate."""
+    f, lo, hi = fmt.frac_bits, fmt.qmin, fmt.qmax
+    one = 1 << f
+    yield 1, [(0, one), (1, -one), (2, hi), (3, lo), (4, lo)], "saturate"
+    for _ in range(14):
+        so = int(rng.integers(0, 4)) if rng.random() < 0.1 else int(rng.integers(1, 4))
+        n = int(rng.choice([0, 1, 2, 5, 8]))
+        toks = rng.permutation(n_y)[:n]
+        ws = []
+        for _ in toks:
+            r = rng.random()
+            ws.append(int(rng.integers(0, one + 1)) if r < 0.6 else int(rng.integers(-2 * one, 2 * one))
+                      if r < 0.8 else int(rng.integers(lo, hi + 1)))
+        yield so, list(zip(toks.tolist(), ws)), "random"
+
+
+@cocotb.test()
+async def combine_matches_reference(dut):
+    config, p = _params()
+    fmt, lanes = config.act_fmt, config.lanes
+    w = Words(lanes, fmt.width)
+    rng = np.random.default_rng(p["seed"])
+    buf = Buffer(dut, random.Random(p["seed"]), 1.0, 1.0, 1.0)
+    await _start(dut)
+    n_y = 10
+    errors: list[str] = []
+    n_instr = n_words = 0
+    for stalls in (False, True):
+        if stalls:
+            buf.set_stalls(p["p_rd"], p["p_data"], p["p_wr"])
+        y_codes = np.clip(np.round(rng.normal(0, 4, (n_y, 3 * lanes)) * (1 << fmt.frac_bits)), fmt.qmin, fmt.qmax)
+        y_codes = y_codes.astype(np.int64)
+        mem: dict[int, int] = {}
+        for case, (so, rows, kind) in enumerate(_combine_cases(rng, fmt, n_y)):
+            if kind == "saturate":  # y near the ends, h at the ends: sums and products saturate
+                y_codes[:5, :lanes] = [[fmt.qmax - 3] * lanes, [fmt.qmin + 2] * lanes, [0] * lanes,
+                                       [5] * lanes, [-(1 << 30)] * lanes]
+                h = np.array([[fmt.qmax] * lanes, [fmt.qmax] * lanes, [fmt.qmax] * lanes, [fmt.qmax] * lanes,
+                              [fmt.qmin] * lanes])
+                h[:, 1::2] = fmt.qmin  # the other sign in odd lanes
+            else:
+                h = np.clip(np.round(rng.normal(0, 8, (len(rows), so * lanes)) * (1 << fmt.frac_bits)),
+                            fmt.qmin, fmt.qmax).astype(np.int64)
+                if len(rows):
+                    h.flat[rng.integers(0, h.size, max(1, h.size // 10))] = fmt.qmax  # some extremes
+            for tok in range(n_y):  # Y rows at this So: what earlier cases left, else fresh codes
+                for j in range(so):
+                    if kind == "saturate" or Y_BASE + tok * so + j not in mem:
+                        mem[Y_BASE + tok * so + j] = w.pack(y_codes[tok, j * lanes:(j + 1) * lanes])
+            for i, (tok, wt) in enumerate(rows):
+                mem[LIST_BASE + i] = w.pack([tok, wt] + rng.integers(0, 1000, lanes - 2).tolist())  # lanes 2..: ignored
+                for j in range(so):
+                    mem[H_BASE + i * so + j] = w.pack(h[i, j * lanes:(j + 1) * lanes])
+            buf.words = dict(mem)
+            want = dict(mem)
+            for i, (tok, wt) in enumerate(rows):
+                for j in range(so):
+                    y = np.array(w.signed(want[Y_BASE + tok * so + j]))
+                    hv = np.array(w.signed(want[H_BASE + i * so + j]))
+                    want[Y_BASE + tok * so + j] = w.pack(combine_codes(y, hv, wt, fmt))
+            ins = dict(src0=H_BASE, src1=LIST_BASE, dst=Y_BASE, aux=so)
+            cycles, _ = await _run_instr(dut, _args(**ins), {"rows_in": len(rows)})
+            n_instr += 1
+            n_words += len(rows) * so
+            errors += _diff(buf.words, want, f"case {case} ({kind}, So={so}, {len(rows)} rows)")
+            documented = len(rows) * (2 * so + 5) + 6 if rows else 1
+            if not stalls and cycles != documented:
+                errors.append(f"case {case}: {cycles} cycles, documented {documented}")
+            if kind == "saturate":
+                sat = [w.signed(buf.words[Y_BASE + t])[0] for t in range(5)]
+                if sat[:2] != [fmt.qmax, fmt.qmin]:
+                    errors.append(f"saturation case: {sat}")
+            mem = dict(buf.words)
+            if errors:
+                break
+        if errors:
+            break
+    for e in errors[:10]:
+        dut._log.error(e)
+    dut._log.info("MOE_COMBINE: %d instructions, %d words combined, %d errors", n_instr, n_words, len(errors))
+    assert not errors, errors[0]
+    assert n_words > 0

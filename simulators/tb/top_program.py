@@ -2,9 +2,13 @@
 
 :func:`build` lays out operands in external memory, writes the program (``fpga.isa``)
 that LOADs them, runs LINEAR (with and without GELU, several token and feature tiles,
-K split over weight-bank tiles), ADD, LAYERNORM, GELU, MOE_ROUTE and (if built)
-ATTENTION on two heads, and STOREs every result; the expected external words come from
-``hwgen.numerics`` only (the reference the hardware must equal bit for bit).
+K split over weight-bank tiles), ADD, LAYERNORM (also with a row-stride override), GELU,
+MOE_ROUTE, (if built) ATTENTION on two heads, and a whole MoE layer (:func:`_moe_layer`:
+gate LINEAR, MOE_ROUTE reading the padded scores with a row-stride override, then for every
+expert and chunk MOE_GATHER, LINEAR fc1 + GELU and fc2 with rows from ``moe_rows``,
+MOE_COMBINE), and STOREs every result; the expected external words come from
+``hwgen.numerics`` only (the reference the hardware must equal bit for bit; the MoE layer's
+from :func:`hwgen.numerics.moe.moe_codes`).
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from hwgen.numerics.attention import attention_codes
 from hwgen.numerics.gelu import gelu_codes
 from hwgen.numerics.layernorm import layernorm_codes
 from hwgen.numerics.linear import linear_codes
+from hwgen.numerics.moe import moe_codes
 from hwgen.numerics.residual import residual_codes
 from hwgen.numerics.softmax import SOFTMAX_DEFAULT, scale_code
 from hwgen.numerics.topk import expert_schedule, route
 
-__all__ = ["build", "pack_words", "unpack_words"]
+__all__ = ["build", "pack_words", "unpack_words", "designed_routing"]
 
 
 def pack_words(codes: np.ndarray, bits: int, per_word: int) -> list[int]:
@@ -48,6 +53,28 @@ def unpack_words(words: list[int], bits: int, per_word: int, n: int) -> list[int
             v = (w >> (i * bits)) & ((1 << bits) - 1)
             vals.append(v - (1 << bits) if v >> (bits - 1) else v)
     return vals[:n]
+
+
+def designed_routing(k: int, n_e: int) -> tuple[np.ndarray, int]:
+    """Gate scores (``fixed<32,10>`` codes, steps of 1/4) ``[tokens, n_e]`` and a chunk size T
+    such that top-``k`` routing gives expert 0 no tokens, one expert exactly T, another more
+    than T, with tied scores (the lower index wins) and, for ``k = 2``, unequal gate weights."""
+    if n_e < 4 or k > 2:
+        raise ValueError(f"designed_routing needs >= 4 experts and k <= 2, not {n_e} and {k}")
+    if k == 1:  # (chosen, tie partner or None): expert 1 x3 (= T), 2 x4 (> T), 3 x1, 0 none
+        picks = [(1, 2), (2, None), (1, None), (2, 3), (1, 3), (2, None), (2, None), (3, None)]
+    else:  # ((first, second), tied): expert 1 x3 (= T), 2 x5, 3 x6 (> T), 0 none
+        picks = [((1, 2), True), ((2, 3), True), ((1, 3), True), ((2, 3), False), ((1, 3), False),
+                 ((2, 3), True), ((3, 2), False)]
+    scores = np.full((len(picks), n_e), -100, dtype=np.int64)
+    for t, (chosen, tie) in enumerate(picks):
+        if k == 1:
+            scores[t, chosen] = 10
+            if tie is not None:
+                scores[t, tie] = 10
+        else:
+            scores[t, chosen[0]], scores[t, chosen[1]] = 10, 10 if tie else 7
+    return scores << 20, 3
 
 
 class _Layout:
@@ -149,6 +176,16 @@ def build(config, ops, seed: int = 0) -> dict:
         lnb = lay.buf_block(m_tok * stride(n))
         prog.append(Instr(Op.LAYERNORM, src0=zb, src1=gb, dst=lnb, length=m_tok, aux=n))
         store(lnb, layernorm_codes(z, g, be, act, act, act, act, eps=eps), "layernorm")
+        # the first d2 elements of each row, rows stride(n) words apart (ext_addr[15:0]); the
+        # rest of each destination row keeps what was LOADed there
+        d2 = n - lanes
+        gb2 = load(np.stack([g[:d2], be[:d2]]), d2)
+        pre = small((m_tok, n))
+        ln2b = load(pre, n)
+        prog.append(Instr(Op.LAYERNORM, src0=zb, src1=gb2, dst=ln2b, length=m_tok, aux=d2, ext_addr=stride(n)))
+        want = pre.copy()
+        want[:, :d2] = layernorm_codes(z[:, :d2], g[:d2], be[:d2], act, act, act, act, eps=eps)
+        store(ln2b, want, "layernorm row stride")
     if Op.GELU in ops:
         gx = small((m_tok, n), 3.0)
         gx[0, :4] = [act.qmin, act.qmax, 0, -1]
@@ -192,5 +229,60 @@ def build(config, ops, seed: int = 0) -> dict:
             prog.append(Instr(Op.ATTENTION, src0=qb + w0, src1=kb + w0, ext_addr=vb + w0, dst=ob + w0,
                               length=sq, aux=sk))
         store(ob, want, "attention")
+    if {Op.LINEAR, Op.MOE_ROUTE, Op.MOE_GATHER, Op.MOE_COMBINE} <= set(ops):
+        _moe_layer(c, rng, prog, lay, load, store, weights, small)
     prog.append(Instr(Op.END))
     return {"program": prog, "memory": lay.memory, "expect": expect, "names": names, "buffer_words": lay.buf}
+
+
+def _moe_layer(c, rng, prog, lay, load, store, weights, small) -> None:
+    """A whole ``hwgen.MoE`` (GELU experts) on the accelerator, Edge-MoE's way.
+
+    Tokens ``x [N, D]``, gate ``[D, E]`` = identity on the first E dimensions (so the
+    scores are ``x[:, :E]``: :func:`designed_routing`'s, with its experts of 0, T and more
+    than T tokens and ties). The gate LINEAR writes scores padded to ``mac_cols`` columns,
+    which MOE_ROUTE reads with ``ext_addr`` = their row stride. Y is zeroed by a LOAD; then
+    for every expert and every chunk that could hold tokens (``ceil(N / T)``, so most
+    gather nothing and their LINEARs have no rows): MOE_GATHER, LINEAR fc1 with GELU and
+    fc2 (``length`` 0: the rows come from ``moe_rows``), MOE_COMBINE.
+    """
+    act, wf, lanes, n_e, k = c.act_fmt, c.weight_fmt, c.lanes, c.moe_experts, c.moe_k
+    d, hid, d_out = 2 * lanes, 2 * c.mac_cols, c.mac_cols   # fc2's K spans two weight-bank tiles if depth < 2 mac_cols
+    if d < n_e or d_out % lanes:
+        raise ValueError(f"the MoE layer needs >= {n_e} input dimensions and whole output words")
+    scores, t_max = designed_routing(k, n_e)
+    n_tok = len(scores)
+    x = small((n_tok, d), 1.0)
+    x[:, :n_e] = scores
+    gate = np.zeros((d, n_e), dtype=np.int64)
+    gate[np.arange(n_e), np.arange(n_e)] = 1 << wf.frac_bits   # 1.0
+    w1 = rng.integers(wf.qmin, wf.qmax + 1, (n_e, d, hid)) // 16
+    b1 = small((n_e, hid), 0.5)
+    w2 = rng.integers(wf.qmin, wf.qmax + 1, (n_e, hid, d_out)) // 16
+    b2 = small((n_e, d_out), 0.5)
+    want = moe_codes(x, gate, None, w1, b1, w2, b2, k, "gelu", c.moe_normalization, act, wf, wf)
+
+    s_x, s_h, s_o = d // lanes, hid // lanes, d_out // lanes
+    xb = load(x, d)
+    n_pad = c.mac_cols * -(-n_e // c.mac_cols)
+    gate_pad = np.zeros((d, n_pad), dtype=np.int64)
+    gate_pad[:, :n_e] = gate
+    sb = lay.buf_block(n_tok * n_pad // lanes)
+    prog.append(Instr(Op.LINEAR, src0=xb, dst=sb, length=n_tok, aux=d, src1=n_pad,
+                      ext_addr=weights(gate_pad, np.zeros(n_pad, dtype=np.int64))))
+    table, sched = lay.buf_block(n_tok), lay.buf_block(1 + n_tok * k)
+    prog.append(Instr(Op.MOE_ROUTE, src0=sb, dst=table, src1=sched, length=n_tok, aux=n_e, ext_addr=n_pad // lanes))
+    prog.append(Instr(Op.SET, aux=REGISTERS["moe_cursor"], ext_addr=sched + 1))
+    prog.append(Instr(Op.SET, aux=REGISTERS["moe_end"], ext_addr=sched + 1 + n_tok * k))
+    yb = load(np.zeros((n_tok, d_out), dtype=np.int64), d_out)
+    gb, lb = lay.buf_block(t_max * s_x), lay.buf_block(t_max)
+    hb, ob = lay.buf_block(t_max * s_h), lay.buf_block(t_max * s_o)
+    for e in range(n_e):
+        fc1, fc2 = weights(w1[e], b1[e]), weights(w2[e], b2[e])
+        for _ in range(-(-n_tok // t_max)):
+            prog.append(Instr(Op.MOE_GATHER, src0=xb, dst=gb, src1=lb, aux=e, length=t_max,
+                              ext_addr=s_x | (table << 16)))
+            prog.append(Instr(Op.LINEAR, flags=0b11, src0=gb, dst=hb, aux=d, src1=hid, ext_addr=fc1))
+            prog.append(Instr(Op.LINEAR, flags=0b10, src0=hb, dst=ob, aux=hid, src1=d_out, ext_addr=fc2))
+            prog.append(Instr(Op.MOE_COMBINE, src0=ob, src1=lb, dst=yb, aux=s_o))
+    store(yb, want, "moe layer")

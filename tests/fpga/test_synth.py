@@ -10,6 +10,7 @@ from fpga.config import SMALL, AcceleratorConfig
 from fpga.hdl.attention import AttentionUnit
 from fpga.hdl.controller import Controller
 from fpga.hdl.dma import Dma
+from fpga.hdl.engine_moe_expert import MoeCombineEngine, MoeGatherEngine
 from fpga.hdl.gelu import GeluUnit
 from fpga.hdl.layernorm import LayerNormUnit
 from fpga.hdl.linear import LinearUnit
@@ -68,6 +69,25 @@ def test_synthesize_units():
     assert res["dma"]["lut_memory"] > 0 or res["dma"]["bram36"] > 0
     for r in res.values():  # LUT-mapped completely: no generic gates left
         assert r["lut_mapped"] and r["lut"] > 0 and r["unmapped_gates"] == 0
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_synthesize_moe_expert_engines():
+    """MOE_GATHER and MOE_COMBINE alone (SMALL: 8 lanes of fixed<32,10>), LUT-mapped."""
+    config = AcceleratorConfig(**SMALL)
+    gather = synthesize(MoeGatherEngine(config, 16), "moe_gather")
+    combine = synthesize(MoeCombineEngine(config, 16), "moe_combine")
+    for name, r in (("gather", gather), ("combine", combine)):
+        print(name, {k: v for k, v in r.items() if k != "cells"})
+        assert r["lut_mapped"] and r["lut"] > 0 and r["unmapped_gates"] == 0
+    # gather moves words: at most the token x S address product in a DSP, no datapath
+    assert gather["dsp"] <= 1 and gather["bram36"] == 0
+    # combine: 8 products of 32 x 32 bits, each at least 2 x 2 DSP48E2 (27 x 18 multipliers)
+    assert combine["dsp"] >= 4 * config.lanes
+    # its pipeline registers: operands (h, y: 2 x 256 bits), 8 x 64-bit products,
+    # rounded products and sums (256 bits each), y delayed twice
+    assert combine["ff"] >= 2 * 256 + 8 * 64 + 2 * 256 + 2 * 256
 
 
 @pytest.mark.rtl
