@@ -250,7 +250,10 @@ class LinearEngine(wiring.Component):
                             m.d.sync += y_done.eq(1)
                     with m.Else():
                         m.d.sync += [y_n0w.eq(y_n0w + cpw), y_t.eq(y_tile_t0), y_row_addr.eq(y_tile_addr)]
-        with m.If(running & y_done & ~self.start):
+        # done once every result is written and the unit has emitted the whole last token
+        # tile: rows past M are dropped as they leave; were the next instruction to start
+        # before the last of them, its output counters would take them as its own
+        with m.If(running & y_done & (o_t0 >= n_tok) & ~self.start):
             m.d.comb += self.done.eq(1)
             m.d.sync += running.eq(0)
         return m

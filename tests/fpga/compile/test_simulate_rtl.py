@@ -1,0 +1,131 @@
+"""Compiled models on the accelerator's RTL (Verilator, default configuration), checked
+layer by layer against the fixed-point reference and at the outputs against onnxruntime.
+
+One Verilator build of the default top (Edge-MoE's configuration, every engine) serves
+every test here: ``simulators.program_run`` caches builds on disk by content and lets
+concurrent processes wait for one build.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import hwgen
+from fpga.compile import compile_graph
+from fpga.config import AcceleratorConfig
+from simulators.compiled_run import simulate_binding
+from simulators.program_backend import rtl_backend
+
+pytestmark = [pytest.mark.rtl, pytest.mark.slow]
+
+
+def _digits(n: int, start: int = 0) -> np.ndarray:
+    from models.data import load_split
+
+    _, _, xte, _ = load_split()
+    return xte[start:start + n].astype(np.float32)
+
+
+def test_cli_compile_and_simulate_vit_tiny_on_the_default_configuration(tmp_path):
+    """As a user runs it: hwgen compile, then hwgen simulate; sim.json and the report."""
+    out = tmp_path / "vit"
+    cmd = [sys.executable, "-m", "hwgen.cli"]
+    subprocess.run(cmd + ["compile", "vit-tiny", "--target", "fpga", "-o", str(out)], check=True, capture_output=True)
+    for name in ("accelerator.v", "accelerator.vlt", "program.bin", "program.asm", "image.bin", "layout.json",
+                 "report.json", "report.md", "config.toml", "layers.png"):
+        assert (out / name).is_file(), name
+    r = subprocess.run(cmd + ["simulate", str(out), "--image", "3"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    sim = json.loads((out / "sim.json").read_text())
+    assert sim["bit_exact"] and sim["within_tolerance"] and sim["cycles"] > 10_000
+    b = sim["bindings"][0]
+    assert b["input"] == "digits test image 3"
+    assert len(b["layers"]) >= 20 and all(layer["bit_exact"] for layer in b["layers"])
+    assert sum(b["layer_cycles"].values()) == sim["cycles"]  # every cycle is attributed to a layer
+    report = json.loads((out / "report.json").read_text())
+    measured = [layer for layer in report["layers"] if "cycles_measured" in layer]
+    assert measured and report["simulation"]["bit_exact"]
+    assert "cycles_measured" in (out / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def m3vit():
+    g = hwgen.canonicalize(hwgen.load("m3vit-tiny", batch=1))
+    return compile_graph(g, AcceleratorConfig())
+
+
+@pytest.mark.parametrize("task", [0, 1])
+def test_m3vit_tiny_both_tasks_on_test_images(m3vit, task):
+    """The MoE layers on the hardware (route, gather, expert LINEARs, combine), per task,
+    on three test images: every stored tensor equals the interpreter's."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(m3vit.bindings[0].graph.source), providers=["CPUExecutionProvider"])
+    for i, x in enumerate(_digits(3, start=10 * task)):
+        feeds = {"image": x[None]}
+        flt = dict(zip([o.name for o in sess.get_outputs()],
+                       sess.run(None, {"image": x[None], "task": np.array(task, dtype=np.int64)})))
+        res = simulate_binding(m3vit, f"task{task}", feeds, rtl_backend(), flt)
+        assert res.bit_exact, res.first_mismatch
+        assert res.within_tolerance, (res.max_abs_error_vs_float, res.float_tolerance)
+        assert res.cycles and len(res.layers) == 40
+        moe_cycles = sum(c for n, c in res.layer_cycles.items() if "moe" in n)
+        assert moe_cycles > 0
+
+
+def test_hugging_face_vit_on_the_rtl(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from test_compile_foreign import _export, hf_vit
+
+    p = tmp_path / "hf.onnx"
+    _export(hf_vit("eager", dim=40, heads=4), torch.randn(1, 3, 16, 16), p, True, 18, (["x"], ["logits"]))
+    g = hwgen.canonicalize(hwgen.load(p))
+    c = compile_graph(g, AcceleratorConfig())
+    assert not c.bindings[0].host_reasons
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    import onnxruntime as ort
+
+    flt = {"logits": ort.InferenceSession(str(p)).run(None, {"x": x})[0]}
+    res = simulate_binding(c, "main", {"x": x}, rtl_backend(), flt)
+    assert res.bit_exact, res.first_mismatch
+    assert res.within_tolerance
+
+
+def test_host_steps_between_programs_on_the_rtl(tmp_path):
+    from test_compile_models import _relu_mlp
+
+    g = hwgen.canonicalize(hwgen.load(_relu_mlp(tmp_path)))
+    c = compile_graph(g, AcceleratorConfig())
+    assert [s.kind for s in c.bindings[0].segments] == ["program", "host", "program", "host"]
+    x = np.random.default_rng(1).standard_normal((3, 5, 24)).astype(np.float32)
+    res = simulate_binding(c, "main", {"x": x}, rtl_backend(), hwgen.interpret(g, {"x": x}))
+    assert res.bit_exact, res.first_mismatch
+    assert len(res.program_cycles) == 2 and all(res.program_cycles)
+
+
+def test_linear_after_a_partial_token_tile(tmp_path):
+    """17 tokens on a 16-row array: the last tile's 15 dropped rows must leave the unit
+    before the next LINEAR starts (the engine once signalled done too early)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((64, 256)) * 0.1).astype(np.float32)
+    w2 = (rng.standard_normal((256, 64)) * 0.1).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])]
+    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [17, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [17, 64])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    p = tmp_path / "mlp.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    gr = hwgen.canonicalize(hwgen.load(p))
+    c = compile_graph(gr, AcceleratorConfig())
+    x = rng.standard_normal((17, 64)).astype(np.float32)
+    res = simulate_binding(c, "main", {"x": x}, rtl_backend(max_cycles=200_000), hwgen.interpret(gr, {"x": x}))
+    assert res.bit_exact, res.first_mismatch
