@@ -215,15 +215,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=DEFAULT_REPEAT,
                     help=f"runs of the program (default {DEFAULT_REPEAT})")
     ap.add_argument("--buffer-words", type=int, default=None,
-                    help=f"on-chip buffer depth (default {DEFAULT_BUFFER_WORDS}; 512 with --small)")
+                    help=f"on-chip buffer depth (default: what the program needs, at least {DEFAULT_BUFFER_WORDS}, or 512 with --small)")
     ap.add_argument("--small", action="store_true", help="fpga.config.SMALL instead of the default configuration")
     ap.add_argument("--skip-cocotb", action="store_true", help="leave out path (b) (its build takes minutes)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--build-dir", type=Path, default=None, help="path (b)'s build folder (default: temporary)")
     args = ap.parse_args(argv)
     config = _config(args.small)
-    buffer_words = args.buffer_words or (512 if args.small else DEFAULT_BUFFER_WORDS)
+    buffer_words = args.buffer_words
     scen = workload(config, args.seed)
+    if buffer_words is None:  # what the program needs, rounded up to 256 words
+        buffer_words = max(512 if args.small else DEFAULT_BUFFER_WORDS, -(-scen["buffer_words"] // 256) * 256)
     if scen["buffer_words"] > buffer_words or args.repeat < 1:
         ap.error(f"the program needs {scen['buffer_words']} buffer words and repeat >= 1")
     print(f"{'SMALL' if args.small else 'default'} AcceleratorConfig, every engine, buffer_words={buffer_words}; "
