@@ -220,16 +220,22 @@ def compile(model: str, target: str, out: Path, config: Path | None, batch: int,
     if out.exists() and not force:
         raise HwgenError(f"{out} exists; pass --force to replace it")
     options: dict = {"config": config, "overrides": dict(_kv(o) for o in overrides), "model_name": model, "task": task}
-    _, g = _load(model, batch)
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
+        prepare = getattr(tgt, "prepare", None)
+        if prepare is not None:  # checks the target's options and starts work that needs no model
+            prepare(tmp, options)
+        _, g = _load(model, batch)
         report = tgt.compile(g, tmp, options)  # targets show their own progress
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
     except BaseException:
+        abort = getattr(tgt, "abort", None)
+        if abort is not None:  # stop what prepare() started before the folder goes
+            abort()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     lat, en = report.get("latency_s"), report.get("energy_j")

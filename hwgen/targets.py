@@ -8,6 +8,11 @@ A target is a class with::
         # writes OUT/report.json (hwgen.report schema) and whatever else it makes,
         # returns the report dict. Raises hwgen.errors.TargetError for what it
         # cannot compile (name the node and op).
+    def prepare(self, out_dir: Path, options: dict) -> None     # optional
+        # called before the model is loaded: check options, start work that needs
+        # no model (e.g. hardware generation); errors here leave nothing behind.
+    def abort(self) -> None                                     # optional
+        # stop what prepare() started (compile failed or was interrupted).
 
 hwgen imports no target package directly; ``pyproject.toml`` lists them under
 ``[project.entry-points."hwgen.targets"]``.

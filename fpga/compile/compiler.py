@@ -99,6 +99,9 @@ def _bindings(g: Graph, task: int | None) -> list[tuple[str, dict]]:
             raise TargetError("--task given, but the model has no integer task input")
         return [("main", {})]
     if task is not None:
+        for name, count in tasks.items():
+            if count is not None and not 0 <= task < count:
+                raise TargetError(f"--task {task}: the model's input {name!r} selects one of {count} tasks (0..{count - 1})")
         return [(f"task{task}", {name: task for name in tasks})]
     unknown = [n for n, c in tasks.items() if c is None]
     if unknown:

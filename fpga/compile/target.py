@@ -21,6 +21,7 @@ Options (``--set KEY=VALUE`` besides the configuration's own fields): ``verilog=
 from __future__ import annotations
 
 import concurrent.futures
+from concurrent.futures.process import BrokenProcessPool
 import json
 import pickle
 from pathlib import Path
@@ -99,19 +100,19 @@ def _verilog_job(config_dict: dict, out_dir: str) -> float:
 
 def write_program(compiled: Compiled, out: Path) -> None:
     """``program.bin`` and ``program.asm``."""
-    blobs, lines = [], [f"; hwgen {__version__} fpga program  (one 128-bit instruction a line; "
-                        f"byte address = program base + 16 x index)"]
+    blobs, lines = [], [f"# hwgen {__version__} fpga program: one 128-bit instruction a line (fpga.isa.assemble reads "
+                        f"it back); byte address = program base + 16 x index"]
     for b in compiled.bindings:
-        lines.append(f"\n; ===== program set {b.name}  bind={b.bind}")
+        lines.append(f"\n# ===== program set {b.name}  bind={b.bind}")
         for si, seg in enumerate(b.segments):
             if seg.kind == "host":
-                lines.append(f"\n; --- host step: {seg.node} (reference interpreter on the host)")
+                lines.append(f"\n# --- host step: {seg.node} (reference interpreter on the host)")
                 continue
-            lines.append(f"\n; --- program {si} at {seg.addr:#x}: {len(seg.instrs)} instructions")
+            lines.append(f"\n# --- program {si} at {seg.addr:#x}: {len(seg.instrs)} instructions")
             last = None
             for i, e in enumerate(seg.instrs):
                 if e.node and e.node != last:
-                    lines.append(f"; {e.node}")
+                    lines.append(f"# {e.node}")
                     last = e.node
                 text = str(e.instr)
                 lines.append(f"{text:<72s} # [{i}] {e.comment}")
@@ -195,18 +196,35 @@ class FpgaTarget:
     name = "fpga"
     help = "Edge-MoE-style accelerator (Amaranth -> Verilog), its programs and memory image; cycle/energy estimates"
 
+    def __init__(self):
+        self._pool = self._future = self._cfg = None
+
+    def prepare(self, out_dir: Path, options: dict) -> None:
+        """Check the configuration and start generating the Verilog (a second process) while
+        the model loads."""
+        self._cfg = load_config(options.get("config"), options.get("overrides", {}))
+        verilog = str(options.get("overrides", {}).get("verilog", "true")).lower() not in ("0", "false", "no", "off")
+        if verilog:
+            self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1)
+            self._future = self._pool.submit(_verilog_job, self._cfg.to_dict(), str(out_dir))
+
+    def abort(self) -> None:
+        """Stop the Verilog generation at once (its worker is killed)."""
+        if self._pool is not None:
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.kill()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._future = self._cfg = None
+
     def compile(self, graph, out_dir: Path, options: dict) -> dict:
         from rich.console import Console
 
         out_dir = Path(out_dir)
-        cfg = load_config(options.get("config"), options.get("overrides", {}))
-        verilog = str(options.get("overrides", {}).get("verilog", "true")).lower() not in ("0", "false", "no", "off")
+        if self._cfg is None:
+            self.prepare(out_dir, options)
+        cfg, pool, future = self._cfg, self._pool, self._future
         model = str(options.get("model_name") or graph.source or graph.name)
         con = Console(stderr=True)
-        pool = future = None
-        if verilog:
-            pool = concurrent.futures.ProcessPoolExecutor(max_workers=1)
-            future = pool.submit(_verilog_job, cfg.to_dict(), str(out_dir))
         try:
             with con.status("compiling") as st:
                 compiled = compile_graph(graph, cfg, task=options.get("task"), progress=lambda s: st.update(s))
@@ -223,11 +241,12 @@ class FpgaTarget:
                     report["verilog_s"] = future.result()
                 write_report(report, out_dir)
                 _plot_layers(report, out_dir / "layers.png")
-        except concurrent.futures.process.BrokenProcessPool as e:
+        except BrokenProcessPool as e:
             raise TargetError(f"Verilog generation failed: {e}") from e
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = self._future = self._cfg = None
         return report
 
 
