@@ -57,7 +57,7 @@ def test_task_option_compiles_one_program_set(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--set", "mac_rows=0"], "mac_rows must be a positive integer"),
     (["--set", "no_such_key=1"], "not a configuration field"),
-    (["--set", "moe_k=3"], "moe_k=3"),  # the model's MoE picks 2 experts
+    (["--set", "moe_k=3"], "compile with --set moe_k=2"),  # the model's MoE picks 2 experts
     (["--task", "5"], None),
 ])
 def test_bad_options_are_one_line_and_leave_nothing(tmp_path, args, message):
