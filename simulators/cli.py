@@ -113,7 +113,9 @@ def _backend(simulator: str, waves: Path | None, max_cycles: int):
 @click.option("--waves", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a waveform (FST on Verilator, VCD on Icarus) that GTKWave opens.")
 @click.option("--max-cycles", type=click.IntRange(min=1), default=200_000_000, show_default=True)
-def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles):
+@click.option("--strict-float", is_flag=True,
+              help="Fail on outputs outside the float tolerance even where MoE routing near a tie explains them.")
+def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles, strict_float):
     """Run compiled model OUT on the accelerator's RTL; check every layer bit for bit."""
     from rich.console import Console
     from rich.table import Table
@@ -133,7 +135,8 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles):
             raise HwgenError(f"--task {task}: the program sets are {names}")
         names = [cand]
     source = compiled.bindings[0].graph.source
-    backend = _backend(simulator, waves, max_cycles)
+    if waves is not None and simulator == "isa":
+        raise HwgenError("--waves needs an RTL simulator (verilator or icarus)")
     results = []
     t0 = time.perf_counter()
     with con.status("simulating") as st:
@@ -142,10 +145,17 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles):
             feeds, what = _feeds(b, source, inputs, image)
             st.update(f"{name}: float reference")
             float_ref, float_by = _float_reference(b, source, feeds)
+            wave = waves if waves is None or len(names) == 1 else waves.with_name(f"{waves.stem}.{name}{waves.suffix}")
+            backend = _backend(simulator, wave, max_cycles)
             res = simulate_binding(compiled, name, feeds, backend, float_ref, progress=st.update)
             res.extra.update({"input": what, "float_reference": float_by})
             results.append(res)
-    ok = all(r.bit_exact and r.within_tolerance for r in results)
+    # the exit status: the RTL against the reference (bit for bit), and the float model within
+    # the tolerance -- unless fixed point routed some MoE tokens to other experts at a near-tie,
+    # which no tolerance on the outputs can bound (reported, not fatal; --strict-float makes it so)
+    explained = [r for r in results if not r.within_tolerance and r.extra.get("routing_differences")]
+    ok = all(r.bit_exact for r in results) and all(
+        r.within_tolerance or (r in explained and not strict_float) for r in results)
     total_cycles = results[0].cycles
     sim = {
         "simulator": simulator,
@@ -181,11 +191,17 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles):
     if "cycles_per_s" in sim:
         click.echo(f"simulated {cyc_sum:,} cycles in {sim['sim_wall_s']:.1f} s ({sim['cycles_per_s']:,.0f} cycles/s)")
     for r in results:
+        if "waves" in r.extra:
+            click.echo(f"{r.name}: waveform {r.extra['waves']} (open it with GTKWave)")
         if not r.bit_exact:
             click.echo(f"MISMATCH in {r.name}: {r.first_mismatch}", err=True)
         if not r.within_tolerance:
             click.echo(f"{r.name}: outputs differ from the float model by {r.max_abs_error_vs_float:.4g} "
                        f"(tolerance {r.float_tolerance:.4g})", err=True)
+            for node, f in r.extra.get("routing_differences", {}).items():
+                click.echo(f"  {node}: {f['tokens']} of {f['of']} tokens go to other experts in fixed point than in "
+                           f"float (near-ties: smallest float gap between the k-th and next expert {f['min_gap']:.2g})",
+                           err=True)
     click.echo(f"wrote {out / 'sim.json'}")
     if not ok:
         raise SystemExit(1)

@@ -162,12 +162,55 @@ def simulate_binding(compiled: Compiled, binding: str, feeds: dict, backend, flo
             t = 0.05 * float(np.max(np.abs(want))) + 1e-3 if np.size(want) else 0.0
             err, tol = max(err, e), max(tol, t)
             ok = ok and e <= t
+    extra = dict(run.get("extra", {}))
+    if not ok:  # a Mixture of Experts near a tie routes some tokens elsewhere in fixed point: say so
+        flips = routing_differences(rt.b.graph, rt.feeds(feeds), rt.ref)
+        if flips:
+            extra["routing_differences"] = flips
     layers = [{"tensor": r.tensor, "elements": r.elements, "bit_exact": r.bit_exact,
                **({"first_mismatch": str(r.first)} if r.first else {})} for r in rt.layers.values()]
     total = sum(c for c in prog_cycles if c is not None) if any(c is not None for c in prog_cycles) else None
     return BindingResult(binding, total, prog_cycles, layer_cycles, first is None, first, layers,
                          {k: np.asarray(v).tolist() for k, v in outs.items()}, err, tol, ok,
-                         time.perf_counter() - t0, run.get("sim_wall_s", 0.0), run.get("extra", {}))
+                         time.perf_counter() - t0, run.get("sim_wall_s", 0.0), extra)
+
+
+def routing_differences(graph, feeds: dict, ref_fixed: dict) -> dict:
+    """Per MoE node, the tokens whose top-k experts differ between the fixed-point
+    reference and float arithmetic: ``{node: {"tokens": n, "of": total, "min_gap": g}}``
+    (``min_gap``: the smallest float score gap between the k-th and (k+1)-th expert)."""
+    import hwgen
+    from hwgen.fixedpoint import to_fixed
+    from hwgen.numerics.linear import linear_codes
+    from hwgen.numerics.topk import topk_codes
+
+    moes = [n for n in graph.nodes if n.op == "MoE" and n.domain == "hwgen"]
+    if not moes:
+        return {}
+    flt = hwgen.interpret(graph, feeds, keep_all=True)
+    out = {}
+    for n in moes:
+        x, gw = n.inputs[0], n.inputs[1]
+        gb = n.inputs[2] if len(n.inputs) > 2 and n.inputs[2] else None
+        if not graph.tensors[gw].is_const:
+            continue
+        k = int(n.attrs.get("top_k", 1))
+        t = graph.tensors
+        d = t[x].shape[-1]
+        xs = to_fixed(ref_fixed[x], t[x].fmt).reshape(-1, d)
+        s_fixed = linear_codes(xs, to_fixed(t[gw].data, t[gw].fmt), None if gb is None else to_fixed(t[gb].data, t[gb].fmt),
+                               t[x].fmt, t[gw].fmt, None if gb is None else t[gb].fmt, t[x].fmt)
+        s_float = np.asarray(flt[x], np.float64).reshape(-1, d) @ np.asarray(t[gw].data, np.float64)
+        if gb is not None:
+            s_float = s_float + np.asarray(t[gb].data, np.float64).reshape(-1)
+        a = np.sort(topk_codes(s_fixed, k), axis=1)
+        b = np.sort(np.argsort(-s_float, axis=1, kind="stable")[:, :k], axis=1)
+        diff = int(np.any(a != b, axis=1).sum())
+        if diff:
+            srt = np.sort(s_float, axis=1)[:, ::-1]
+            gap = float(np.min(srt[:, k - 1] - srt[:, k])) if srt.shape[1] > k else 0.0
+            out[n.name] = {"tokens": diff, "of": int(len(a)), "min_gap": gap}
+    return out
 
 
 def isa_backend(compiled, rt, mem, hook) -> dict:

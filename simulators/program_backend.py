@@ -24,10 +24,15 @@ def rtl_backend(simulator: str = "verilator", waves: Path | None = None, max_cyc
         ext_words = max(1 << 16, -(-len(mem) // compiled.word_bytes) + 1024)
         sim = build(compiled.config, simulator=simulator, waves=waves is not None,
                     ext_words=1 << max(16, (ext_words - 1).bit_length()))
+        waves_file = waves
+        if waves is not None and sim.waves_format and Path(waves).suffix.lower() != f".{sim.waves_format}":
+            waves_file = Path(waves).with_suffix(f".{sim.waves_format}")
+            say(f"this build writes {sim.waves_format.upper()} waves: {waves_file}")
+        run.waves_file = waves_file
         programs = [(seg.addr, hook.checkpoints(p))
                     for p, seg in enumerate(s for s in rt.b.segments if s.kind == "program")]
         say(f"running {len(programs)} program(s) on {simulator}")
-        res = sim.run(bytes(mem), programs, hook=hook, max_cycles=max_cycles, waves_file=waves,
+        res = sim.run(bytes(mem), programs, hook=hook, max_cycles=max_cycles, waves_file=waves_file,
                       latency=latency, beat_interval=beat_interval)
         if res.mem_error:
             raise RuntimeError(f"the memory model flagged an error: {res.mem_error_info}")
@@ -36,6 +41,7 @@ def rtl_backend(simulator: str = "verilator", waves: Path | None = None, max_cyc
             if pr["error"]:
                 raise RuntimeError(f"program {p}: the accelerator raised its error output (an opcode without an engine?)")
         return {"programs": progs, "hook": res.hook_result, "sim_wall_s": res.wall_s,
-                "extra": {"cycles_per_s": res.cycles_per_s, "process_s": res.process_s, "build_cached": True}}
+                "extra": {"cycles_per_s": res.cycles_per_s, "process_s": res.process_s,
+                          **({"waves": str(waves_file)} if waves_file is not None else {})}}
 
     return run
