@@ -392,6 +392,18 @@ class Optical4fTarget:
             "images": images,
             "notes": notes,
         }
+        if "convsharevit" in model.lower():
+            gpu_c = comps[-1]
+            extra["paper_claim"] = {
+                "paper_speedup_over_gpu": 3.04,
+                "paper_source": "Ibadulla, Chen, Reyes-Aldasoro, ConvShareViT, arXiv 2504.11517 / IEEE TNNLS 2026 "
+                                "(abstract: 'theoretically up to 3.04x faster inference than GPU-based systems'; GPU, "
+                                "device rates and resolution not in the stored material)",
+                "hwgen_speedup_over_gpu_estimate": gpu_c.get("speedup"),
+                "hwgen_energy_ratio_gpu_over_optics": (gpu_c["energy_j"] / cost["energy_j"]) if gpu_c.get("energy_j")
+                else None,
+                "full_comparison": "python benchmarks/convsharevit_claim.py (docs/optical4f.md, 'ConvShareViT's claim')",
+            }
         if do_acc:
             import hwgen
 
