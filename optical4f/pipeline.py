@@ -148,6 +148,11 @@ def _frame(st: _State, t: StageTimes, filt_end: float, t_e: float, span: NodeSpa
 
 
 def _run_chunk(st: _State, t: StageTimes, n: int, filt_end: float, t_e: float, span: NodeSpan) -> None:
+    """Frames one by one until the recurrence is periodic, then the rest in one step.
+
+    Periodic: two equal increment vectors in a row with every optical event advancing by
+    the same period P, and the host either advancing by P too or, being the slower stage
+    (t_e > P), already behind the read-out -- then it stays behind and advances by t_e."""
     done, prev, inc = 0, None, None
     while done < n:
         _frame(st, t, filt_end, t_e, span)
@@ -155,22 +160,33 @@ def _run_chunk(st: _State, t: StageTimes, n: int, filt_end: float, t_e: float, s
         v = st.vector()
         if prev is not None:
             d = [a - b for a, b in zip(v, prev)]
-            if inc is not None and done >= _EXACT_FRAMES and all(abs(a - b) <= 1e-12 * max(abs(b), 1e-30)
-                                                                 for a, b in zip(d, inc)) \
-                    and max(d) - min(d) <= 1e-12 * max(abs(max(d)), 1e-30):
-                m = n - done  # the recurrence repeats with period d: jump the remaining frames
-                if m:
-                    step = d[0]
-                    st.shift(m * step)
+            if inc is not None and done >= _EXACT_FRAMES and done < n and _same(d, inc):
+                P, dh = d[1], d[0]
+                optics_periodic = all(_close(x, P) for x in d[1:])
+                host_ok = _close(dh, P) or (dh > P and _close(dh, t_e) and st.host >= st.ro_end)
+                if optics_periodic and host_ok:
+                    m = n - done
+                    st.shift(m * P)
+                    st.host += m * (dh - P)
                     for res, per in (("input modulator", t.input_load_s), ("camera exposure", t.exposure_s),
-                                     ("camera read-out", t.readout_s), ("host electronics", t_e)):
+                                     ("camera read-out", t.readout_s)):
                         dev = span.devices[res]
-                        dev[1] += m * step
+                        dev[1] += m * P
                         dev[2] += m * per
-                    done = n
-                break
+                    dev = span.devices["host electronics"]
+                    dev[1] = st.host
+                    dev[2] += m * t_e
+                    return
             inc = d
         prev = v
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-12 * max(abs(a), abs(b), 1e-30)
+
+
+def _same(d: list, e: list) -> bool:
+    return all(_close(a, b) for a, b in zip(d, e))
 
 
 def schedule(plan: FramePlan, cfg: OpticalConfig, double_buffered: bool = True) -> Timeline:

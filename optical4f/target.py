@@ -284,7 +284,7 @@ class Optical4fTarget:
         timeline = schedule(plan, cfg, double_buffered=double)
         serial = serial_latency(plan, cfg)
         t_cost = time.perf_counter() - t_start
-        images = [plot_timeline(timeline, out_dir / "timeline.png", model, serial["latency_s"]).split("/")[-1]]
+        images = [Path(plot_timeline(timeline, out_dir / "timeline.png", Path(model).name, serial["latency_s"])).name]
         sim = self._simulate(graph, cfg, plan, feeds, _sim_mode(topts.get("simulate")), out_dir)
         images += sim["images"]
         errors = sim["errors"]

@@ -109,3 +109,19 @@ def test_pipelined_between_busiest_device_and_serial(preset):
     assert serial_latency(plan, cfg)["latency_s"] == pytest.approx(serial, rel=1e-9)
     assert max(busy.values()) * (1 - 1e-12) <= tl.latency_s <= serial * (1 + 1e-12)
     assert tl.latency_s < serial  # something does overlap
+
+
+def test_electronics_bound_chunk_jumps_correctly():
+    # host slowest: per-frame electronics 1 ms against a 0.1 ms input and read-out; 5000 frames
+    cfg = load_config("realistic", {"input_modulator.frame_rate_hz": "10000", "camera.frame_rate_hz": "10000",
+                                    "fourier_modulator.frame_rate_hz": "1000", "electronics.flops_per_s": "1e6"})
+    frames = 5000
+    plan = _one_layer(cfg, frames, 1, 1000 * frames)
+    t_in, t_ro, t_f, t_exp = 1e-4, 1e-4, 1e-3, _exposure(cfg, plan.layers[0].frame_px)
+    t_e = 1e-3
+    # the first frame is read out after the filter load, its exposure and read-out; then the
+    # host works back to back
+    expect = max(t_in, t_f) + t_exp + t_ro + frames * t_e
+    tl = schedule(plan, cfg)
+    assert tl.latency_s == pytest.approx(expect, rel=1e-9)
+    assert tl.busy_s["host electronics"] == pytest.approx(frames * t_e, rel=1e-9)
