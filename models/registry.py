@@ -14,6 +14,13 @@ name                        what
                             12 layers, 3 heads, 16 experts top-2, expert hidden 384, MLP 768,
                             2 tasks); random seeded weights, dense MoE
 ``m3vit-edge-moe-sparse``   the same, sparse-dispatch MoE
+``convnext-atto``           ConvNeXt-style CNN in the shape of timm's convnext_atto (224x224,
+                            dims 40/80/160/320, depths 2/2/6/2, 7x7 depthwise, 1x1 pointwise
+                            up to 320x1280, 2x2 stride-2 downsampling); random seeded weights
+``convsharevit-cifar100``   ConvShareViT for CIFAR-100 (32x32x3, patch 4, 65 tokens, dim 64,
+                            depth 6, 4 heads, MLP 256, valid-padded shared kernels); the paper's
+                            dataset, the other sizes are labelled assumptions
+                            (``CONVSHAREVIT_PAPER``); random seeded weights, for cost
 =========================  ==================================================================
 
 Trained weights and ONNX files live in ``hwgen/data/models`` (package data):
@@ -41,7 +48,7 @@ EDGE_MOE = dict(
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # "vit" | "m3vit" | "convsharevit"
+    family: str  # "vit" | "m3vit" | "convsharevit" | "convnext"
     kwargs: dict = field(default_factory=dict)
     description: str = ""
     weights: str | None = None  # stem of the trained weights (None: random seeded init)
@@ -58,6 +65,19 @@ class ModelSpec:
 _TINY_M3 = dict(img=(8, 8), in_ch=1, patch=2, dim=48, depth=4, heads=4, mlp_hidden=128, experts=4, top_k=2,
                 expert_hidden=96, task_classes=(10, 2))
 _TINY_VIT = dict(img=(8, 8), in_ch=1, patch=2, dim=64, depth=2, heads=4, mlp_hidden=256, classes=10)
+
+#: ConvShareViT in the configuration of its paper's experiments, as far as the stored
+#: material tells it (abstracts of arXiv 2504.11517 / TNNLS 2026): CIFAR-100 (32x32x3,
+#: 100 classes) and valid-padded shared depthwise kernels (the variant that learns
+#: attention) are the paper's; patch 4, dim 64 (one 8x8 tile per token), depth 6,
+#: 4 heads, MLP 256 (a 16x16 tile) are ASSUMPTIONS (the full text was not available).
+CONVSHAREVIT_PAPER = dict(img=(32, 32), in_ch=3, patch=4, dim=64, depth=6, heads=4, mlp_hidden=256, classes=100,
+                          padding="valid")
+CONVSHAREVIT_PAPER_SOURCES = {
+    "img, in_ch, classes": "paper (CIFAR-100; sciencestack.ai summary of arXiv 2504.11517)",
+    "padding": "paper abstract: valid-padded shared convolutions learn attention",
+    "patch, dim, depth, heads, mlp_hidden": "assumption: not in the stored material (full text unavailable)",
+}
 
 SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("vit-tiny", "vit", _TINY_VIT, "plain ViT on digits, the baseline (patch 2, dim 64, 2 layers, 4 heads)",
@@ -81,6 +101,13 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
               "seeded weights, for cost/cycle reports; dense MoE", moe="dense"),
     ModelSpec("m3vit-edge-moe-sparse", "m3vit", dict(EDGE_MOE, moe="sparse"),
               "m3vit-edge-moe with sparse-dispatch MoE", moe="sparse"),
+    ModelSpec("convnext-atto", "convnext", dict(img=(224, 224), in_ch=3, dims=(40, 80, 160, 320), depths=(2, 2, 6, 2),
+                                                classes=1000),
+              "ConvNeXt-style CNN shaped like timm's convnext_atto (4x4/4 stem, 7x7 depthwise, 1x1 pointwise up to "
+              "320x1280, 2x2/2 downsampling); random seeded weights, for the optical4f mapper"),
+    ModelSpec("convsharevit-cifar100", "convsharevit", CONVSHAREVIT_PAPER,
+              "ConvShareViT in the paper's experimental setting (CIFAR-100, valid-padded shared kernels; patch 4, "
+              "dim 64, depth 6, 4 heads, MLP 256 assumed); random seeded weights, for cost"),
 ]}
 
 
@@ -124,6 +151,8 @@ def build_model(name: str, moe: str | None = None, weights_dir: str | os.PathLik
             from .vit import ViT as cls
         elif spec.family == "m3vit":
             from .m3vit import M3ViT as cls
+        elif spec.family == "convnext":
+            from .convnext import ConvNeXt as cls
         else:
             from .convsharevit import ConvShareViT as cls
         model = cls(**kw)

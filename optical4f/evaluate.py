@@ -49,11 +49,12 @@ def conv_args(node: Node) -> dict:
 
 def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], config: OpticalConfig | str | None = None,
               rng: np.random.Generator | None = None, infos: dict | None = None, keep: bool = False,
-              planes_for: str | None = None) -> dict[str, np.ndarray]:
+              planes_for: str | None = None, electronic=frozenset()) -> dict[str, np.ndarray]:
     """Outputs of ``graph`` with its Conv nodes computed optically.
 
     ``infos`` (if a dict) receives node name -> :class:`ConvInfo`; ``keep`` returns every
-    tensor; ``planes_for``: the Conv node whose first frame's planes are kept in its info."""
+    tensor; ``planes_for``: the Conv node whose first frame's planes are kept in its info;
+    ``electronic``: names of Conv nodes the mapper put in electronics (run digitally)."""
     cfg = config if isinstance(config, OpticalConfig) else load_config(config)
     rng = rng if rng is not None else np.random.default_rng(cfg.sim.seed)
     env: dict[str, np.ndarray] = {}
@@ -66,7 +67,7 @@ def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], config: OpticalCon
             env[name] = t.data
     for node in graph.nodes:
         args = [env[i] if i else None for i in node.inputs]
-        if node.op == "Conv" and not node.domain:
+        if node.op == "Conv" and not node.domain and node.name not in electronic:
             x, w = args[0], args[1]
             if x.ndim != 4:
                 raise TargetError(f"node {node.name!r} (Conv): only 2-D convolutions map to the 4f system")

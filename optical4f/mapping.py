@@ -1,5 +1,22 @@
-"""IR graph -> FramePlan: which Conv nodes, channels and kernels go into which frames;
-everything else is a host (electronic) op with its own work count.
+"""IR graph -> FramePlan: which Conv nodes run on the optics (and how their channels and
+kernels go into frames) and which in electronics; everything else is a host op with its
+own work count.
+
+The mapper (:func:`plan_graph`, ``policy``) decides per Conv from the cost model and
+records a :class:`MapDecision` with the reason:
+
+* ``auto`` (default): a conv that is a matrix product in disguise -- a 1x1 conv (a
+  channel matmul per pixel) or a conv whose stride equals its kernel with no padding (a
+  reshape plus a matmul: the optics would compute every shift and discard all but
+  ``1/(sh*sw)`` of them) -- goes where its latency is lower; every other conv (a spatial
+  correlation, what the 4f system is for) stays on the optics, and its reason says when
+  the cost model finds electronics faster;
+* ``cost``: every conv where its latency is lower;
+* ``optics`` / ``electronics``: every conv there.
+
+Optical latency of a conv: its frames and filter loads on the devices
+(:func:`optical4f.cost.layer_cost`); electronic: ``2 x MACs / FLOP/s + output bytes / (B/s)``
+(:func:`host_op_work`). A conv in electronics becomes a :class:`HostOp`.
 
 A Conv node becomes one :class:`LayerFrames`: its correlation sets (channels sharing a
 kernel list share a Fourier filter, see :mod:`optical4f.conv`), each planned on frames
@@ -28,7 +45,10 @@ from .conv import correlation_sets, dilate_kernels, electronic_flops, resolve_pa
 from .devices import OpticalConfig
 from .evaluate import conv_args
 
-__all__ = ["LayerFrames", "HostOp", "FramePlan", "plan_graph", "host_op_work", "FLOPS_PER_ELEMENT"]
+__all__ = ["LayerFrames", "HostOp", "FramePlan", "MapDecision", "plan_graph", "host_op_work", "conv_kind",
+           "FLOPS_PER_ELEMENT", "MAP_POLICIES"]
+
+MAP_POLICIES = ("auto", "cost", "optics", "electronics")
 
 #: FLOPs per output element of elementwise / normalisation ops (counted, not measured).
 FLOPS_PER_ELEMENT = {
@@ -77,9 +97,27 @@ class HostOp:
 
 
 @dataclass
+class MapDecision:
+    """Where one Conv runs and why (times in s, energies in J, for one inference of the batch)."""
+
+    name: str
+    device: str               # "optics" or "electronics"
+    kind: str                 # pointwise | patchify | shared kernels | shared depthwise | depthwise | grouped | dense
+    reason: str
+    optical_s: float | None   # None: the conv cannot be planned on the optics
+    electronic_s: float
+    optical_j: float | None
+    electronic_j: float
+    frames: int = 0
+    filter_loads: int = 0
+
+
+@dataclass
 class FramePlan:
     layers: list[LayerFrames] = field(default_factory=list)
     host_ops: list[HostOp] = field(default_factory=list)
+    decisions: list[MapDecision] = field(default_factory=list)
+    order: list[tuple[str, int]] = field(default_factory=list)  # graph order: ("layer", i) / ("host", i)
 
     @property
     def frames(self) -> int:
@@ -123,9 +161,13 @@ def _conv_layer(graph: Graph, node: Node, cfg: OpticalConfig, x_signed: bool) ->
     sets = correlation_sets(kd, args["groups"])
     frames = loads = tiles = kernels = ipx = fpx = cpx = flops = 0
     n = tpf = kpf = 0
+    plans: dict[tuple, object] = {}  # sets of equal size and signs plan alike (1x1 convs: hundreds of sets)
     for ks, members in sets:
         t = B * len(members)
-        plan = set_plan(cfg, (hp, wp), t, ks.shape[0], x_signed, bool((ks < 0).any()))
+        key = (t, ks.shape[0], bool((ks < 0).any()))
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = set_plan(cfg, (hp, wp), t, ks.shape[0], x_signed, key[2])
         frames += plan.frames
         loads += plan.kernel_chunks
         tiles += plan.tiles
@@ -146,8 +188,92 @@ def _conv_layer(graph: Graph, node: Node, cfg: OpticalConfig, x_signed: bool) ->
                        node_macs(graph, node), x_signed)
 
 
-def plan_graph(graph: Graph, cfg: OpticalConfig, nonneg: set[str] | frozenset = frozenset()) -> FramePlan:
-    """The FramePlan of ``graph``: every default-domain Conv on the optics, the rest on the host."""
+def conv_kind(graph: Graph, node: Node) -> str:
+    """pointwise | patchify | shared kernels | shared depthwise | depthwise | grouped | dense (see module doc)."""
+    w = graph.const(node.inputs[1]) if len(node.inputs) > 1 else None
+    if w is None or w.ndim != 4:
+        return "dense"
+    args = conv_args(node)
+    kh = (w.shape[2] - 1) * args["dilation"][0] + 1
+    kw = (w.shape[3] - 1) * args["dilation"][1] + 1
+    pads = args["padding"]
+    no_pad = pads == "valid" or (not isinstance(pads, str) and not any(pads))
+    if kh == kw == 1:
+        return "pointwise"
+    if tuple(args["stride"]) == (kh, kw) and no_pad:
+        return "patchify"
+    C = graph.tensors[node.inputs[0]].shape[1]
+    g = args["groups"]
+    if g == 1:
+        return "shared kernels" if C == 1 else "dense"
+    if g == C and w.shape[1] == 1:
+        shared = len(correlation_sets(np.asarray(w), g)) < C
+        return "shared depthwise" if shared else "depthwise"
+    return "grouped"
+
+
+_KIND_TEXT = {
+    "pointwise": "1x1 conv = a channel matmul per pixel (no spatial correlation for the lenses to do)",
+    "patchify": "stride = kernel, no padding = a reshape plus a matmul (the optics would compute every shift "
+                "and keep 1 in stride^2)",
+    "shared depthwise": "depthwise with kernels shared across channels: one Fourier filter serves every channel",
+    "shared kernels": "one input channel: every tile (image, token) meets the same kernels, one filter per kernel chunk",
+    "depthwise": "depthwise, one kernel per channel: a filter load per channel",
+    "grouped": "grouped conv: one correlation set per channel",
+    "dense": "dense conv: every channel meets every kernel",
+}
+
+
+def _s(t: float) -> str:
+    return f"{t:.3g} s"
+
+
+def _decide(graph: Graph, node: Node, cfg: OpticalConfig, x_signed: bool, policy: str) -> tuple[MapDecision, LayerFrames | None]:
+    from .cost import layer_cost  # cost imports this module's types
+
+    kind = conv_kind(graph, node)
+    host = host_op_work(graph, node)
+    el = cfg.electronics
+    t_el = host.flops / el.flops_per_s + host.bytes / el.bytes_per_s
+    e_el = host.flops * el.energy_per_flop_j + host.bytes * el.energy_per_byte_j
+    layer, why_not = None, ""
+    if policy != "electronics":
+        try:
+            layer = _conv_layer(graph, node, cfg, x_signed)
+        except (ValueError, TargetError) as e:
+            if policy == "optics":
+                raise (e if isinstance(e, TargetError) else TargetError(f"node {node.name!r} (Conv): {e}")) from e
+            why_not = str(e)
+    if layer is None:
+        reason = (f"{_KIND_TEXT[kind]}; " if kind in _KIND_TEXT else "") + (
+            f"cannot go on the optics ({why_not})" if why_not else "map=electronics")
+        return MapDecision(node.name, "electronics", kind, reason + f"; electronics {host.flops:,} FLOP: {_s(t_el)}",
+                           None, t_el, None, e_el), None
+    c = layer_cost(layer, cfg)
+    t_opt, e_opt = c["latency_s"], c["energy_j"]
+    nums = (f"optics {layer.frames:,} frames + {layer.filter_loads:,} filter loads: {_s(t_opt)}; "
+            f"electronics {host.flops:,} FLOP: {_s(t_el)}")
+    faster = "optics" if t_opt <= t_el else "electronics"
+    if policy in ("optics", "electronics"):
+        device, verdict = policy, f"map={policy}"
+    elif policy == "cost" or kind in ("pointwise", "patchify"):
+        device, verdict = faster, f"{faster} is faster" + (" (map=cost)" if policy == "cost" else "")
+    else:
+        device = "optics"
+        verdict = ("optics is faster" if faster == "optics" else
+                   f"kept on the optics (a spatial correlation, map=auto), although electronics is "
+                   f"{t_opt / max(t_el, 1e-300):.3g}x faster (map=cost moves it)")
+    reason = f"{_KIND_TEXT[kind]}; {nums}; {verdict}"
+    d = MapDecision(node.name, device, kind, reason, t_opt, t_el, e_opt, e_el, layer.frames, layer.filter_loads)
+    return d, (layer if device == "optics" else None)
+
+
+def plan_graph(graph: Graph, cfg: OpticalConfig, nonneg: set[str] | frozenset = frozenset(),
+               policy: str = "auto") -> FramePlan:
+    """The FramePlan of ``graph``: each default-domain Conv on the optics or in electronics as
+    ``policy`` decides (see module doc), the rest on the host."""
+    if policy not in MAP_POLICIES:
+        raise TargetError(f"map={policy!r}: the mapping policy must be one of {', '.join(MAP_POLICIES)}")
     producers = graph.producers()
     plan = FramePlan()
     for node in graph.nodes:
@@ -155,10 +281,12 @@ def plan_graph(graph: Graph, cfg: OpticalConfig, nonneg: set[str] | frozenset = 
             x = node.inputs[0]
             p = producers.get(x)
             x_signed = not (x in nonneg or (p is not None and p.op in _NONNEG_PRODUCERS))
-            try:
-                plan.layers.append(_conv_layer(graph, node, cfg, x_signed))
-            except ValueError as e:
-                raise TargetError(f"node {node.name!r} (Conv): {e}") from e
-        else:
-            plan.host_ops.append(host_op_work(graph, node))
+            decision, layer = _decide(graph, node, cfg, x_signed, policy)
+            plan.decisions.append(decision)
+            if layer is not None:
+                plan.order.append(("layer", len(plan.layers)))
+                plan.layers.append(layer)
+                continue
+        plan.order.append(("host", len(plan.host_ops)))
+        plan.host_ops.append(host_op_work(graph, node))
     return plan

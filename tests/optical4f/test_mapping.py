@@ -88,3 +88,73 @@ def test_cost_is_frames_times_slowest_period_plus_loads():
     assert cost["energy_j"] == pytest.approx(sum(cost["energy_breakdown_j"].values()))
     laser = cfg.laser.power_w / cfg.laser.wall_plug_efficiency * cost["optical_time_s"]
     assert cost["energy_breakdown_j"]["laser"] == pytest.approx(laser)
+
+
+def _mixed_graph():
+    """x[1,8,6,6] -> 1x1 Conv (16 kernels) -> depthwise 3x3 Conv, one kernel shared by the 16
+    channels (pads 1) -> 2x2 stride-2 Conv (4 kernels)."""
+    rng = np.random.default_rng(3)
+    g = Graph("mixed")
+    g.add_tensor(Tensor("x", (1, 8, 6, 6), F32))
+    g.inputs = ["x"]
+    g.add_const("w1", rng.standard_normal((16, 8, 1, 1)).astype(np.float32))
+    g.add_tensor(Tensor("a", (1, 16, 6, 6), F32))
+    g.add_const("w3", np.tile(rng.standard_normal((1, 1, 3, 3)).astype(np.float32), (16, 1, 1, 1)))
+    g.add_tensor(Tensor("b", (1, 16, 6, 6), F32))
+    g.add_const("w2", rng.standard_normal((4, 16, 2, 2)).astype(np.float32))
+    g.add_tensor(Tensor("c", (1, 4, 3, 3), F32))
+    g.nodes = [
+        Node("Conv", "pw", ["x", "w1"], ["a"], {"kernel_shape": [1, 1]}),
+        Node("Conv", "dw", ["a", "w3"], ["b"], {"pads": [1, 1, 1, 1], "group": 16, "kernel_shape": [3, 3]}),
+        Node("Conv", "down", ["b", "w2"], ["c"], {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ]
+    g.outputs = ["c"]
+    g.check()
+    return g
+
+
+def test_mapper_sends_matmuls_in_disguise_to_electronics_with_reasons():
+    cfg = load_config("realistic")
+    plan = plan_graph(_mixed_graph(), cfg)  # map=auto
+    d = {x.name: x for x in plan.decisions}
+    assert [(d[n].kind, d[n].device) for n in ("pw", "dw", "down")] == [
+        ("pointwise", "electronics"), ("shared depthwise", "optics"), ("patchify", "electronics")]
+    assert "channel matmul" in d["pw"].reason and "electronics is faster" in d["pw"].reason
+    assert "reshape plus a matmul" in d["down"].reason
+    # electronic time of the 1x1 conv: 2 x MACs / FLOP/s + output bytes / (B/s), MACs by hand
+    el = cfg.electronics
+    assert d["pw"].electronic_s == pytest.approx(2 * 16 * 8 * 6 * 6 / el.flops_per_s + 16 * 6 * 6 * 4 / el.bytes_per_s)
+    assert d["pw"].optical_s > d["pw"].electronic_s
+    # the depthwise conv stays on the optics under map=auto, and its reason says electronics would be faster
+    assert "map=cost moves it" in d["dw"].reason
+    assert [l.name for l in plan.layers] == ["dw"] and [h.name for h in plan.host_ops] == ["pw", "down"]
+    assert plan.order == [("host", 0), ("layer", 0), ("host", 1)]
+
+
+def test_mapper_puts_the_shared_3x3_on_the_optics_when_the_cost_model_says_so():
+    g = _mixed_graph()
+    # fast devices and a slow host: the optics win the shared 3x3 (and not the 1x1's 16 x 8 kernels)
+    fast = load_config("realistic", {"input_modulator.frame_rate_hz": "1e7", "camera.frame_rate_hz": "1e7",
+                                     "fourier_modulator.frame_rate_hz": "1e7", "electronics.flops_per_s": "1e6",
+                                     "electronics.bytes_per_s": "1e6"})
+    d = {x.name: x for x in plan_graph(g, fast, policy="cost").decisions}
+    assert d["dw"].device == "optics" and "optics is faster" in d["dw"].reason
+    # its optical time is frames x frame period + filter loads / Fourier rate + electronic work
+    lay = next(l for l in plan_graph(g, fast, policy="cost").layers if l.name == "dw")
+    assert d["dw"].optical_s == pytest.approx(lay.frames / 1e7 + lay.filter_loads / 1e7 + lay.electronic_flops / 1e6)
+    assert d["dw"].optical_s < d["dw"].electronic_s
+    # on the realistic devices the cost model sends it to electronics
+    d = {x.name: x for x in plan_graph(g, load_config("realistic"), policy="cost").decisions}
+    assert d["dw"].device == "electronics" and "electronics is faster (map=cost)" in d["dw"].reason
+
+
+def test_mapper_policies_force_and_reject():
+    from hwgen.errors import TargetError
+
+    g = _mixed_graph()
+    cfg = load_config("realistic")
+    assert len(plan_graph(g, cfg, policy="optics").layers) == 3
+    plan = plan_graph(g, cfg, policy="electronics")
+    assert not plan.layers and all(d.device == "electronics" for d in plan.decisions)
+    with pytest.raises(TargetError, match="mapping policy must be one of auto, cost, optics, electronics"):
+        plan_graph(g, cfg, policy="fastest")
