@@ -143,16 +143,20 @@ def simulate_binding(compiled: Compiled, binding: str, feeds: dict, backend, flo
     # cycles per IR node from the instruction trace
     layer_cycles: dict[str, int] = {}
     prog_cycles = []
+    instr_cycles: list[list[int]] = []  # per program, cycles of each instruction (END last)
     for p, seg in enumerate(progs):
         pr = run["programs"][p]
         prog_cycles.append(pr.get("cycles"))
         trace = pr.get("trace") or []  # (instruction index, cycles since the start) as each completes
         prev = 0
+        per_instr = []
         for idx, cyc in trace:
+            per_instr.append(int(cyc - prev))
             if 0 <= idx < len(seg.instrs):
                 node = seg.instrs[idx].node or "(control)"
                 layer_cycles[node] = layer_cycles.get(node, 0) + int(cyc - prev)
             prev = cyc
+        instr_cycles.append(per_instr)
     # the float model
     err, tol, ok = 0.0, 0.0, True
     if float_ref is not None:
@@ -163,6 +167,8 @@ def simulate_binding(compiled: Compiled, binding: str, feeds: dict, backend, flo
             err, tol = max(err, e), max(tol, t)
             ok = ok and e <= t
     extra = dict(run.get("extra", {}))
+    if any(instr_cycles):
+        extra["instr_cycles"] = instr_cycles
     if not ok:  # a Mixture of Experts near a tie routes some tokens elsewhere in fixed point: say so
         flips = routing_differences(rt.b.graph, rt.feeds(feeds), rt.ref)
         if flips:
