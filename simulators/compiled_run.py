@@ -116,6 +116,9 @@ def simulate_binding(compiled: Compiled, binding: str, feeds: dict, backend, flo
     rt = Runtime(compiled, binding)
     say(f"{binding}: reference (fixed point)")
     rt.reference(feeds)
+    from fpga.cost.routing import expert_choices
+
+    choices = expert_choices(rt.b, {}, rt.ref)  # the experts each MoE token picks (for the cycle model)
     mem = rt.memory(feeds)
     hook = CompiledHook(rt)
     for seg in hook.before:  # host steps before the first program write into the initial memory
@@ -169,6 +172,8 @@ def simulate_binding(compiled: Compiled, binding: str, feeds: dict, backend, flo
     extra = dict(run.get("extra", {}))
     if any(instr_cycles):
         extra["instr_cycles"] = instr_cycles
+    if choices:
+        extra["moe_experts"] = {k: np.asarray(v).tolist() for k, v in choices.items()}
     if not ok:  # a Mixture of Experts near a tie routes some tokens elsewhere in fixed point: say so
         flips = routing_differences(rt.b.graph, rt.feeds(feeds), rt.ref)
         if flips:

@@ -60,6 +60,7 @@ from ..isa import Op
 
 __all__ = ["estimate_cycles", "linear_cycles", "fetch_cycles", "dma_read_cycles", "memory_latency",
            "layernorm_row_cycles", "attention_cycles", "gather_cycles", "combine_cycles", "route_cycles",
+           "attention_unit_group_cycles", "attention_unit_first_output", "layernorm_unit_row_cycles",
            "FETCH_CYCLES", "MEM_LATENCY", "BURST", "RSQRT_CYCLES"]
 
 #: Read latency of the external memory in cycles (request accepted -> first beat): the
@@ -136,6 +137,25 @@ def linear_cycles(m: float, k: int, n: int, config, latency: int | None = None) 
         last = i == len(token_tiles) - 1
         total += n_tiles * per_tile + (n_tiles - 1 if last else n_tiles) * stall + (out if last else 0.0)
     return total + 1
+
+
+def attention_unit_group_cycles(queries: int, keys: int, beats: int) -> int:
+    """The attention unit alone, no stalls: a group of ``queries`` rows and ``keys`` keys of
+    ``beats = F`` chunks takes ``F * (keys + 2 * queries)`` cycles (queries loading, one key
+    step of ``F`` cycles a key, the skew of ``queries`` key steps; ``fpga/hdl/attention.py``)."""
+    return beats * (keys + 2 * queries)
+
+
+def attention_unit_first_output(keys: int, beats: int) -> int:
+    """Cycles from a group's first ``kv`` beat to its first output beat (the unit alone)."""
+    return (keys + 1) * beats
+
+
+def layernorm_unit_row_cycles(d: int) -> int:
+    """The LayerNorm unit alone, no stalls: one row of ``d`` elements every ``2 d +
+    RSQRT_CYCLES`` cycles (ACCUM one element a cycle, the reciprocal square root, OUT one
+    element a cycle; ``fpga/hdl/layernorm.py``)."""
+    return 2 * d + RSQRT_CYCLES
 
 
 def layernorm_row_cycles(d: int, lanes: int) -> int:
