@@ -32,7 +32,7 @@ def binding_costs(compiled: Compiled, b: Binding, moe_choices: dict | None = Non
     ``instr_cycles``: per program, the model's cycles of each instruction.
     """
     c = compiled.config
-    rows_of = RowsOfInstr(moe_choices)
+    rows_of = RowsOfInstr(moe_choices, c.moe_k)
     per_node: "OrderedDict[str, dict]" = OrderedDict()
     by_op: "OrderedDict[str, dict]" = OrderedDict()
     instr_cycles: list[list[float]] = []

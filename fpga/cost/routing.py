@@ -66,11 +66,14 @@ class RowsOfInstr:
     ``r`` of a node covers its next ``M`` tokens; the ``c``-th MOE_GATHER of expert ``e``
     after it takes ``min(T, n_e - c * T)`` rows (``T`` = its length field), ending at the
     schedule's end when it holds the last entry; the LINEARs and the COMBINE that follow
-    see the rows of that gather. Without, the compiler's ``expect_rows``.
+    see the rows of that gather. Without, the uniform expectation: each expert ``M * k / E``
+    rows, chunked the same way (the cycles of the expected rows, not the compiler's
+    per-chunk average ``expect_rows``, which would charge every chunk a weight fetch).
     """
 
-    def __init__(self, choices: dict[str, np.ndarray] | None = None):
+    def __init__(self, choices: dict[str, np.ndarray] | None = None, k: int = 2):
         self.choices = choices or {}
+        self.k = k  # experts a token picks (the configuration's moe_k), for the uniform expectation
         self.token0: dict[str, int] = {}
         self.counts: np.ndarray | None = None
         self.chunk: dict[int, int] = {}
@@ -85,35 +88,37 @@ class RowsOfInstr:
         ins, node = emitted.instr, emitted.node
         ch = self.choices.get(node)
         if ins.op == Op.MOE_ROUTE:
-            if ch is None:
+            self.chunk, self.node = {}, node
+            if ch is None:  # uniform: every expert gets M * k / E rows, gathered in chunks like real ones
+                self.counts = np.full(ins.aux, ins.length * self.k / ins.aux) if ins.aux else None
                 return 0.0, True, None
             t0 = self.token0.get(node, 0)
             picks = ch[t0:t0 + ins.length]
             self.token0[node] = t0 + ins.length
             self.counts = np.bincount(picks.reshape(-1), minlength=ins.aux)
-            self.chunk, self.node = {}, node
             return 0.0, True, int(np.count_nonzero(self.counts))
         if ins.op == Op.MOE_GATHER:
-            if ch is None or self.counts is None or node != self.node:
+            if self.counts is None or node != self.node:
                 self.rows = emitted.expect_rows
                 return self.rows, True, None
             e, t = ins.aux, ins.length
             c = self.chunk.get(e, 0)
             self.chunk[e] = c + 1
-            n_e = int(self.counts[e]) if e < len(self.counts) else 0
-            rows = max(0, min(t, n_e - c * t))
+            n_e = float(self.counts[e]) if e < len(self.counts) else 0.0
+            rows = max(0.0, min(t, n_e - c * t))
             last_used = max((i for i, v in enumerate(self.counts) if v), default=-1)
             at_end = e >= last_used and c * t + rows >= n_e  # moe_cursor reaches moe_end
             self.rows = float(rows)
             return self.rows, not (rows == t or at_end), None
         if (ins.op == Op.LINEAR and ins.flags & 2) or ins.op == Op.MOE_COMBINE:
-            if ch is None or self.counts is None:
+            if self.counts is None:
                 return emitted.expect_rows, True, None
             return self.rows, True, None
         return emitted.expect_rows, True, None
 
 
-def instruction_rows(binding, choices: dict[str, np.ndarray] | None = None) -> list[list[tuple[float, bool, int | None]]]:
+def instruction_rows(binding, choices: dict[str, np.ndarray] | None = None,
+                     k: int = 2) -> list[list[tuple[float, bool, int | None]]]:
     """Per program segment of ``binding``, per instruction: :class:`RowsOfInstr`'s tuple."""
-    walk = RowsOfInstr(choices)
+    walk = RowsOfInstr(choices, k)
     return [[walk(e) for e in seg.instrs] for seg in binding.segments if seg.kind == "program"]

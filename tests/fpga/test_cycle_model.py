@@ -93,3 +93,13 @@ def test_rows_follow_the_routing_chunk_by_chunk():
             assert walk(_E(Instr(Op.MOE_COMBINE)))[0] == want
     uniform = RowsOfInstr(None)
     assert uniform(_E(Instr(Op.MOE_GATHER, length=t), expect_rows=12.5))[0] == 12.5
+
+
+def test_uniform_rows_are_chunked_like_real_ones():
+    """Without an input each expert expects M*k/E rows, gathered in chunks of T: 40 tokens,
+    top-2 of 4 experts -> 20 rows an expert -> chunks of 16, 4, 0 rows."""
+    walk = RowsOfInstr(None, k=2)
+    walk(_E(Instr(Op.MOE_ROUTE, length=40, aux=4)))
+    for e in range(4):
+        got = [walk(_E(Instr(Op.MOE_GATHER, length=16, aux=e), expect_rows=6.7))[0] for _ in range(3)]
+        assert got == [16, 4, 0]
