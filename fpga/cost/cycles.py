@@ -112,7 +112,7 @@ def linear_cycles(m: float, k: int, n: int, config, latency: int | None = None) 
     ==================  =======================================================================
 
     Output tiles: ``ceil(m / rows) * ceil(n / cols)``, token tile outer. ``m`` may be fractional
-    (an expected row count): the token tiles are then interpolated.
+    (an expected row count): the last token tile then keeps a fraction of a row.
     """
     c = config
     if m <= 0:
@@ -130,8 +130,8 @@ def linear_cycles(m: float, k: int, n: int, config, latency: int | None = None) 
     n_tiles = math.ceil(n / cols)
     full, part = divmod(m, rows)
     total = fill
-    token_tiles = [(rows, 1.0)] * int(full) + ([(part, 1.0)] if part > 0 else [])
-    for i, (kept, _) in enumerate(token_tiles):
+    token_tiles = [rows] * int(full) + ([part] if part > 0 else [])  # rows kept in each token tile
+    for i, kept in enumerate(token_tiles):
         out = kept * cpw + (rows - kept)
         stall = max(0.0, out - lead)
         last = i == len(token_tiles) - 1
