@@ -181,9 +181,11 @@ def latency_figures(compiled: Compiled, main: Binding, costs: dict, sim: dict | 
     c = compiled.config
     t_model = costs["total"]["cycles"]
     by_op = {k: dict(v) for k, v in costs["by_op"].items()}
+    has_moe = any(n.op == "MoE" and n.domain == "hwgen" for n in main.graph.nodes)
     cm = {"source": "fpga/cost/cycles.py", "total_model": round(t_model), "memory_latency": memory_latency(c),
-          "moe_rows": (f"routed: the experts the tokens of {moe_input or 'the given input'} pick in the fixed-point "
-                       "reference") if costs["moe_rows_exact"] else "uniform expectation (no input given)"}
+          "moe_rows": "no MoE layers" if not has_moe else
+          (f"routed: the experts the tokens of {moe_input or 'the given input'} pick in the fixed-point "
+           "reference") if costs["moe_rows_exact"] else "uniform expectation (no input given)"}
     prog = None
     if sim is not None:
         prog = next((p for p in sim.get("bindings", []) if p.get("name") == main.name), None)
