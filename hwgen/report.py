@@ -164,6 +164,8 @@ def render_markdown(report: dict) -> str:
     if report.get("energy_breakdown_j"):
         lines += ["## Energy breakdown", ""]
         lines += _table([{"component": k, "energy_j": v} for k, v in report["energy_breakdown_j"].items()], ("component", "energy_j"))
+    for sec in report.get("markdown_sections", ()):  # target-specific sections, rendered by the target
+        lines += [f"## {sec['title']}", "", sec["markdown"], ""]
     if report.get("comparisons"):
         lines += ["## Comparisons", ""] + _table(report["comparisons"], ("name", "latency_s"))
     if "resources" in report:
@@ -175,7 +177,8 @@ def render_markdown(report: dict) -> str:
     for k in ("warnings", "notes"):
         if report.get(k):
             lines += [f"## {k.capitalize()}", ""] + [f"- {s}" for s in report[k]] + [""]
-    known = set(_REQUIRED) | {"resources", "energy_breakdown_j", "comparisons", "warnings", "notes", "throughput_per_s"}
+    known = set(_REQUIRED) | {"resources", "energy_breakdown_j", "comparisons", "warnings", "notes", "throughput_per_s",
+                              "markdown_sections"}
     rest = {k: v for k, v in report.items() if k not in known}
     if rest:
         lines += ["## Other figures", "", "```json", json.dumps(rest, indent=2, sort_keys=True), "```", ""]

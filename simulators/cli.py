@@ -180,6 +180,10 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles, stric
     (out / "sim.json").write_text(json.dumps(sim, indent=1) + "\n")
     report = build_report(compiled, layout.get("model", str(out)), sim=sim)
     write_report(report, out)
+    from fpga.compile.report_latency import plot_latency, plot_roofline
+
+    plot_latency(report, out / "layers.png")
+    plot_roofline(report, out / "roofline.png")
     t = Table("program set", "input", "cycles", "latency", "layers", "bit-exact", "max |err| vs float", title_justify="left",
               title=f"hwgen simulate {out} ({simulator})")
     for r in results:

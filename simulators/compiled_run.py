@@ -116,6 +116,9 @@ def simulate_binding(compiled: Compiled, binding: str, feeds: dict, backend, flo
     rt = Runtime(compiled, binding)
     say(f"{binding}: reference (fixed point)")
     rt.reference(feeds)
+    from fpga.cost.routing import expert_choices
+
+    choices = expert_choices(rt.b, {}, rt.ref)  # the experts each MoE token picks (for the cycle model)
     mem = rt.memory(feeds)
     hook = CompiledHook(rt)
     for seg in hook.before:  # host steps before the first program write into the initial memory
@@ -143,16 +146,20 @@ def simulate_binding(compiled: Compiled, binding: str, feeds: dict, backend, flo
     # cycles per IR node from the instruction trace
     layer_cycles: dict[str, int] = {}
     prog_cycles = []
+    instr_cycles: list[list[int]] = []  # per program, cycles of each instruction (END last)
     for p, seg in enumerate(progs):
         pr = run["programs"][p]
         prog_cycles.append(pr.get("cycles"))
         trace = pr.get("trace") or []  # (instruction index, cycles since the start) as each completes
         prev = 0
+        per_instr = []
         for idx, cyc in trace:
+            per_instr.append(int(cyc - prev))
             if 0 <= idx < len(seg.instrs):
                 node = seg.instrs[idx].node or "(control)"
                 layer_cycles[node] = layer_cycles.get(node, 0) + int(cyc - prev)
             prev = cyc
+        instr_cycles.append(per_instr)
     # the float model
     err, tol, ok = 0.0, 0.0, True
     if float_ref is not None:
@@ -163,6 +170,10 @@ def simulate_binding(compiled: Compiled, binding: str, feeds: dict, backend, flo
             err, tol = max(err, e), max(tol, t)
             ok = ok and e <= t
     extra = dict(run.get("extra", {}))
+    if any(instr_cycles):
+        extra["instr_cycles"] = instr_cycles
+    if choices:
+        extra["moe_experts"] = {k: np.asarray(v).tolist() for k, v in choices.items()}
     if not ok:  # a Mixture of Experts near a tie routes some tokens elsewhere in fixed point: say so
         flips = routing_differences(rt.b.graph, rt.feeds(feeds), rt.ref)
         if flips:

@@ -11,31 +11,49 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+import numpy as np
+
 from hwgen.report import make_report
 
-from ..cost.cycles import BURST, FETCH_CYCLES, MEM_LATENCY, estimate_cycles
+from ..cost.cycles import BURST, FETCH_CYCLES, estimate_cycles, memory_latency
 from ..cost.energy import ENERGY_TABLE, estimate_energy, instruction_actions
+from ..cost.routing import RowsOfInstr
 from .compiler import Binding, Compiled
+from .report_latency import edge_moe_comparison, latency_section
 
-__all__ = ["binding_costs", "build_report", "first_order_resources"]
+__all__ = ["binding_costs", "build_report", "first_order_resources", "latency_figures"]
 
 
-def binding_costs(compiled: Compiled, b: Binding) -> dict:
-    """Per-node and total estimated cycles and actions of one program set."""
+def binding_costs(compiled: Compiled, b: Binding, moe_choices: dict | None = None) -> dict:
+    """Per-node and total modelled cycles and actions of one program set.
+
+    ``moe_choices``: per MoE node the experts its tokens pick for a given input
+    (:func:`fpga.cost.routing.expert_choices`); without, the uniform expectation.
+    ``instr_cycles``: per program, the model's cycles of each instruction.
+    """
     c = compiled.config
+    rows_of = RowsOfInstr(moe_choices, c.moe_k)
     per_node: "OrderedDict[str, dict]" = OrderedDict()
+    by_op: "OrderedDict[str, dict]" = OrderedDict()
+    instr_cycles: list[list[float]] = []
     total = {"cycles": 0.0, "macs": 0.0, "buffer_words": 0.0, "dram_bytes": 0.0, "instructions": 0}
     for seg in b.segments:
         if seg.kind != "program":
             per_node.setdefault(seg.node, {"cycles": 0.0, "macs": 0.0, "buffer_words": 0.0, "dram_bytes": 0.0,
                                            "instructions": 0, "host": True})
             continue
+        instr_cycles.append([])
         for e in seg.instrs:
             node = e.node or "(control)"
             row = per_node.setdefault(node, {"cycles": 0.0, "macs": 0.0, "buffer_words": 0.0, "dram_bytes": 0.0,
                                              "instructions": 0})
-            cyc = estimate_cycles(e.instr, c, e.expect_rows)
-            act = instruction_actions(e.instr, c, e.expect_rows)
+            rows, by_entry, used = rows_of(e)
+            cyc = estimate_cycles(e.instr, c, rows, gather_ended_by_entry=by_entry, experts_used=used)
+            instr_cycles[-1].append(cyc)
+            op_row = by_op.setdefault(e.instr.op.name, {"count": 0, "model": 0.0})
+            op_row["count"] += 1
+            op_row["model"] += cyc
+            act = instruction_actions(e.instr, c, rows)
             row["cycles"] += cyc
             row["instructions"] += 1
             for k in ("macs", "buffer_words", "dram_bytes"):
@@ -44,7 +62,8 @@ def binding_costs(compiled: Compiled, b: Binding) -> dict:
             total["instructions"] += 1
             for k in ("macs", "buffer_words", "dram_bytes"):
                 total[k] += act[k]
-    return {"nodes": per_node, "total": total}
+    return {"nodes": per_node, "total": total, "by_op": by_op, "instr_cycles": instr_cycles,
+            "moe_rows_exact": rows_of.exact}
 
 
 def first_order_resources(config) -> dict:
@@ -58,11 +77,20 @@ def first_order_resources(config) -> dict:
     }
 
 
-def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth: dict | None = None) -> dict:
+def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth: dict | None = None,
+                 moe_choices: dict | None = None, moe_input: str = "") -> dict:
+    """The report of ``compiled`` (its first program set); ``sim``: ``sim.json`` of a run;
+    ``moe_choices``/``moe_input``: the experts each MoE token picks for that run's input
+    (:func:`fpga.cost.routing.expert_choices`) and what the input was."""
     c = compiled.config
     f = c.clock_hz
     main = compiled.bindings[0]
-    costs = binding_costs(compiled, main)
+    if moe_choices is None and sim is not None:  # the routing of the simulated input (sim.json)
+        run = next((p for p in sim.get("bindings", []) if p.get("name") == main.name), {})
+        if run.get("moe_experts"):
+            moe_choices = {k: np.asarray(v) for k, v in run["moe_experts"].items()}
+            moe_input = moe_input or run.get("input", "")
+    costs = binding_costs(compiled, main, moe_choices)
     t = costs["total"]
     latency = t["cycles"] / f
     energy = estimate_energy(t, latency)
@@ -78,7 +106,8 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
         lat = row["cycles"] / f
         en = estimate_energy(row, lat)
         entry = {"name": node, "op": _op_of(main, node), "latency_s": lat, "energy_j": sum(en.values()),
-                 "cycles_estimated": round(row["cycles"]), "instructions": row["instructions"],
+                 "cycles_estimated": round(row["cycles"]), "cycles_model": round(row["cycles"]),
+                 "instructions": row["instructions"],
                  "macs": int(row["macs"]), "dram_bytes": int(row["dram_bytes"])}
         if node in sim_layers:
             entry["cycles_measured"] = int(sim_layers[node])
@@ -92,13 +121,13 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
     assumptions = [{"name": k, "value": v[0], "unit": v[1], "source": v[2]} for k, v in ENERGY_TABLE.items()]
     assumptions += [
         {"name": "clock_hz", "value": f, "unit": "Hz", "source": "accelerator configuration (clock_hz)"},
-        {"name": "fetch_cycles", "value": FETCH_CYCLES, "unit": "cycles per instruction",
-         "source": "fpga/hdl/controller.py: FETCH, WAIT_INS, DECODE, NEXT states"},
-        {"name": "memory_latency", "value": MEM_LATENCY, "unit": "cycles from request to first beat",
-         "source": "assumption: the simulation memory model's default; DDR4 behind an AXI interconnect is slower"},
+        {"name": "fetch_cycles", "value": FETCH_CYCLES, "unit": "cycles per instruction besides the memory latency",
+         "source": "fpga/hdl/controller.py: NEXT, FETCH, DECODE states"},
+        {"name": "memory_latency", "value": memory_latency(c), "unit": "cycles from request to first beat",
+         "source": "the simulated memory's default (simulators/program_backend.py); DDR4 behind an AXI interconnect "
+                   "is slower: set mem_latency"},
         {"name": "burst_beats", "value": BURST, "unit": "beats", "source": "fpga/hdl/dma.py (burst_beats=16)"},
-        {"name": "moe_routing", "value": "uniform", "unit": "",
-         "source": "estimate only: each expert gets tokens x k / E tokens; the simulation measures the real routing"},
+        _moe_rows_assumption(costs, moe_input),
     ]
     warnings = []
     if host_ops:
@@ -113,7 +142,7 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
              "programs": [{"name": b.name, "bind": b.bind, **b.stats,
                            "cycles_estimated": round(binding_costs(compiled, b)["total"]["cycles"])}
                           for b in compiled.bindings],
-             "notes": ["cycles are a first-order estimate from the engines' documented behaviour (fpga/cost/cycles.py); "
+             "notes": ["cycles: an analytic model of each engine's RTL (fpga/cost/cycles.py, docs/fpga-cost-model.md); "
                        "`hwgen simulate OUT` measures them in RTL",
                        "resources: first-order (no synthesis); `hwgen fpga synth` gives Yosys figures"],
              "warnings": warnings}
@@ -127,8 +156,58 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
             extra["latency_measured_s"] = sim["cycles"] / f
     if synth is not None:
         extra["resources"] = synth
-    return make_report("fpga", model, c.to_dict(), latency, float(sum(energy.values())), layers, host_ops,
-                       assumptions, **extra)
+    extra.update(latency_figures(compiled, main, costs, sim, moe_input, model))
+    report = make_report("fpga", model, c.to_dict(), latency, float(sum(energy.values())), layers, host_ops,
+                         assumptions, **extra)
+    report["markdown_sections"] = [{"title": "Latency: cycle model and RTL", "markdown": latency_section(report)}]
+    return report
+
+
+def _moe_rows_assumption(costs: dict, moe_input: str) -> dict:
+    if costs["moe_rows_exact"]:
+        return {"name": "moe_rows", "value": "routed", "unit": "rows per expert",
+                "source": f"the experts each token picks in the fixed-point reference of {moe_input or 'the given input'}"}
+    return {"name": "moe_rows", "value": "uniform", "unit": "rows per expert",
+            "source": "no input given: each expert is expected to get tokens x k / E rows"}
+
+
+def latency_figures(compiled: Compiled, main: Binding, costs: dict, sim: dict | None, moe_input: str = "",
+                    model: str = "") -> dict:
+    """The report's latency keys: ``cycle_model`` (totals, model against RTL), ``cycles_by_op``
+    (model and RTL per instruction type), ``roofline`` (the array's peak in ops/cycle and the
+    external port in bytes/cycle) and, for Edge-MoE's M3ViT, ``comparisons`` and ``edge_moe``."""
+    from hwgen.analysis import total_macs
+
+    c = compiled.config
+    t_model = costs["total"]["cycles"]
+    by_op = {k: dict(v) for k, v in costs["by_op"].items()}
+    has_moe = any(n.op == "MoE" and n.domain == "hwgen" for n in main.graph.nodes)
+    cm = {"source": "fpga/cost/cycles.py", "total_model": round(t_model), "memory_latency": memory_latency(c),
+          "moe_rows": "no MoE layers" if not has_moe else
+          (f"routed: the experts the tokens of {moe_input or 'the given input'} pick in the fixed-point "
+           "reference") if costs["moe_rows_exact"] else "uniform expectation (no input given)"}
+    prog = None
+    if sim is not None:
+        prog = next((p for p in sim.get("bindings", []) if p.get("name") == main.name), None)
+    rtl_total = None
+    if prog is not None and prog.get("cycles"):
+        rtl_total = int(prog["cycles"])
+        cm["total_rtl"] = rtl_total
+        cm["deviation"] = (t_model - rtl_total) / rtl_total
+        measured = prog.get("instr_cycles") or []
+        progs = [s for s in main.segments if s.kind == "program"]
+        if len(measured) == len(progs):
+            for seg, meas in zip(progs, measured):
+                for e, m in zip(seg.instrs, meas):
+                    row = by_op[e.instr.op.name]
+                    row["rtl"] = row.get("rtl", 0) + int(m)
+    out = {"cycle_model": cm, "cycles_by_op": by_op,
+           "roofline": {"peak_ops_per_cycle": 2 * c.mac_rows * c.mac_cols, "ext_bytes_per_cycle": c.mem_port_bits // 8}}
+    if "edge-moe" in model:  # Edge-MoE's M3ViT: its published configuration beside hwgen's
+        cmp = edge_moe_comparison(total_macs(main.graph), t_model, c, rtl_total)
+        out["comparisons"] = cmp["rows"]
+        out["edge_moe"] = {k: v for k, v in cmp.items() if k != "rows"}
+    return out
 
 
 def _op_of(b: Binding, node: str) -> str:

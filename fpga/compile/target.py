@@ -12,7 +12,8 @@ Writes into OUT (atomically, through ``hwgen compile``):
                     inputs, outputs and spill slots zeroed)
 ``layout.json``     where everything is: regions, programs, inputs/outputs, host steps
 ``compiled.pkl``    the compiled model for ``hwgen simulate OUT`` (this hwgen version only)
-``report.json``     figures (schema ``hwgen.report``) and ``report.md``, ``layers.png``
+``report.json``     figures (schema ``hwgen.report``) and ``report.md``, ``layers.png`` (cycles per
+                    layer), ``roofline.png`` (ops/cycle against ops per external byte)
 ==================  ================================================================
 
 Options (``--set KEY=VALUE`` besides the configuration's own fields): ``verilog=true|false``.
@@ -35,6 +36,7 @@ from hwgen.report import write_report
 from ..config import AcceleratorConfig
 from .compiler import Compiled, compile_graph
 from .report import binding_costs, build_report
+from .report_latency import plot_latency, plot_roofline
 
 __all__ = ["FpgaTarget", "load_config", "write_program", "load_compiled"]
 
@@ -166,32 +168,6 @@ def load_compiled(out_dir) -> tuple[Compiled, dict]:
         return pickle.load(f), layout
 
 
-def _plot_layers(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in report["layers"] if r.get("cycles_estimated")]
-    if not rows:
-        return
-    names = [r["name"][-28:] for r in rows]
-    est = [r["cycles_estimated"] for r in rows]
-    fig, ax = plt.subplots(figsize=(10, max(3, 0.18 * len(rows) + 1)))
-    y = np.arange(len(rows))
-    ax.barh(y, est, height=0.4 if any("cycles_measured" in r for r in rows) else 0.8, label="estimated")
-    if any("cycles_measured" in r for r in rows):
-        ax.barh(y + 0.4, [r.get("cycles_measured", 0) for r in rows], height=0.4, label="measured (RTL)")
-        ax.legend()
-    ax.set_yticks(y, names, fontsize=6)
-    ax.invert_yaxis()
-    ax.set_xlabel("cycles")
-    ax.set_title(f"{report['model']}: cycles per layer ({report['config']['clock_hz'] / 1e6:.0f} MHz)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 class FpgaTarget:
     name = "fpga"
     help = "Edge-MoE-style accelerator (Amaranth -> Verilog), its programs and memory image; cycle/energy estimates"
@@ -240,7 +216,8 @@ class FpgaTarget:
                     st.update("generating Verilog (Amaranth)")
                     report["verilog_s"] = future.result()
                 write_report(report, out_dir)
-                _plot_layers(report, out_dir / "layers.png")
+                plot_latency(report, out_dir / "layers.png")
+                plot_roofline(report, out_dir / "roofline.png")
         except BrokenProcessPool as e:
             raise TargetError(f"Verilog generation failed: {e}") from e
         finally:

@@ -1,79 +1,241 @@
-"""First-order cycle estimate per instruction, from the engines' documented behaviour.
+"""Analytic cycle model of the accelerator, per instruction, from each engine's RTL.
 
-Every instruction costs a fetch (``FETCH_CYCLES`` plus the memory latency: the controller
-fetches, decodes and starts one instruction at a time) plus its engine's work:
+Every instruction costs the controller's fetch (``fetch_cycles = L + 3``: the NEXT and
+FETCH states, the instruction read's latency ``L`` and DECODE, ``fpga/hdl/controller.py``)
+plus its engine's cycles from ``unit_start`` to ``unit_done`` (what the unit testbenches
+count). ``L`` is the external memory's read latency in cycles (:data:`MEM_LATENCY`, the
+simulated memory's default, ``simulators/program_backend.py``). Units: cycles; ``lanes``
+activations a buffer word, ``B`` = :data:`BURST` beats a DMA burst.
 
-==========  ===================================================================================
-LOAD/STORE  ``length`` beats + the memory latency per burst of ``BURST`` beats
-LINEAR      per output tile (``mac_rows`` tokens x ``mac_cols`` features):
-            ``ceil(K / lanes) * (mac_rows + lanes)`` cycles (the transposer reads ``mac_rows``
-            words, then sends ``lanes`` columns, on the buffer's one read port) plus
-            ``mac_rows * mac_cols / lanes`` result words; M from ``moe_rows`` when flagged
-GELU, ADD   ``length`` words x operands (one buffer read a cycle)
-LAYERNORM   per row ``3 * ceil(D / lanes)`` reads and ``D`` beats in, ~80 cycles of reciprocal
-            square root, ``D`` beats out
-ATTENTION   per group of ``attention_queries`` queries: ``queries * head_dim / lanes`` query
-            words + ``Sk * 2 * head_dim / lanes`` key and value words (chunks of the
-            configured head size, whatever ``att_dim``)
-MOE_ROUTE   ``M * E`` score beats + ``M * k`` schedule entries
-MOE_GATHER  per gathered row ``S + 9`` cycles (entry and route word reads, ``S`` words, the
-            list word) + 4 (measured in ``tb_moe_expert.py``)
-MOE_COMBINE per row ``2 * So + 5`` cycles (two reads a word, the list word) + 6 (measured)
-SET, SYNC   the fetch only
-==========  ===================================================================================
+===========  ========================================================================================
+op           engine cycles (after the fetch)
+===========  ========================================================================================
+LOAD         ``2 + n + ceil(n / B) * (L + 1)``: command handshake and done (2); per burst the
+             NEXT/RD_REQ states and the latency, then one beat a cycle (``dma.py``)
+STORE        ``2 + n + ceil(n / B) * 3``: per burst NEXT, WR_REQ, WR_PRIME (the buffer's read
+             latency); writes are posted
+LINEAR       :func:`linear_cycles` (the transposer, weight-bank fill, output rows)
+GELU, ADD    ``operands * n + 4``: one buffer read a cycle; the reader's two-cycle round
+             trip, the unit's register stage, the done pulse
+LAYERNORM    ``rows * ((D + 3W - 3) + RSQRT + (D + W - 1)) + 7`` with ``W = ceil(D / lanes)``:
+             per word three reads (x, gamma, beta; the first word's overlap the previous
+             row's output) then one element a cycle into the unit; the reciprocal square
+             root ``RSQRT = 1 + 1 + (2R + 3) + 1 + (R + 2)`` (variance, normalise, restoring
+             division, square-root set-up and steps; ``R`` = ``hwgen.numerics.layernorm.
+             RSQRT_BITS``: 80 cycles); one element a cycle out plus one cycle a word written
+ATTENTION    per group of ``n <= P`` queries (``P = attention_queries``):
+             ``n*F*w + 2*Sk*F*w + (n-1)*F*w + 3``, plus ``F*w + 1`` once, with ``F =
+             head_dim / chunk`` (configured head, whatever ``att_dim``), ``w = chunk / lanes``:
+             query words, key and value words (the read port bounds the unit), the group's
+             rows leaving at ``w`` cycles a chunk (the next group's queries wait while the unit
+             computes; the last row overlaps them), the reader's round trip
+MOE_ROUTE    ``M * (E_cfg + ceil(E / lanes)) + M * k + (E_cfg - E_used) + 6``: ``E_cfg =
+             moe_experts`` score beats a token (missing experts are fed as the most negative
+             code) plus one cycle a score word taken; then one schedule entry a cycle and one
+             cycle per expert without tokens (the scheduler scans all ``E_cfg`` queues); the
+             top-k result, the last token's ``k`` queue writes, the prefetch pointer's start,
+             the header word and done (6)
+MOE_GATHER   ``rows * (S + 9) + 4`` (``+ 2`` when T rows or ``moe_end`` end it): schedule entry
+             and route word (two dependent reads), ``S`` words copied, the list word
+MOE_COMBINE  ``rows * (2 So + 5) + 6`` (``1`` for no rows): H and Y words share the read port
+SET          1;  SYNC 0;  END: ``L + 2`` in all (``done`` rises in DECODE)
+===========  ========================================================================================
 
-This is the issue-15 estimate; the RTL's measured cycles (``sim.json``) are the truth.
+Register-sized ops (MOE_GATHER, the experts' LINEARs with ``flags.1``, MOE_COMBINE) depend
+on the rows each expert gets: pass the real count (``moe_rows``, e.g. from
+:mod:`fpga.cost.routing` on a fixed-point reference run) or the compiler's uniform
+expectation (``Instr.expect_rows``).
+
+Not fitted to measurements: every term above is read off the RTL's state machines; the
+RTL runs check the model (``tests/fpga/compile/test_simulate_rtl.py``, ``docs/fpga-cost-model.md``).
 """
 
 from __future__ import annotations
 
 import math
 
+from hwgen.numerics.layernorm import RSQRT_BITS
+
 from ..isa import Op
 
-__all__ = ["estimate_cycles", "FETCH_CYCLES", "MEM_LATENCY", "BURST"]
+__all__ = ["estimate_cycles", "linear_cycles", "fetch_cycles", "dma_read_cycles", "memory_latency",
+           "layernorm_row_cycles", "attention_cycles", "gather_cycles", "combine_cycles", "route_cycles",
+           "attention_unit_group_cycles", "attention_unit_first_output", "layernorm_unit_row_cycles",
+           "FETCH_CYCLES", "MEM_LATENCY", "BURST", "RSQRT_CYCLES"]
 
-#: Cycles of fetch/decode/start per instruction besides the memory latency.
-FETCH_CYCLES = 4
-#: Cycles from a memory request to its first beat (the simulation's memory model default).
-MEM_LATENCY = 8
-#: Beats per DMA burst.
+#: Read latency of the external memory in cycles (request accepted -> first beat): the
+#: simulated memory's default (``simulators/program_backend.py``). A configuration may
+#: set ``mem_latency`` to model a slower memory.
+MEM_LATENCY = 4
+#: Beats per DMA burst (``fpga/hdl/dma.py``, ``burst_beats``; ``top.py`` keeps the default).
 BURST = 16
+#: Controller cycles per instruction besides the memory latency (NEXT, FETCH, DECODE).
+FETCH_CYCLES = 3
+#: LayerNorm's reciprocal square root per row: VAR, NORM, the restoring division's
+#: ``2R + 3`` steps, SQRT0 and the square root's ``R + 2`` steps (``fpga/hdl/layernorm.py``).
+RSQRT_CYCLES = 1 + 1 + (2 * RSQRT_BITS + 3) + 1 + (2 * RSQRT_BITS + 4) // 2
+#: The buffer reader's round trip (request, word in the queue, taken).
+_READ_TRIP = 2
 
 
-def estimate_cycles(instr, config, moe_rows: float = 0.0) -> float:
-    """Cycles of one instruction (``moe_rows``: rows assumed for register-sized LINEARs)."""
+def memory_latency(config) -> int:
+    """External read latency in cycles: ``config.mem_latency`` if set, else :data:`MEM_LATENCY`."""
+    return int(getattr(config, "mem_latency", None) or MEM_LATENCY)
+
+
+def fetch_cycles(config) -> int:
+    """Cycles the controller spends on one instruction outside its engine."""
+    return memory_latency(config) + FETCH_CYCLES
+
+
+def dma_read_cycles(words: float, latency: int) -> float:
+    """Cycles of a DMA read of ``words`` words: one beat a cycle, per burst NEXT, RD_REQ, latency."""
+    return words + math.ceil(words / BURST) * (latency + 1) if words > 0 else 0.0
+
+
+def linear_cycles(m: float, k: int, n: int, config, latency: int | None = None) -> float:
+    """Engine cycles of LINEAR ``[m, k] @ [k, n]`` (``fpga/hdl/engine_linear.py``).
+
+    ==================  =======================================================================
+    term                cycles
+    ==================  =======================================================================
+    transposer, a tile  ``X = ceil(K / lanes) * (rows + 2) + K``: per word of K, ``rows`` reads
+                        and the reader's round trip, then ``lanes`` columns; reading and sending
+                        do not overlap (one read port)
+    weight fill         ``max(0, dma(bias_words + min(K, depth) * w_words) - (rows + 2))``: the
+                        first K tile must be in its bank before the first column; later blocks
+                        load into the other bank while a tile computes (hidden unless
+                        ``dma(block) > X``: then ``dma(block)`` a tile)
+    output rows         a tile's rows leave as ``kept * cols / lanes + dropped`` cycles; they
+                        overlap the next tile's first ``rows + 2`` reads; the last tile's drain
+    done                1
+    ==================  =======================================================================
+
+    Output tiles: ``ceil(m / rows) * ceil(n / cols)``, token tile outer. ``m`` may be fractional
+    (an expected row count): the last token tile then keeps a fraction of a row.
+    """
     c = config
-    lanes = c.lanes
-    base = FETCH_CYCLES + MEM_LATENCY
+    if m <= 0:
+        return 1.0
+    lat = memory_latency(c) if latency is None else latency
+    rows, cols, lanes = c.mac_rows, c.mac_cols, c.lanes
+    cpw = cols // lanes
+    w_words = -(-cols * c.weight_fmt.width // c.mem_port_bits)
+    b_words = -(-cols * c.act_fmt.width // c.mem_port_bits)
+    x_tile = math.ceil(k / lanes) * (rows + _READ_TRIP) + k
+    lead = rows + _READ_TRIP
+    block = dma_read_cycles(b_words + k * w_words, lat)
+    per_tile = max(x_tile, block)
+    fill = max(0.0, dma_read_cycles(b_words + min(k, c.weight_depth) * w_words, lat) - lead)
+    n_tiles = math.ceil(n / cols)
+    full, part = divmod(m, rows)
+    total = fill
+    token_tiles = [rows] * int(full) + ([part] if part > 0 else [])  # rows kept in each token tile
+    for i, kept in enumerate(token_tiles):
+        out = kept * cpw + (rows - kept)
+        stall = max(0.0, out - lead)
+        last = i == len(token_tiles) - 1
+        total += n_tiles * per_tile + (n_tiles - 1 if last else n_tiles) * stall + (out if last else 0.0)
+    return total + 1
+
+
+def attention_unit_group_cycles(queries: int, keys: int, beats: int) -> int:
+    """The attention unit alone, no stalls: a group of ``queries`` rows and ``keys`` keys of
+    ``beats = F`` chunks takes ``F * (keys + 2 * queries)`` cycles (queries loading, one key
+    step of ``F`` cycles a key, the skew of ``queries`` key steps; ``fpga/hdl/attention.py``)."""
+    return beats * (keys + 2 * queries)
+
+
+def attention_unit_first_output(keys: int, beats: int) -> int:
+    """Cycles from a group's first ``kv`` beat to its first output beat (the unit alone)."""
+    return (keys + 1) * beats
+
+
+def layernorm_unit_row_cycles(d: int) -> int:
+    """The LayerNorm unit alone, no stalls: one row of ``d`` elements every ``2 d +
+    RSQRT_CYCLES`` cycles (ACCUM one element a cycle, the reciprocal square root, OUT one
+    element a cycle; ``fpga/hdl/layernorm.py``)."""
+    return 2 * d + RSQRT_CYCLES
+
+
+def layernorm_row_cycles(d: int, lanes: int) -> int:
+    """Cycles of one LAYERNORM row of ``d`` elements (see the module table)."""
+    w = math.ceil(d / lanes)
+    return (d + 3 * w - 3) + RSQRT_CYCLES + (d + w - 1)
+
+
+def attention_cycles(sq: int, sk: int, config) -> float:
+    """Engine cycles of one ATTENTION head (``fpga/hdl/engine_attention.py``, ``attention.py``)."""
+    c = config
+    f = c.attention_head_dim // c.attention_chunk
+    w = c.attention_chunk // c.lanes
+    total = 0.0
+    for g0 in range(0, sq, c.attention_queries):
+        n = min(c.attention_queries, sq - g0)
+        total += n * f * w + 2 * sk * f * w + (n - 1) * f * w + 3
+    return total + f * w + 1 if sq > 0 else 1.0
+
+
+def route_cycles(m: int, e: int, config, experts_used: int | None = None) -> float:
+    """Engine cycles of MOE_ROUTE over ``m`` tokens and ``e`` experts (``engine_moe.py``, ``moe.py``)."""
+    c = config
+    used = min(e, m * c.moe_k) if experts_used is None else experts_used
+    return m * (c.moe_experts + math.ceil(e / c.lanes)) + m * c.moe_k + (c.moe_experts - used) + 6
+
+
+def gather_cycles(rows: float, s: int, ended_by_entry: bool = True) -> float:
+    """Engine cycles of MOE_GATHER copying ``rows`` rows of ``s`` words (``engine_moe_expert.py``)."""
+    return rows * (s + 9) + (4 if ended_by_entry else 2)
+
+
+def combine_cycles(rows: float, so: int) -> float:
+    """Engine cycles of MOE_COMBINE over ``rows`` rows of ``so`` words (``engine_moe_expert.py``)."""
+    return rows * (2 * so + 5) + 6 if rows > 0 else 1.0
+
+
+def estimate_cycles(instr, config, moe_rows: float = 0.0, *, gather_ended_by_entry: bool = True,
+                    experts_used: int | None = None) -> float:
+    """Cycles of one instruction, fetch included (see the module table).
+
+    Parameters
+    ----------
+    instr : fpga.isa.Instr
+    config : fpga.config.AcceleratorConfig
+    moe_rows : float
+        Rows of a register-sized op (MOE_GATHER, LINEAR with ``flags.1``, MOE_COMBINE): the
+        real count for a given input, or the uniform expectation.
+    gather_ended_by_entry : bool
+        MOE_GATHER stopped at another expert's entry (else T rows or ``moe_end``: 2 cycles less).
+    experts_used : int, optional
+        MOE_ROUTE: experts that get tokens (default ``min(E, M * k)``).
+    """
+    c = config
+    lat = memory_latency(c)
+    base = lat + FETCH_CYCLES
     op = instr.op
-    if op in (Op.LOAD, Op.STORE):
-        return base + instr.length + MEM_LATENCY * math.ceil(instr.length / BURST)
+    if op == Op.END:
+        return lat + 2
+    if op == Op.LOAD:
+        return base + 2 + dma_read_cycles(instr.length, lat)
+    if op == Op.STORE:
+        return base + 2 + instr.length + math.ceil(instr.length / BURST) * 3
     if op == Op.LINEAR:
         m = moe_rows if instr.flags & 2 else instr.length
-        if m <= 0:
-            return base
-        k, n = instr.aux, instr.src1
-        tiles = math.ceil(m / c.mac_rows) * math.ceil(n / c.mac_cols)
-        per_tile = math.ceil(k / lanes) * (c.mac_rows + lanes) + c.mac_rows * c.mac_cols / lanes
-        return base + tiles * per_tile + MEM_LATENCY
+        return base + linear_cycles(m, instr.aux, instr.src1, c, lat)
     if op == Op.GELU:
         return base + instr.length + 4
     if op == Op.ADD:
         return base + 2 * instr.length + 4
     if op == Op.LAYERNORM:
-        d = instr.aux
-        return base + instr.length * (3 * math.ceil(d / lanes) + 2 * d + 80)
+        return base + instr.length * layernorm_row_cycles(instr.aux, c.lanes) + 7
     if op == Op.ATTENTION:
-        sq, sk = instr.length, instr.aux
-        words = c.attention_head_dim / lanes
-        groups = math.ceil(sq / c.attention_queries)
-        return base + groups * (c.attention_queries * words + sk * 2 * words + 2 * c.attention_head_dim / c.attention_chunk)
+        return base + attention_cycles(instr.length, instr.aux, c)
     if op == Op.MOE_ROUTE:
-        return base + instr.length * instr.aux + instr.length * c.moe_k + 8
+        return base + route_cycles(instr.length, instr.aux, c, experts_used)
     if op == Op.MOE_GATHER:
-        s = instr.ext_addr & 0xFFFF
-        return base + moe_rows * (s + 9) + 4
+        return base + gather_cycles(moe_rows, instr.ext_addr & 0xFFFF, gather_ended_by_entry)
     if op == Op.MOE_COMBINE:
-        return base + (moe_rows * (2 * instr.aux + 5) + 6 if moe_rows > 0 else 1)
-    return base
+        return base + combine_cycles(moe_rows, instr.aux)
+    if op == Op.SET:
+        return base + 1
+    return base  # SYNC

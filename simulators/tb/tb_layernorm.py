@@ -65,3 +65,44 @@ async def random_rows_with_stalls(dut):
     assert checker.checked == total, f"only {checker.checked} of {total} elements came out"
     dut._log.info("checked %d elements in %d rows", total, n_rows)
     assert checker.errors == 0
+
+
+@cocotb.test()
+async def rows_without_stalls_take_the_modelled_cycles(dut):
+    """No stalls: a row of D elements every ``2 D + RSQRT_CYCLES`` cycles, the cycle model's
+    figure (:func:`fpga.cost.cycles.layernorm_unit_row_cycles`), and still bit-exact."""
+    from cocotb.triggers import ReadOnly
+
+    from fpga.cost.cycles import layernorm_unit_row_cycles
+
+    env = os.environ
+    n, eps = int(env["TB_MAXN"]), float(env["TB_EPS"])
+    fx, fg, fb, fo = _fmt("TB_X"), _fmt("TB_G"), _fmt("TB_B"), _fmt("TB_OUT")
+    rng = np.random.default_rng(int(env.get("TB_SEED", "0")) + 11)
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    checker = InOrderChecker(dut._log, "o")
+    drv = StreamDriver(dut, "i", dut.clk, p_valid=1.0)
+    StreamMonitor(dut, "o", dut.clk, lambda v: checker.got(tuple(unpack(v, [(fo.width, True), (1, False)]))), p_ready=1.0)
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+    rows = 5
+    for _ in range(rows):
+        x = to_fixed(rng.normal(0, 2, n), fx)
+        g, b = to_fixed(rng.normal(1, 0.5, n), fg), to_fixed(rng.normal(0, 1, n), fb)
+        want = layernorm_codes(x, g, b, fx, fg, fb, fo, eps=eps)
+        for j in range(n):
+            drv.append(pack([(x[j], fx.width), (g[j], fg.width), (b[j], fb.width), (int(j == n - 1), 1)]))
+            checker.expect((int(want[j]), int(j == n - 1)))
+    row_ends, cycle = [], 0
+    while len(row_ends) < rows and cycle < rows * (4 * n + 400):
+        await RisingEdge(dut.clk)
+        cycle += 1
+        await ReadOnly()
+        if int(dut.o__valid.value) and int(dut.o__ready.value) and int(dut.o__payload.value) >> fo.width & 1:
+            row_ends.append(cycle)
+    periods = {b - a for a, b in zip(row_ends, row_ends[1:])}
+    dut._log.info("rows of %d elements every %s cycles", n, sorted(periods))
+    assert periods == {layernorm_unit_row_cycles(n)}, (periods, layernorm_unit_row_cycles(n))
+    await ClockCycles(dut.clk, 2)
+    assert checker.checked == rows * n and checker.errors == 0

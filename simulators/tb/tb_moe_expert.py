@@ -35,6 +35,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from top_program import designed_routing
 
+from fpga.cost.cycles import combine_cycles, gather_cycles
 from fpga.config import AcceleratorConfig
 from fpga.isa import FIELDS
 from hwgen.numerics.moe import combine_codes
@@ -234,7 +235,7 @@ async def gather_matches_spec(dut):
                     errors += _diff(buf.words, mem, f"image {img} expert {e}")
                     if not stalls:  # documented: S + 9 a row, 4 (entry read) or 2 at the end
                         ended_by_entry = want_rows < t_max and want_cursor < end
-                        want_cycles = want_rows * (s + 9) + (4 if ended_by_entry else 2)
+                        want_cycles = gather_cycles(want_rows, s, ended_by_entry)  # the cycle model's
                         if cycles != want_cycles:
                             errors.append(f"image {img} expert {e}: {cycles} cycles, documented {want_cycles}")
                     for i in range(outs["rows_out"]):
@@ -329,7 +330,7 @@ async def combine_matches_reference(dut):
             n_instr += 1
             n_words += len(rows) * so
             errors += _diff(buf.words, want, f"case {case} ({kind}, So={so}, {len(rows)} rows)")
-            documented = len(rows) * (2 * so + 5) + 6 if rows else 1
+            documented = combine_cycles(len(rows), so)  # the cycle model's (fpga/cost/cycles.py)
             if not stalls and cycles != documented:
                 errors.append(f"case {case}: {cycles} cycles, documented {documented}")
             if kind == "saturate":

@@ -23,7 +23,7 @@ def test_compile_writes_every_file(tmp_path):
     r = _run("compile", "m3vit-tiny", "--target", "fpga", "-o", str(out), "--set", "verilog=false")
     assert r.returncode == 0, r.stderr
     for name in ("program.bin", "program.asm", "image.bin", "layout.json", "compiled.pkl", "config.toml",
-                 "report.json", "report.md", "layers.png"):
+                 "report.json", "report.md", "layers.png", "roofline.png"):
         assert (out / name).is_file(), name
     assert not (out / "accelerator.v").exists()  # verilog=false
     report = json.loads((out / "report.json").read_text())
@@ -32,6 +32,10 @@ def test_compile_writes_every_file(tmp_path):
     assert [p["name"] for p in report["programs"]] == ["task0", "task1"]  # one program set per task
     ops = {layer["op"] for layer in report["layers"]}
     assert {"hwgen.MoE", "hwgen.Attention", "hwgen.Linear", "LayerNormalization", "Add", "Conv"} <= ops
+    # the cycle model without an input: uniform MoE rows, said so; no RTL figures yet
+    assert report["cycle_model"]["moe_rows"].startswith("uniform") and "total_rtl" not in report["cycle_model"]
+    assert sum(la["cycles_model"] for la in report["layers"]) == pytest.approx(report["cycles"], abs=len(report["layers"]))
+    assert "## Latency: cycle model and RTL" in (out / "report.md").read_text()
     # program.asm is readable and assembles back to program.bin
     words = [encode(i) for i in assemble((out / "program.asm").read_text())]
     assert b"".join(w.to_bytes(16, "little") for w in words) == (out / "program.bin").read_bytes()

@@ -17,11 +17,26 @@ import pytest
 
 import hwgen
 from fpga.compile import compile_graph
+from fpga.compile.report import binding_costs
 from fpga.config import AcceleratorConfig
 from simulators.compiled_run import simulate_binding
 from simulators.program_backend import rtl_backend
 
 pytestmark = [pytest.mark.rtl, pytest.mark.slow]
+
+
+def assert_cycle_model_matches(compiled, res) -> None:
+    """The analytic cycle model (fpga/cost/cycles.py, with the experts the run's tokens pick
+    in the fixed-point reference) against the RTL's measured cycles: the total within 5 %,
+    every IR node within 10 %. No floor for small nodes: the model counts every cycle of
+    the fetch, DMA and engine state machines, so an 8-cycle SET node is modelled exactly."""
+    choices = {k: np.asarray(v) for k, v in res.extra.get("moe_experts", {}).items()}
+    costs = binding_costs(compiled, compiled.binding(res.name), choices)
+    model = costs["total"]["cycles"]
+    assert abs(model - res.cycles) <= 0.05 * res.cycles, (model, res.cycles)
+    bad = {n: (round(costs["nodes"][n]["cycles"]), c) for n, c in res.layer_cycles.items()
+           if abs(costs["nodes"][n]["cycles"] - c) > 0.10 * c}
+    assert not bad, f"layers off by more than 10 % (model, RTL): {bad}"
 
 
 def _digits(n: int, start: int = 0) -> np.ndarray:
@@ -50,7 +65,16 @@ def test_cli_compile_and_simulate_vit_tiny_on_the_default_configuration(tmp_path
     report = json.loads((out / "report.json").read_text())
     measured = [layer for layer in report["layers"] if "cycles_measured" in layer]
     assert measured and report["simulation"]["bit_exact"]
-    assert "cycles_measured" in (out / "report.md").read_text()
+    # the cycle model against the RTL: total within 5 %, every layer within 10 %, side by side in report.md
+    assert report["cycle_model"]["total_rtl"] == sim["cycles"]
+    assert abs(report["cycle_model"]["total_model"] - sim["cycles"]) <= 0.05 * sim["cycles"]
+    assert sum(layer["cycles_measured"] for layer in measured) == sim["cycles"]
+    off = [(la["name"], la["cycles_model"], la["cycles_measured"]) for la in measured
+           if abs(la["cycles_model"] - la["cycles_measured"]) > 0.10 * la["cycles_measured"]]
+    assert not off, off
+    md = (out / "report.md").read_text()
+    assert "| model cycles | RTL cycles | model - RTL |" in md and f"{sim['cycles']:,}" in md
+    assert (out / "roofline.png").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +100,8 @@ def test_m3vit_tiny_both_tasks_on_test_images(m3vit, task):
         assert res.cycles and len(res.layers) == 40
         moe_cycles = sum(c for n, c in res.layer_cycles.items() if "moe" in n)
         assert moe_cycles > 0
+        assert res.extra["moe_experts"]  # the routing of this image, for the cycle model
+        assert_cycle_model_matches(m3vit, res)
 
 
 def test_hugging_face_vit_on_the_rtl(tmp_path):
@@ -95,6 +121,7 @@ def test_hugging_face_vit_on_the_rtl(tmp_path):
     res = simulate_binding(c, "main", {"x": x}, rtl_backend(), flt)
     assert res.bit_exact, res.first_mismatch
     assert res.within_tolerance
+    assert_cycle_model_matches(c, res)
 
 
 def test_host_steps_between_programs_on_the_rtl(tmp_path):
@@ -107,6 +134,7 @@ def test_host_steps_between_programs_on_the_rtl(tmp_path):
     res = simulate_binding(c, "main", {"x": x}, rtl_backend(), hwgen.interpret(g, {"x": x}))
     assert res.bit_exact, res.first_mismatch
     assert len(res.program_cycles) == 2 and all(res.program_cycles)
+    assert_cycle_model_matches(c, res)
 
 
 def test_linear_after_a_partial_token_tile(tmp_path):
@@ -129,3 +157,4 @@ def test_linear_after_a_partial_token_tile(tmp_path):
     x = rng.standard_normal((17, 64)).astype(np.float32)
     res = simulate_binding(c, "main", {"x": x}, rtl_backend(max_cycles=200_000), hwgen.interpret(gr, {"x": x}))
     assert res.bit_exact, res.first_mismatch
+    assert_cycle_model_matches(c, res)
