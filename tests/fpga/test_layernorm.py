@@ -19,16 +19,22 @@ def test_constructor_checks():
         LayerNormUnit(8, g_fmt=None)
     with pytest.raises(ValueError, match="eps must be >= 0"):
         LayerNormUnit(8, eps=-1.0)
+    with pytest.raises(ValueError, match="lanes must be a power of two, not 3"):
+        LayerNormUnit(8, lanes=3)
+    with pytest.raises(ValueError, match="rsqrt_steps must be 1, 2, 3 or 4, not 5"):
+        LayerNormUnit(8, rsqrt_steps=5)
     gc.collect()
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("rows, max_n, fx, fg, fb, fo, eps", [
-    (130, 16, (32, 10), (32, 10), (32, 10), (32, 10), 1e-5),   # >= 1,000 elements (random lengths)
-    (180, 12, (16, 6), (12, 3), (10, 4), (8, 3), 1e-3),         # narrow output: saturation
-], ids=["n16-fixed32", "n12-narrow"])
-def test_cocotb(tmp_path, simulator, rows, max_n, fx, fg, fb, fo, eps):
-    dut = LayerNormUnit(max_n, FixedFormat(*fx), FixedFormat(*fg), FixedFormat(*fb), FixedFormat(*fo), eps=eps)
-    env = {"TB_ROWS": str(rows), "TB_MAXN": str(max_n), "TB_X": "%d,%d" % fx, "TB_G": "%d,%d" % fg,
-           "TB_B": "%d,%d" % fb, "TB_OUT": "%d,%d" % fo, "TB_EPS": repr(eps), "TB_SEED": str(max_n)}
+@pytest.mark.parametrize("rows, max_n, lanes, steps, fx, fg, fb, fo, eps", [
+    # narrow output (saturation), beta and output formats differ, 3 rsqrt bits a cycle
+    (180, 12, 4, 3, (16, 6), (12, 3), (10, 4), (8, 3), 1e-3),
+], ids=["n12-lanes4-narrow"])
+def test_cocotb(tmp_path, simulator, rows, max_n, lanes, steps, fx, fg, fb, fo, eps):
+    dut = LayerNormUnit(max_n, FixedFormat(*fx), FixedFormat(*fg), FixedFormat(*fb), FixedFormat(*fo), eps=eps,
+                        lanes=lanes, rsqrt_steps=steps)
+    env = {"TB_ROWS": str(rows), "TB_MAXN": str(max_n), "TB_LANES": str(lanes), "TB_X": "%d,%d" % fx,
+           "TB_G": "%d,%d" % fg, "TB_B": "%d,%d" % fb, "TB_OUT": "%d,%d" % fo, "TB_EPS": repr(eps),
+           "TB_SEED": str(max_n)}
     run_cocotb(dut, "tb_layernorm", build_dir=tmp_path, extra_env=env, simulator=simulator)
