@@ -1,16 +1,25 @@
-"""LayerNorm unit: one pass over a row (sum and sum of squares), then a bit-serial
-reciprocal square root, then the normalised row.
+"""LayerNorm unit: ``lanes`` elements a cycle, three rows in flight.
 
-Mirrors :func:`hwgen.numerics.layernorm.layernorm_codes` bit for bit:
+Mirrors :func:`hwgen.numerics.layernorm.layernorm_codes` bit for bit. Rows of ``n``
+elements (the ``n`` input) arrive as words of ``lanes`` elements, ``W = ceil(n / lanes)``
+beats a row (lanes past ``n`` in the last word are ignored); gamma and beta are written
+beforehand into the unit's parameter memories (``param``). Three stages, each holding
+one row, hand rows on without a bubble:
 
-* ``ACCUM``: per beat store ``(x, gamma, beta)`` in the row buffer, ``s1 += x``,
-  ``s2 += x*x``; on ``last`` the row length ``n`` is known;
-* ``VAR``: ``D = max(n*s2 - s1**2 + n*n*e, 1)``;
-* ``DIV``: ``q = floor(2**(2R) / D)`` by restoring division, 51 cycles
-  (``R = 24 + ceil(bitlen(D)/2)``, so ``q < 2**51``);
-* ``SQRT``: ``r = isqrt(q)`` by the restoring square root, 26 cycles;
-* ``OUT``: per element ``u = (n*x - s1) * r * gamma + (beta << (R + Fg - Fb))``,
-  ``requantize(u, R + Fg, out_fmt)`` — one beat per element, ``last`` on the row's end.
+* **A** (statistics): per beat store the word in the row memory (three row slots),
+  ``s1 += sum x``, ``s2 += sum x*x`` over the word's valid lanes; ``W`` cycles a row;
+* **B** (reciprocal square root): ``VAR`` ``D = max(n*s2 - s1**2 + n*n*e, 1)``,
+  ``NORM`` (``R = 24 + ceil(bitlen(D)/2)``), ``DIV`` ``q = floor(2**(2R) / D)`` by restoring
+  division, ``SQRT0``, ``SQRT`` ``r = isqrt(q)`` by the restoring square root, each
+  ``rsqrt_steps`` bits a cycle: :func:`rsqrt_cycles` cycles a row (42 at 2 bits a cycle),
+  then ``DONE`` until C takes the row;
+* **C** (output): per beat one word, lane ``j`` is
+  ``requantize((n*x - s1) * r * gamma + (beta << (R + Fg - Fb)), R + Fg, out_fmt)``
+  (0 past ``n``); ``W`` cycles a row.
+
+While C writes row ``r - 1`` out, B works on row ``r`` and A takes in row ``r + 1`` (three
+slots: A's slot is never one that B or C still reads). In steady state a row costs
+``max(W, rsqrt_cycles + 1)`` cycles (the ``+ 1``: B's hand-over cycle).
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from hwgen.numerics.layernorm import RSQRT_BITS
 
 from .softmax import saturate_hw
 
-__all__ = ["LayerNormUnit", "EPS_BITS", "eps_code"]
+__all__ = ["LayerNormUnit", "EPS_BITS", "eps_code", "rsqrt_cycles"]
 
 #: Width of the run-time ``eps_code`` input.
 EPS_BITS = 32
@@ -41,30 +50,54 @@ def eps_code(eps: float, x_fmt: FixedFormat) -> int:
     return math.floor(eps * 2.0 ** (2 * x_fmt.frac_bits) + 0.5)
 
 
+def _div_steps(rsqrt_steps: int) -> int:
+    return -(-_QBITS // rsqrt_steps) * rsqrt_steps
+
+
+def _sqrt_steps(rsqrt_steps: int) -> int:
+    return -(-_SQRT_STEPS // rsqrt_steps) * rsqrt_steps
+
+
+def rsqrt_cycles(rsqrt_steps: int = 2) -> int:
+    """Cycles of stage B a row (``VAR``, ``NORM``, ``DIV``, ``SQRT0``, ``SQRT``) at
+    ``rsqrt_steps`` quotient/root bits a cycle: 80 at 1, 42 at 2."""
+    return 3 + _div_steps(rsqrt_steps) // rsqrt_steps + _sqrt_steps(rsqrt_steps) // rsqrt_steps
+
+
 class LayerNormUnit(wiring.Component):
-    """LayerNorm of rows of up to ``max_n`` elements.
+    """LayerNorm of rows of up to ``max_n`` elements, ``lanes`` elements a beat.
 
     Parameters
     ----------
     max_n : int
-        Longest row (row buffer depth).
+        Longest row (elements).
     x_fmt, g_fmt, b_fmt, out_fmt : FixedFormat
         Formats of x, gamma, beta and the output.
     eps : float or None
         ``None`` adds the input ``eps_code`` (unsigned, :data:`EPS_BITS` bits): the code of
         ``eps`` with ``2 * x_fmt.frac_bits`` fraction bits, set at run time (held stable
-        while a row is normalised).
+        while rows flow).
+    lanes : int
+        Elements a beat (a power of two).
+    rsqrt_steps : int
+        Quotient and root bits the reciprocal square root computes a cycle (1 to 4).
 
     Members
     -------
-    i : In(stream.Signature(StructLayout({"x": signed(Wx), "gamma": signed(Wg), "beta": signed(Wb), "last": 1})))
-        One element (with its gamma and beta) per beat; ``last`` ends a row.
-    o : Out(stream.Signature(StructLayout({"data": signed(Wo), "last": 1})))
-        The normalised row, in order.
+    n : In(range(max_n + 1))
+        Elements a row; held stable while rows flow (change it only when the unit is empty).
+    param : In(StructLayout({"gamma_en": 1, "beta_en": 1, "addr": range(W_max), "gamma": ArrayLayout(signed(Wg), lanes), "beta": ArrayLayout(signed(Wb), lanes)}))
+        Writes gamma / beta word ``addr`` (elements ``addr * lanes ...``) when ``gamma_en`` /
+        ``beta_en``; only while the unit is empty.
+    i : In(stream.Signature(StructLayout({"x": ArrayLayout(signed(Wx), lanes)})))
+        ``ceil(n / lanes)`` words a row.
+    o : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(Wo), lanes), "last": 1})))
+        The normalised rows, a word a beat (lanes past ``n`` are 0), ``last`` on a row's last word.
     """
 
     def __init__(self, max_n: int = 192, x_fmt: FixedFormat = ACT_DEFAULT, g_fmt: FixedFormat = ACT_DEFAULT,
-                 b_fmt: FixedFormat = ACT_DEFAULT, out_fmt: FixedFormat = ACT_DEFAULT, eps: float = 1e-5):
+                 b_fmt: FixedFormat = ACT_DEFAULT, out_fmt: FixedFormat = ACT_DEFAULT, eps: float = 1e-5,
+                 lanes: int = 1, rsqrt_steps: int = 2):
         if not isinstance(max_n, int) or isinstance(max_n, bool) or max_n < 1:
             raise TypeError(f"max_n must be a positive integer, not {max_n!r}")
         for name, f in (("x_fmt", x_fmt), ("g_fmt", g_fmt), ("b_fmt", b_fmt), ("out_fmt", out_fmt)):
@@ -72,69 +105,108 @@ class LayerNormUnit(wiring.Component):
                 raise TypeError(f"{name} must be a FixedFormat, not {f!r}")
         if eps is not None and not eps >= 0:
             raise ValueError(f"eps must be >= 0, not {eps!r}")
+        if not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1):
+            raise ValueError(f"lanes must be a power of two, not {lanes!r}")
+        if rsqrt_steps not in (1, 2, 3, 4):
+            raise ValueError(f"rsqrt_steps must be 1, 2, 3 or 4, not {rsqrt_steps!r}")
         if out_fmt.frac_bits >= RSQRT_BITS + 1 + g_fmt.frac_bits or b_fmt.frac_bits > RSQRT_BITS + 1 + g_fmt.frac_bits:
             raise ValueError(
                 f"out_fmt {out_fmt} / b_fmt {b_fmt} have more fraction bits than the normalised product "
                 f"({RSQRT_BITS + 1 + g_fmt.frac_bits} at least)"
             )
         self.max_n, self.x_fmt, self.g_fmt, self.b_fmt, self.out_fmt = max_n, x_fmt, g_fmt, b_fmt, out_fmt
+        self.lanes, self.rsqrt_steps = lanes, rsqrt_steps
+        self.max_words = -(-max_n // lanes)
         self.eps_const = None if eps is None else eps_code(eps, x_fmt)
         ports = {} if eps is not None else {"eps_code": In(unsigned(EPS_BITS))}
         super().__init__({
             **ports,
-            "i": In(stream.Signature(data.StructLayout({
-                "x": signed(x_fmt.width), "gamma": signed(g_fmt.width), "beta": signed(b_fmt.width), "last": 1}))),
-            "o": Out(stream.Signature(data.StructLayout({"data": signed(out_fmt.width), "last": 1}))),
+            "n": In(range(max_n + 1)),
+            "param": In(data.StructLayout({
+                "gamma_en": 1, "beta_en": 1, "addr": range(self.max_words),
+                "gamma": data.ArrayLayout(signed(g_fmt.width), lanes),
+                "beta": data.ArrayLayout(signed(b_fmt.width), lanes)})),
+            "i": In(stream.Signature(data.StructLayout({"x": data.ArrayLayout(signed(x_fmt.width), lanes)}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(out_fmt.width), lanes), "last": 1}))),
         })
 
     def elaborate(self, platform):
         m = Module()
+        lanes, mw = self.lanes, self.max_words
         wx, nb = self.x_fmt.width, self.max_n.bit_length()
         fg, fb, fo = self.g_fmt.frac_bits, self.b_fmt.frac_bits, self.out_fmt.frac_bits
-        layout = data.StructLayout({"x": signed(wx), "gamma": signed(self.g_fmt.width), "beta": signed(self.b_fmt.width)})
-        m.submodules.row = row = Memory(shape=layout, depth=self.max_n, init=[])
-        wp = row.write_port()
-        # a synchronous read port (block RAM): in OUT the address runs one element ahead
-        rp = row.read_port()
+        shift = lanes.bit_length() - 1
+        n = self.n
+        nw = Signal(range(mw + 1))
+        m.d.comb += nw.eq((n + (lanes - 1)) >> shift)
 
-        n = Signal(range(self.max_n + 1))
-        idx = Signal(range(self.max_n + 1))
+        m.submodules.row = row = Memory(shape=data.ArrayLayout(signed(wx), lanes), depth=3 * mw, init=[])
+        m.submodules.gamma = gmem = Memory(shape=data.ArrayLayout(signed(self.g_fmt.width), lanes), depth=mw, init=[])
+        m.submodules.beta = bmem = Memory(shape=data.ArrayLayout(signed(self.b_fmt.width), lanes), depth=mw, init=[])
+        row_wp, gwp, bwp = row.write_port(), gmem.write_port(), bmem.write_port()
+        row_rp, grp, brp = row.read_port(), gmem.read_port(), bmem.read_port()  # synchronous (block RAM)
+        p = self.param
+        m.d.comb += [gwp.addr.eq(p.addr), gwp.data.eq(p.gamma), gwp.en.eq(p.gamma_en),
+                     bwp.addr.eq(p.addr), bwp.data.eq(p.beta), bwp.en.eq(p.beta_en)]
+
+        # ---- stage A: statistics of the incoming row
+        a_word, a_elem, a_base = Signal(range(mw)), Signal(range(mw * lanes + 1)), Signal(range(3 * mw))
+        a_full = Signal()  # the row is complete, waiting for B
         s1 = Signal(signed(wx + nb + 1))
         s2 = Signal(unsigned(2 * wx + nb))
+        s1_next, s2_next = Signal.like(s1), Signal.like(s2)
+        valid = [Signal(name=f"a_valid{j}") for j in range(lanes)]
+        xs = self.i.payload.x
+        m.d.comb += [v.eq(a_elem + j < n) for j, v in enumerate(valid)]
+        masked = [Mux(valid[j], xs[j], 0) for j in range(lanes)]
+        m.d.comb += [s1_next.eq(s1 + sum(masked)), s2_next.eq(s2 + sum(v * v for v in masked))]
+        beat = Signal()
+        m.d.comb += [self.i.ready.eq(~a_full), beat.eq(self.i.valid & ~a_full),
+                     row_wp.addr.eq(a_base + a_word), row_wp.data.eq(xs), row_wp.en.eq(beat)]
+        a_last = beat & (a_word == nw - 1)
+
+        # ---- stage B: reciprocal square root (one row)
+        steps = self.rsqrt_steps
+        div_steps, sqrt_steps = _div_steps(steps), _sqrt_steps(steps)
         eps = self.eps_const if self.eps_const is not None else self.eps_code
         eps_bits = max(self.eps_const.bit_length(), 1) if self.eps_const is not None else EPS_BITS
         d_bits = 2 * wx + 3 * nb + eps_bits + 4
+        b_s1, b_s2, b_base = Signal.like(s1), Signal.like(s2), Signal.like(a_base)
         dd = Signal(unsigned(d_bits))
         big_r = Signal(range(RSQRT_BITS + d_bits + 2))
         rem = Signal(unsigned(d_bits + 2))
-        q = Signal(unsigned(_QBITS))
-        step = Signal(range(_QBITS + 1))
-        root = Signal(unsigned(_QBITS))
-        sq_num = Signal(unsigned(_QBITS + 1))
-        sq_bit = Signal(unsigned(_QBITS))
+        q = Signal(unsigned(div_steps))
+        step = Signal(range(max(div_steps, sqrt_steps) + 1))
+        root = Signal(unsigned(2 * sqrt_steps))
+        sq_num = Signal(unsigned(2 * sqrt_steps))
+        sq_bit = Signal(unsigned(2 * sqrt_steps))
+        b_done = Signal()  # B holds a finished row
+        b_free, c_free, b_to_c = Signal(), Signal(), Signal()
+        a_to_b = Signal()
+        m.d.comb += [b_to_c.eq(b_done & c_free), a_to_b.eq((a_last | a_full) & b_free)]
 
-        m.d.comb += [wp.addr.eq(idx), wp.data.x.eq(self.i.payload.x), wp.data.gamma.eq(self.i.payload.gamma),
-                     wp.data.beta.eq(self.i.payload.beta)]
-        m.d.comb += rp.addr.eq(idx)  # row[idx] is on rp.data one cycle later (idx is 0 before OUT)
+        with m.If(beat):
+            m.d.sync += [s1.eq(s1_next), s2.eq(s2_next), a_word.eq(a_word + 1), a_elem.eq(a_elem + lanes)]
+            with m.If(a_word == nw - 1):
+                m.d.sync += [a_word.eq(0), a_elem.eq(0), a_full.eq(1)]
+        with m.If(a_to_b):
+            m.d.sync += [b_s1.eq(Mux(a_full, s1, s1_next)), b_s2.eq(Mux(a_full, s2, s2_next)), b_base.eq(a_base),
+                         s1.eq(0), s2.eq(0), a_full.eq(0),
+                         a_base.eq(Mux(a_base == 2 * mw, 0, a_base + mw))]
+
         with m.FSM():
-            with m.State("ACCUM"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
-                    m.d.comb += wp.en.eq(1)
-                    x = self.i.payload.x
-                    m.d.sync += [s1.eq(s1 + x), s2.eq(s2 + x * x)]
-                    with m.If(self.i.payload.last | (idx == self.max_n - 1)):
-                        m.d.sync += [n.eq(idx + 1), idx.eq(0)]
-                        m.next = "VAR"
-                    with m.Else():
-                        m.d.sync += idx.eq(idx + 1)
+            with m.State("IDLE"):
+                m.d.comb += b_free.eq(1)
+                with m.If(a_to_b):
+                    m.next = "VAR"
             with m.State("VAR"):
                 v = Signal(signed(d_bits + 2))
-                m.d.comb += v.eq(n * s2 - s1 * s1 + n * n * eps)
+                m.d.comb += v.eq(n * b_s2 - b_s1 * b_s1 + n * n * eps)
                 m.d.sync += dd.eq(Mux(v < 1, 1, v))
                 m.next = "NORM"
             with m.State("NORM"):
-                # L = bitlen(D); R = RSQRT_BITS + ceil(L/2); rem = floor(2**(2R) / 2**QBITS)
+                # L = bitlen(D); R = RSQRT_BITS + ceil(L/2); rem = floor(2**(2R) / 2**div_steps)
                 length = Signal(range(d_bits + 1))
                 for b in range(d_bits):
                     with m.If(dd[b]):
@@ -142,49 +214,79 @@ class LayerNormUnit(wiring.Component):
                 r_val = Signal.like(big_r)
                 m.d.comb += r_val.eq(RSQRT_BITS + ((length + 1) >> 1))
                 two_r = r_val * 2
-                m.d.sync += [big_r.eq(r_val), q.eq(0), step.eq(_QBITS), rem.eq(0)]
-                with m.If(two_r >= _QBITS):
-                    m.d.sync += rem.bit_select((two_r - _QBITS)[:len(rem).bit_length()], 1).eq(1)
+                m.d.sync += [big_r.eq(r_val), q.eq(0), step.eq(div_steps), rem.eq(0)]
+                with m.If(two_r >= div_steps):
+                    m.d.sync += rem.bit_select((two_r - div_steps)[:len(rem).bit_length()], 1).eq(1)
                 m.next = "DIV"
             with m.State("DIV"):
-                # bit step-1 of the quotient; the numerator's only 1 is at bit 2R
-                shifted = Signal(unsigned(d_bits + 3))
-                m.d.comb += shifted.eq((rem << 1) | ((big_r * 2) == (step - 1)))
-                take = shifted >= dd
-                m.d.sync += [rem.eq(Mux(take, shifted - dd, shifted)), q.eq((q << 1) | take), step.eq(step - 1)]
-                with m.If(step == 1):
+                # quotient bits step-1 down to step-steps; the numerator's only 1 is at bit 2R
+                r_k, q_k = rem, q
+                for k in range(steps):
+                    shifted = ((r_k << 1) | ((big_r * 2) == (step - 1 - k)))[:d_bits + 3]
+                    take = shifted >= dd
+                    r_k = Mux(take, shifted - dd, shifted)[:len(rem)]
+                    q_k = ((q_k << 1) | take)[:len(q)]
+                m.d.sync += [rem.eq(r_k), q.eq(q_k), step.eq(step - steps)]
+                with m.If(step == steps):
                     m.next = "SQRT0"
             with m.State("SQRT0"):
-                m.d.sync += [sq_num.eq(q), root.eq(0), sq_bit.eq(1 << (2 * _SQRT_STEPS - 2)), step.eq(_SQRT_STEPS)]
+                m.d.sync += [sq_num.eq(q), root.eq(0), sq_bit.eq(1 << (2 * sqrt_steps - 2)), step.eq(sqrt_steps)]
                 m.next = "SQRT"
             with m.State("SQRT"):
-                trial = root + sq_bit
-                with m.If(sq_num >= trial):
-                    m.d.sync += [sq_num.eq(sq_num - trial), root.eq((root >> 1) + sq_bit)]
-                with m.Else():
-                    m.d.sync += root.eq(root >> 1)
-                m.d.sync += [sq_bit.eq(sq_bit >> 2), step.eq(step - 1)]
-                with m.If(step == 1):
-                    m.next = "OUT"
-            with m.State("OUT"):
-                e = rp.data
-                centred = Signal(signed(wx + 2 * nb + 2))
-                m.d.comb += centred.eq(n * e.x - s1)
-                u = centred * root[:RSQRT_BITS + 3].as_unsigned() * e.gamma
-                frac = Signal(range(2 * (RSQRT_BITS + d_bits) + fg + 2))
-                m.d.comb += frac.eq(big_r + fg)
-                total = Signal(signed(len(u) + 2 + RSQRT_BITS + d_bits + fg))
-                m.d.comb += total.eq(u + (e.beta << (frac - fb).as_unsigned()))
-                sh = Signal.like(frac)
-                m.d.comb += sh.eq(frac - fo)
+                num_k, root_k, bit_k = sq_num, root, sq_bit
+                for k in range(steps):
+                    trial = root_k + bit_k
+                    ge = num_k >= trial
+                    num_k = Mux(ge, num_k - trial, num_k)[:len(sq_num)]
+                    root_k = Mux(ge, (root_k >> 1) + bit_k, root_k >> 1)[:len(root)]
+                    bit_k = bit_k >> 2
+                m.d.sync += [sq_num.eq(num_k), root.eq(root_k), sq_bit.eq(bit_k), step.eq(step - steps)]
+                with m.If(step == steps):
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [b_done.eq(1), b_free.eq(c_free)]
+                with m.If(a_to_b):
+                    m.next = "VAR"
+                with m.Elif(c_free):
+                    m.next = "IDLE"
+
+        # ---- stage C: the normalised row, a word a beat
+        c_active, c_word, c_elem, c_base = Signal(), Signal(range(mw)), Signal(range(mw * lanes + 1)), Signal.like(a_base)
+        c_s1, c_big_r = Signal.like(s1), Signal.like(big_r)
+        c_root = Signal(unsigned(RSQRT_BITS + 3))  # r < 2**(RSQRT_BITS + 2)
+        c_last = c_word == nw - 1
+        take = self.o.ready & c_active
+        m.d.comb += c_free.eq(~c_active | (take & c_last))
+        # the read ports show last cycle's address: run one word ahead when a word is taken
+        with m.If(c_active & ~(take & c_last)):
+            m.d.comb += [row_rp.addr.eq(c_base + c_word + take), grp.addr.eq(c_word + take),
+                         brp.addr.eq(c_word + take)]
+        with m.Else():
+            m.d.comb += [row_rp.addr.eq(b_base), grp.addr.eq(0), brp.addr.eq(0)]
+        with m.If(take):
+            m.d.sync += [c_word.eq(c_word + 1), c_elem.eq(c_elem + lanes)]
+            with m.If(c_last):
+                m.d.sync += [c_active.eq(0), c_word.eq(0), c_elem.eq(0)]
+        with m.If(b_to_c):
+            m.d.sync += [c_active.eq(1), c_word.eq(0), c_elem.eq(0), c_base.eq(b_base), c_s1.eq(b_s1),
+                         c_big_r.eq(big_r), c_root.eq(root[:RSQRT_BITS + 3])]
+
+        frac = Signal(range(2 * (RSQRT_BITS + d_bits) + fg + 2))
+        sh = Signal.like(frac)
+        m.d.comb += [frac.eq(c_big_r + fg), sh.eq(frac - fo)]
+        for j in range(lanes):
+            x, g, b = row_rp.data[j], grp.data[j], brp.data[j]
+            centred = Signal(signed(wx + 2 * nb + 2), name=f"centred{j}")
+            m.d.comb += centred.eq(n * x - c_s1)
+            u = Signal(signed(len(centred) + len(c_root) + 1 + self.g_fmt.width), name=f"u{j}")
+            m.d.comb += u.eq(centred * c_root * g)
+            if fb == fo:
+                # (u + b * 2**sh + 2**(sh-1)) >> sh == ((u + 2**(sh-1)) >> sh) + b: no shift of beta
+                rounded = (((u >> (sh - 1).as_unsigned()) + 1) >> 1) + b
+            else:
+                total = Signal(signed(len(u) + 2 + RSQRT_BITS + d_bits + fg), name=f"total{j}")
+                m.d.comb += total.eq(u + (b << (frac - fb).as_unsigned()))
                 rounded = ((total >> (sh - 1).as_unsigned()) + 1) >> 1  # = (total + 2**(sh-1)) >> sh
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.data.eq(saturate_hw(rounded, self.out_fmt)),
-                             self.o.payload.last.eq(idx == n - 1)]
-                with m.If(self.o.ready):
-                    m.d.comb += rp.addr.eq(idx + 1)
-                    with m.If(idx == n - 1):
-                        m.d.sync += [idx.eq(0), s1.eq(0), s2.eq(0)]
-                        m.next = "ACCUM"
-                    with m.Else():
-                        m.d.sync += idx.eq(idx + 1)
+            m.d.comb += self.o.payload.data[j].eq(Mux(c_elem + j < n, saturate_hw(rounded, self.out_fmt), 0))
+        m.d.comb += [self.o.valid.eq(c_active), self.o.payload.last.eq(c_last)]
         return m
