@@ -17,12 +17,10 @@ STORE        ``2 + n + ceil(n / B) * 3``: per burst NEXT, WR_REQ, WR_PRIME (the 
 LINEAR       :func:`linear_cycles` (the transposer, weight-bank fill, output rows)
 GELU, ADD    ``operands * n + 4``: one buffer read a cycle; the reader's two-cycle round
              trip, the unit's register stage, the done pulse
-LAYERNORM    ``rows * ((D + 3W - 3) + RSQRT + (D + W - 1)) + 7`` with ``W = ceil(D / lanes)``:
-             per word three reads (x, gamma, beta; the first word's overlap the previous
-             row's output) then one element a cycle into the unit; the reciprocal square
-             root ``RSQRT = 1 + 1 + (2R + 3) + 1 + (R + 2)`` (variance, normalise, restoring
-             division, square-root set-up and steps; ``R`` = ``hwgen.numerics.layernorm.
-             RSQRT_BITS``: 80 cycles); one element a cycle out plus one cycle a word written
+LAYERNORM    :func:`fpga.hdl.engine_layernorm.layernorm_cycles`: ``3W + B + (rows - 1) max(W, B)
+             + W + 3`` with ``W = ceil(D / lanes)`` words a row and ``B = 43`` (the reciprocal
+             square root at two bits a cycle, pipelined across rows: statistics of row r+1,
+             square root of row r, output of row r-1); gamma and beta read once
 ATTENTION    per group of ``n <= P`` queries (``P = attention_queries``):
              ``n*F*w + 2*Sk*F*w + (n-1)*F*w + 3``, plus ``F*w + 1`` once, with ``F =
              head_dim / chunk`` (configured head, whatever ``att_dim``), ``w = chunk / lanes``:
@@ -54,14 +52,14 @@ from __future__ import annotations
 
 import math
 
-from hwgen.numerics.layernorm import RSQRT_BITS
 
+from ..hdl.engine_layernorm import layernorm_cycles
 from ..isa import Op
 
 __all__ = ["estimate_cycles", "linear_cycles", "fetch_cycles", "dma_read_cycles", "memory_latency",
-           "layernorm_row_cycles", "attention_cycles", "gather_cycles", "combine_cycles", "route_cycles",
-           "attention_unit_group_cycles", "attention_unit_first_output", "layernorm_unit_row_cycles",
-           "FETCH_CYCLES", "MEM_LATENCY", "BURST", "RSQRT_CYCLES"]
+           "attention_cycles", "gather_cycles", "combine_cycles", "route_cycles",
+           "attention_unit_group_cycles", "attention_unit_first_output",
+           "FETCH_CYCLES", "MEM_LATENCY", "BURST"]
 
 #: Read latency of the external memory in cycles (request accepted -> first beat): the
 #: simulated memory's default (``simulators/program_backend.py``). A configuration may
@@ -71,9 +69,6 @@ MEM_LATENCY = 4
 BURST = 16
 #: Controller cycles per instruction besides the memory latency (NEXT, FETCH, DECODE).
 FETCH_CYCLES = 3
-#: LayerNorm's reciprocal square root per row: VAR, NORM, the restoring division's
-#: ``2R + 3`` steps, SQRT0 and the square root's ``R + 2`` steps (``fpga/hdl/layernorm.py``).
-RSQRT_CYCLES = 1 + 1 + (2 * RSQRT_BITS + 3) + 1 + (2 * RSQRT_BITS + 4) // 2
 #: The buffer reader's round trip (request, word in the queue, taken).
 _READ_TRIP = 2
 
@@ -151,19 +146,6 @@ def attention_unit_first_output(keys: int, beats: int) -> int:
     return (keys + 1) * beats
 
 
-def layernorm_unit_row_cycles(d: int) -> int:
-    """The LayerNorm unit alone, no stalls: one row of ``d`` elements every ``2 d +
-    RSQRT_CYCLES`` cycles (ACCUM one element a cycle, the reciprocal square root, OUT one
-    element a cycle; ``fpga/hdl/layernorm.py``)."""
-    return 2 * d + RSQRT_CYCLES
-
-
-def layernorm_row_cycles(d: int, lanes: int) -> int:
-    """Cycles of one LAYERNORM row of ``d`` elements (see the module table)."""
-    w = math.ceil(d / lanes)
-    return (d + 3 * w - 3) + RSQRT_CYCLES + (d + w - 1)
-
-
 def attention_cycles(sq: int, sk: int, config) -> float:
     """Engine cycles of one ATTENTION head (``fpga/hdl/engine_attention.py``, ``attention.py``)."""
     c = config
@@ -227,7 +209,7 @@ def estimate_cycles(instr, config, moe_rows: float = 0.0, *, gather_ended_by_ent
     if op == Op.ADD:
         return base + 2 * instr.length + 4
     if op == Op.LAYERNORM:
-        return base + instr.length * layernorm_row_cycles(instr.aux, c.lanes) + 7
+        return base + layernorm_cycles(instr.length, instr.aux, c)
     if op == Op.ATTENTION:
         return base + attention_cycles(instr.length, instr.aux, c)
     if op == Op.MOE_ROUTE:

@@ -48,7 +48,7 @@ def layernorm_cycles(rows: int, d: int, config) -> int:
         ``W = ceil(d / lanes)`` words a row and ``B = rsqrt_cycles(RSQRT_STEPS) + 1`` (43):
         ``2 W`` parameter reads, row 0's statistics (``W``), its reciprocal square root
         (``B``), each further row at the slower of the word rate and the square root,
-        the last row's ``W`` output words, and the reader's and the stages' latency (4).
+        the last row's ``W`` output words, and the reader's and the stages' latency (3).
     """
     if rows <= 0:
         return 1
