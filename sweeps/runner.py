@@ -246,8 +246,9 @@ def _optuna(d: _Driver) -> list[dict]:
 
 
 def run_sweep(spec: SweepSpec, out_dir, *, scheduler: str | None = None, workers: int | None = None,
-              progress: bool = True) -> SweepResult:
-    """Evaluate ``spec`` into ``out_dir`` (see the module docstring)."""
+              progress: bool = True, plots: bool = True) -> SweepResult:
+    """Evaluate ``spec`` into ``out_dir`` (see the module docstring); ``plots=False`` skips
+    the PNGs (matplotlib takes seconds)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -262,6 +263,8 @@ def run_sweep(spec: SweepSpec, out_dir, *, scheduler: str | None = None, workers
             d.progress.close()
         d.close()
     files = list(write_table(rows, list(spec.parameters), out))
+    if not plots:
+        return SweepResult(rows, out, d.computed, d.cached, time.perf_counter() - t0, files)
     color = "accuracy" if spec.evaluate.get("accuracy") else ("util_dsp" if spec.target == "fpga" else "frames")
     title = f"{spec.model} on {spec.target}: {len(rows)} points"
     files.append(plot_pareto(rows, out / "pareto_latency_energy.png", "latency_s", "energy_j", color, title))
