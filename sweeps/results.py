@@ -93,12 +93,10 @@ def plot_pareto(rows: list[dict], path, x: str = "latency_s", y: str = "energy_j
                 title: str = "", ydir: str = "min") -> Path:
     """Scatter of ``y`` against ``x`` (log axes for times and energies), coloured by
     ``color``; points that do not fit are grey crosses; the front is joined by a line."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. a notebook's) stays
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig = Figure(figsize=(7, 5))
+    ax = fig.subplots()
     ok = [r for r in rows if r.get("status") == "ok" and _num(r.get(x)) is not None and _num(r.get(y)) is not None]
     nofit = [r for r in rows if r.get("status") == "does_not_fit" and _num(r.get(x)) is not None
              and _num(r.get(y)) is not None]
@@ -125,5 +123,4 @@ def plot_pareto(rows: list[dict], path, x: str = "latency_s", y: str = "energy_j
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)

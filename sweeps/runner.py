@@ -6,7 +6,7 @@ keyed by :func:`sweeps.cache.point_key`). A grid submits every point not in the 
 an Optuna search asks ``search.batch`` trials at a time, evaluates those not cached, and
 tells their objectives in the order asked (so a rerun with the same seed asks the same
 trials and finds them all cached). Points run on a local process pool (``workers``,
-default one per core) or, with ``scheduler="tcp://HOST:PORT"``, on a dask.distributed
+default one per core; one worker: in this process) or, with ``scheduler="tcp://HOST:PORT"``, on a dask.distributed
 cluster; the workers there must import hwgen (same version) and the model.
 """
 
@@ -64,6 +64,26 @@ class _Local:
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Inline:
+    """One worker: the points run in this process, one after another."""
+
+    class _Later:
+        def __init__(self, job):
+            self.job = job
+
+        def result(self):
+            return evaluate_point(self.job)
+
+    def submit(self, job):
+        return self._Later(job)
+
+    def as_completed(self, futures):
+        return iter(futures)  # each point runs when its result is asked for
+
+    def close(self):
+        pass
 
 
 class _Dask:
@@ -154,7 +174,7 @@ class _Driver:
             self.exec = _Dask(self.scheduler)
         else:
             worker.graph_for(self.spec.model, self.spec.batch, str(self.graph_pickle))
-            self.exec = _Local(self.workers)
+            self.exec = _Local(self.workers) if self.workers > 1 else _Inline()
 
     def run(self, jobs: list[dict]) -> dict[str, dict]:
         """Rows of ``jobs`` by key: from the cache, or evaluated (and cached)."""

@@ -52,6 +52,7 @@ def evaluate_point(job: dict) -> dict:
 
     t0 = time.perf_counter()
     row = {"key": job["key"], **job["params_flat"]}
+    row.update({k: v for k, v in job["settings"].items() if k not in row})  # what tables of settings set, fixed ones
     try:
         graph = graph_for(job["model"], job["batch"], job.get("graph_pickle"))
         if job["target"] == "fpga":
