@@ -46,11 +46,11 @@ def graph_for(model: str, batch: int, pickle_path: str | None = None):
 def evaluate_point(job: dict) -> dict:
     """The result row of one point: the parameters, ``status`` (``ok``, ``does_not_fit``,
     ``invalid``: the configuration is refused, ``error``: anything else), ``reason``, the
-    figures, ``warnings`` (those the point gave), ``wall_s`` and ``key``. Errors become rows;
+    figures, ``warnings`` (those the point gave), ``cpu_s``, ``wall_s`` and ``key``. Errors become rows;
     nothing is raised."""
     from hwgen.errors import HwgenError
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     row = {"key": job["key"], **job["params_flat"]}
     row.update({k: v for k, v in job["settings"].items() if k not in row})  # what tables of settings set, fixed ones
     try:
@@ -71,5 +71,6 @@ def evaluate_point(job: dict) -> dict:
     except Exception as e:  # a failure of this point only: the sweep goes on
         tb = traceback.extract_tb(e.__traceback__)[-1]
         row.update(status="error", reason=f"{type(e).__name__}: {e} ({Path(tb.filename).name}:{tb.lineno})")
+    row["cpu_s"] = time.process_time() - c0  # this process's CPU time (others' load does not count)
     row["wall_s"] = time.perf_counter() - t0
     return row
