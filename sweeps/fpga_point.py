@@ -6,7 +6,7 @@ with ``cost_only=True`` (no Verilog, no weight image) for one task, the report's
 and energy model (:func:`fpga.compile.report.build_report`), the resources of
 :func:`point_resources` against the part (:func:`fpga.synth.fits`), and where the spec
 asks, the test-split accuracy in the accelerator's fixed point
-(:func:`models.evaluate.evaluate_onnx`). Programs depend on every field but the clock, so
+(:func:`models.evaluate.evaluate_onnx`, once per format pair in the sweep). Programs depend on every field but the clock, so
 points that differ only in ``clock_hz`` share one compile (a per-process cache).
 """
 
@@ -15,11 +15,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-__all__ = ["point_resources", "fpga_config", "evaluate_fpga_point"]
+__all__ = ["point_resources", "fpga_config", "evaluate_fpga_point", "shared_work_key"]
 
 _COMPILED: "OrderedDict[tuple, object]" = OrderedDict()  # (graph id, config w/o clock, task) -> Compiled
 _COMPILED_MAX = 4
-_ACCURACY: dict[tuple, float] = {}
 
 
 def point_resources(config) -> dict:
@@ -64,14 +63,32 @@ def _compiled(graph, cfg, task):
     return compiled, False
 
 
-def _accuracy(model_path: str, cfg, task: int | None, images: int) -> float:
+def _accuracy_parts(cfg, task, images) -> tuple:
+    """What the fixed-point accuracy depends on."""
+    return str(cfg.act_fmt), str(cfg.weight_fmt), cfg.moe_normalization, task, images
+
+
+def shared_work_key(settings: dict, job: dict) -> str | None:
+    """Points with the same key share their accuracy run (None: nothing shared)."""
+    ev = job.get("evaluate", {})
+    if not ev.get("accuracy"):
+        return None
+    try:
+        cfg = fpga_config(job.get("base"), settings)
+    except Exception:  # an invalid point fails on its own
+        return None
+    return repr(_accuracy_parts(cfg, job.get("task"), int(ev.get("accuracy_images", 0))))
+
+
+def _accuracy(model_path: str, cfg, task: int | None, images: int, memo_dir=None) -> float:
     from models.evaluate import evaluate_onnx
 
-    key = (model_path, str(cfg.act_fmt), str(cfg.weight_fmt), cfg.moe_normalization, task, images)
-    if key not in _ACCURACY:
-        accs = evaluate_onnx(model_path, numerics="fixed", limit=images or None, config=cfg)
-        _ACCURACY[key] = accs[task or 0]
-    return _ACCURACY[key]
+    from .memo import memo_key, memoized
+
+    def run():
+        return evaluate_onnx(model_path, numerics="fixed", limit=images or None, config=cfg)[task or 0]
+
+    return memoized(memo_dir, memo_key("fpga-accuracy", model_path, *_accuracy_parts(cfg, task, images)), run)
 
 
 def evaluate_fpga_point(graph, settings: dict, job: dict) -> dict:
@@ -117,7 +134,8 @@ def evaluate_fpga_point(graph, settings: dict, job: dict) -> dict:
     ev = job.get("evaluate", {})
     if ev.get("accuracy"):
         t = time.perf_counter()
-        row["accuracy"] = _accuracy(str(graph.source), cfg, job.get("task"), int(ev.get("accuracy_images", 0)))
+        row["accuracy"] = _accuracy(str(graph.source), cfg, job.get("task"), int(ev.get("accuracy_images", 0)),
+                                    job.get("memo_dir"))
         timing["accuracy_s"] = time.perf_counter() - t
     if ev.get("rtl") or ev.get("yosys"):
         from .fpga_slow import rtl_and_yosys

@@ -7,7 +7,7 @@ pictures (18-34 s a point; ``evaluate.report = true`` runs the whole target inst
 takes its report's figures). Accuracy is :func:`optical4f.evaluate.accuracy` on the first
 ``accuracy_images`` digits test images (all 360 by default); settings that only change the
 cost (frame rates, powers, converters, electronics: :data:`COST_ONLY_FIELDS`) share one
-accuracy run per process. The CPU figure is onnxruntime on this machine, measured once per
+accuracy run in the sweep (:mod:`sweeps.memo`). The CPU figure is onnxruntime on this machine, measured once per
 process (:func:`optical4f.target.measure_onnxruntime`).
 """
 
@@ -16,13 +16,12 @@ from __future__ import annotations
 import tempfile
 import time
 
-__all__ = ["evaluate_optical_point", "optical_config", "COST_ONLY_FIELDS"]
+__all__ = ["evaluate_optical_point", "optical_config", "shared_work_key", "COST_ONLY_FIELDS"]
 
 #: Settings that change cost figures but not what the simulation computes.
 COST_ONLY_FIELDS = ("frame_rate_hz", "power_w", "wall_plug_efficiency", "dac_fom_j_per_step", "adc_fom_j_per_step",
                     "flops_per_s", "energy_per_flop_j", "bytes_per_s", "energy_per_byte_j", "threads")
 
-_ACCURACY: dict[str, dict] = {}
 _CPU: dict[str, dict] = {}
 
 
@@ -110,23 +109,36 @@ def evaluate_optical_point(graph, settings: dict, job: dict) -> dict:
            "preset": cfg.preset, "fits": True}
     if ev.get("accuracy"):
         t = time.perf_counter()
-        row.update(_accuracy(graph, cfg, int(ev.get("accuracy_images", 0))))
+        row.update(_accuracy(graph, cfg, int(ev.get("accuracy_images", 0)), job.get("memo_dir")))
         timing["accuracy_s"] = time.perf_counter() - t
     row.update({f"time_{k}": v for k, v in timing.items()})
     return row
 
 
-def _accuracy(graph, cfg, images: int) -> dict:
+def shared_work_key(settings: dict, job: dict) -> str | None:
+    """Points with the same key share their accuracy run (None: nothing shared)."""
+    if not job.get("evaluate", {}).get("accuracy"):
+        return None
+    try:
+        cfg = optical_config(job.get("base"), settings)
+    except Exception:  # an invalid point fails on its own
+        return None
+    return _sim_key(cfg) + f"|{job['model']}|{job['evaluate'].get('accuracy_images', 0)}"
+
+
+def _accuracy(graph, cfg, images: int, memo_dir=None) -> dict:
     import hwgen
     from optical4f.evaluate import accuracy, digits_test_split
 
-    key = _sim_key(cfg) + f"|{graph.source}|{images}"
-    if key not in _ACCURACY:
+    from .memo import memo_key, memoized
+
+    def run():
         x, y = digits_test_split()
         if images:
             x, y = x[:images], y[:images]
         g = hwgen.load(str(graph.source), batch=len(y))
         r = accuracy(g, x, y, cfg)
-        _ACCURACY[key] = {"accuracy": r["optical_accuracy"], "digital_accuracy": r["digital_accuracy"],
-                          "accuracy_drop_points": r["accuracy_drop_points"], "accuracy_images": r["images"]}
-    return _ACCURACY[key]
+        return {"accuracy": r["optical_accuracy"], "digital_accuracy": r["digital_accuracy"],
+                "accuracy_drop_points": r["accuracy_drop_points"], "accuracy_images": r["images"]}
+
+    return memoized(memo_dir, memo_key("optical-accuracy", _sim_key(cfg), str(graph.source), images), run)

@@ -156,7 +156,7 @@ class _Driver:
         return {"key": key, "target": self.spec.target, "model": self.spec.model, "model_name": self.spec.model,
                 "batch": self.spec.batch, "task": self.spec.task, "base": self.spec.base,
                 "settings": expand(params, self.spec.fixed), "params_flat": flat, "evaluate": self.spec.evaluate,
-                "graph_pickle": str(self.graph_pickle)}
+                "graph_pickle": str(self.graph_pickle), "memo_dir": str(self.out / "memo")}
 
     def _start(self):
         if self.exec is not None:
@@ -186,6 +186,7 @@ class _Driver:
             if rows[j["key"]] is None:
                 todo.append(j)
         if todo:
+            todo = self._interleave(todo)
             self._start()
         hits = len(rows) - len(todo)
         self.cached += hits
@@ -200,6 +201,24 @@ class _Driver:
                 self.computed += 1
                 self.progress.advance()
         return rows
+
+    def _interleave(self, todo: list[dict]) -> list[dict]:
+        """Points that share work (an accuracy run) spread out: one of each group first,
+        so that the workers start on different groups and the rest find the work done."""
+        if self.spec.target == "fpga":
+            from .fpga_point import shared_work_key
+        else:
+            from .optical_point import shared_work_key
+        groups: dict = {}
+        for j in todo:
+            groups.setdefault(shared_work_key(j["settings"], j) or j["key"], []).append(j)
+        out = []
+        while groups:
+            for g in list(groups):
+                out.append(groups[g].pop(0))
+                if not groups[g]:
+                    del groups[g]
+        return out
 
     def close(self):
         if self.exec is not None:

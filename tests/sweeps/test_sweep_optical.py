@@ -38,6 +38,7 @@ def test_accuracy_depends_on_bits_and_is_shared_across_frame_rates(optical_run):
     assert acc[(12, 180.0)] == acc[(12, 1440.0)] and acc[(6, 180.0)] == acc[(6, 1440.0)]
     assert acc[(6, 180.0)] < acc[(12, 180.0)]  # 6 camera bits break the model (docs/optical4f.md)
     assert all(r["accuracy_images"] == 16 for r in optical_run.rows)
+    assert len(list((optical_run.out_dir / "memo").glob("*.json"))) == 2  # one simulation per bit depth
 
 
 def test_the_cost_figures_are_the_reports(tmp_path):
