@@ -69,9 +69,11 @@ def _outputs_ort(path: Path, x: np.ndarray, task: int | None) -> list[np.ndarray
     return [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
 
 
-def evaluate_onnx(path, runtime: str = "hwgen", limit: int | None = None, numerics: str = "float") -> list[float]:
+def evaluate_onnx(path, runtime: str = "hwgen", limit: int | None = None, numerics: str = "float",
+                  config=None) -> list[float]:
     """Accuracy per task on the test split; ``runtime`` is ``"hwgen"`` or ``"onnxruntime"``;
-    ``numerics="fixed"`` (hwgen only) evaluates what the FPGA accelerator computes, bit for bit."""
+    ``numerics="fixed"`` (hwgen only) evaluates what the FPGA accelerator computes, bit for bit,
+    for ``config`` (an ``fpga.config.AcceleratorConfig``; default: Edge-MoE's formats)."""
     from .data import load_split
 
     path = Path(path)
@@ -85,7 +87,7 @@ def evaluate_onnx(path, runtime: str = "hwgen", limit: int | None = None, numeri
         raise ValueError("numerics='fixed' needs runtime='hwgen'")
     run = {"hwgen": _outputs_hwgen, "onnxruntime": _outputs_ort}[runtime]
     if numerics == "fixed":
-        run = _outputs_fixed
+        run = lambda p, x, t: _outputs_fixed(p, x, t, config)  # noqa: E731
     accs = []
     for t in range(len(yte) if multitask else 1):
         outs = run(path, xte, t if multitask else None)

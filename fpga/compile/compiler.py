@@ -118,22 +118,26 @@ def _loc(name, shape, mat: Matrix, phys, addr, elems=None) -> TensorLoc:
     return TensorLoc(name, tuple(shape), addr, mat.rows, mat.words, np.asarray(phys, dtype=np.int64).reshape(-1), elems)
 
 
-def compile_graph(g: Graph, config, *, task: int | None = None, progress=None, tile_budget: float = 0.5) -> Compiled:
+def compile_graph(g: Graph, config, *, task: int | None = None, progress=None, tile_budget: float = 0.5,
+                  cost_only: bool = False) -> Compiled:
     """Compile the canonical graph ``g`` for ``config`` (see the module docstring).
 
     ``progress(stage: str)`` is called as stages start (for a progress display).
+    ``cost_only=True`` skips what only a run needs: weights are neither quantised nor
+    packed and the image holds no bytes (``image == b""``; every address, instruction and
+    cost figure is as in a full compile). Such a result is for the cost model only.
     """
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
     lanes, wb = config.lanes, config.mem_port_bits // 8
-    image = Image(config.mem_port_bits, base=0)
+    image = Image(config.mem_port_bits, base=0, virtual=cost_only)
     lowered = []
     for name, bind in _bindings(g, task):
         say(f"lowering {name}")
         hg = hardware_graph(g, config, bind)
         budget = tile_budget
         while True:
-            low = lower(hg, config, tile_budget=budget)
+            low = lower(hg, config, tile_budget=budget, cost_only=cost_only)
             outputs = {low.layouts[low.views[o].root].matrix for o in hg.outputs
                        if o in low.views and low.views[o].root in low.layouts}
             pinned = {m for op in low.ops if isinstance(op, EngineOp) for m, _ in op.uses() if m.meta.get("pinned")}
@@ -150,9 +154,11 @@ def compile_graph(g: Graph, config, *, task: int | None = None, progress=None, t
     say("laying out the external memory image")
     for _, _, _, low, _, _ in lowered:
         for w in low.weights:
-            w.addr = image.put(w.name, w.words.tobytes(), "weights")
+            w.addr = image.reserve(w.name, w.nbytes, "weights") if cost_only else \
+                image.put(w.name, w.words.tobytes(), "weights")
         for m in low.consts:
-            m.meta["ext"] = image.put(m.name, pack_rows(m.data, m.fmt_bits, config.mem_port_bits), "const")
+            m.meta["ext"] = image.reserve(m.name, m.data.shape[0] * -(-m.data.shape[1] * m.fmt_bits // config.mem_port_bits) * wb, "const") if cost_only else \
+                image.put(m.name, pack_rows(m.data, m.fmt_bits, config.mem_port_bits), "const")
     bindings = []
     for name, bind, hg, low, plan, outputs in lowered:
         for m in {m for lay in low.layouts.values() for m in [lay.matrix] if m.kind in ("input", "host")} | \
@@ -172,7 +178,9 @@ def compile_graph(g: Graph, config, *, task: int | None = None, progress=None, t
     say("placing programs")
     for b in bindings:
         for seg in b.segments:
-            if seg.kind == "program":
+            if seg.kind == "program" and cost_only:
+                seg.addr = image.reserve(f"{b.name}:program", 16 * len(seg.instrs), "program")
+            elif seg.kind == "program":
                 words = [encode(e.instr) for e in seg.instrs]
                 blob = b"".join(w.to_bytes(16, "little") for w in words)
                 seg.addr = image.put(f"{b.name}:program", blob, "program", dedup=False)
@@ -248,6 +256,6 @@ def _emit(name: str, bind: dict, hg: Graph, low: Lowering, plan, config) -> Bind
     n_instr = sum(len(s.instrs) for s in segments if s.kind == "program")
     stats = {"instructions": n_instr, "programs": sum(s.kind == "program" for s in segments),
              "host_steps": sum(s.kind == "host" for s in segments), "peak_buffer_words": plan.peak_words,
-             "spilled": plan.spilled, "weight_bytes": int(sum(w.words.size for w in low.weights))}
+             "spilled": plan.spilled, "weight_bytes": int(sum(w.nbytes for w in low.weights))}
     return Binding(name, dict(bind), hg, segments, inputs, outputs, dict(low.host_reasons),
                    dict(low.skipped_checks), stats)

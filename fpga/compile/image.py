@@ -68,32 +68,42 @@ def linear_weight_image(w_phys, b_phys, cols: int, w_bits: int, b_bits: int, wor
 
 class Image:
     """External memory contents being laid out: blocks appended at word-aligned byte
-    addresses from ``base``; identical blocks (by content) share one address."""
+    addresses from ``base``; identical blocks (by content) share one address.
 
-    def __init__(self, word_bits: int, base: int = 0):
+    ``virtual=True`` (cost-only compiles) gives the addresses of blocks placed by size
+    (:meth:`reserve`) and keeps no bytes: ``data`` stays empty."""
+
+    def __init__(self, word_bits: int, base: int = 0, virtual: bool = False):
         self.word_bytes = word_bits // 8
         self.data = bytearray()
         self.base = base
+        self.virtual = virtual
+        self._size = 0  # bytes laid out
         self._by_hash: dict[str, int] = {}
         self.regions: list[dict] = []  # {name, addr, bytes, kind}
 
     @property
     def end(self) -> int:
         """First free byte address."""
-        return self.base + len(self.data)
+        return self.base + self._size
 
     def align(self) -> None:
-        pad = -len(self.data) % self.word_bytes
-        self.data.extend(b"\0" * pad)
+        pad = -self._size % self.word_bytes
+        if not self.virtual:
+            self.data.extend(b"\0" * pad)
+        self._size += pad
 
     def put(self, name: str, blob: bytes, kind: str, dedup: bool = True) -> int:
         """Place ``blob``; return its byte address."""
+        if self.virtual:
+            return self.reserve(name, len(blob), kind)
         key = hashlib.sha1(blob).hexdigest() if dedup else None
         if key is not None and key in self._by_hash:
             return self._by_hash[key]
         self.align()
         addr = self.end
         self.data.extend(blob)
+        self._size += len(blob)
         self.align()
         if key is not None:
             self._by_hash[key] = addr
@@ -101,5 +111,13 @@ class Image:
         return addr
 
     def reserve(self, name: str, nbytes: int, kind: str) -> int:
-        """Zeroed space (inputs, outputs, spills); return its byte address."""
-        return self.put(name, b"\0" * nbytes, kind, dedup=False)
+        """Zeroed space (inputs, outputs, spills; any block of a virtual image); return its
+        byte address."""
+        if not self.virtual:
+            return self.put(name, b"\0" * nbytes, kind, dedup=False)
+        self.align()
+        addr = self.end
+        self._size += nbytes
+        self.align()
+        self.regions.append({"name": name, "addr": addr, "bytes": nbytes, "kind": kind})
+        return addr

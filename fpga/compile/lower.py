@@ -75,8 +75,9 @@ class Lowering:
     host_reasons : dict node name -> why it runs on the host
     """
 
-    def __init__(self, g: Graph, config, *, tile_budget: float = 0.5):
+    def __init__(self, g: Graph, config, *, tile_budget: float = 0.5, cost_only: bool = False):
         self.g, self.c = g, config
+        self.cost_only = cost_only  # weight codes and images are not computed, only their sizes
         self.lanes = config.lanes
         self.act, self.wfmt = config.act_fmt, config.weight_fmt
         self.pad = config.mac_cols
@@ -377,11 +378,19 @@ class Lowering:
     # --- constants -------------------------------------------------------------------------
     def codes(self, t: str, weight: bool = False) -> np.ndarray:
         data = self.g.tensors[t].data
+        if weight and self.cost_only:  # only the shape matters for the program
+            return np.zeros(np.shape(data), dtype=np.int64)
         fmt = self.g.tensors[t].fmt or (self.wfmt if weight else self.act)
         return to_fixed(np.asarray(data, dtype=np.float64), fmt)
 
     def weight_block(self, name: str, w_codes: np.ndarray, b_codes: np.ndarray | None, x: Window, y: Window) -> WeightBlock:
         k_phys, n_phys = x.mat.row_elems, y.mat.row_elems
+        if self.cost_only:  # the size of linear_weight_image's result, without packing it
+            cols, word_bits = self.c.mac_cols, self.c.mem_port_bits
+            words_per_tile = -(-cols * self.act.width // word_bits) + k_phys * -(-cols * self.wfmt.width // word_bits)
+            wb = WeightBlock(name, np.zeros(0, dtype=np.uint8), nbytes=n_phys // cols * words_per_tile * word_bits // 8)
+            self.weights.append(wb)
+            return wb
         wp = np.zeros((k_phys, n_phys), dtype=np.int64)
         wp[np.ix_(x.colmap, y.colmap)] = w_codes
         bp = np.zeros(n_phys, dtype=np.int64)

@@ -127,21 +127,35 @@ def plan_memory(ops: list, capacity: int, outputs: set, pinned: set | None = Non
                 best, key = s, k
         return best
 
+    def words_in_use() -> np.ndarray:
+        """Words resident at each op (recomputed only after a split)."""
+        delta = np.zeros(n + 1, dtype=np.int64)
+        for s in segs:
+            delta[s.start] += s.mat.size
+            delta[s.end + 1] -= s.mat.size
+        return np.cumsum(delta)[:n]
+
     # 2. pressure
-    for t in range(n):
+    in_use = words_in_use()
+    for t in np.flatnonzero(in_use > capacity):
+        t = int(t)
+        if in_use[t] <= capacity:  # an earlier split relieved it
+            continue
         while sum(s.mat.size for s in live_at(t)) > capacity:
             v = victim(t)
             if v is None or not split(v, t):
                 raise TargetError(f"op {t} ({getattr(ops[t], 'node', '?')}): the matrices in use at once do not fit "
                                   f"the {capacity}-word buffer")
+        in_use = words_in_use()
     # 3. placement
     for _attempt in range(10 * n + 10):
         order = sorted(segs, key=lambda s: (-s.mat.size, s.start))
-        ps, pe, pa, pz = [], [], [], []
+        placed = np.zeros((4, len(order)), dtype=np.int64)  # start, end, first word, end word of those placed
+        k = 0
         failed = None
         for s in order:
-            if ps:
-                st, en, lo, hi = (np.array(v) for v in (ps, pe, pa, pz))
+            if k:
+                st, en, lo, hi = placed[:, :k]
                 mask = (st <= s.end) & (en >= s.start)
                 lo, hi = lo[mask], hi[mask]
                 ordr = np.argsort(lo)
@@ -157,7 +171,8 @@ def plan_memory(ops: list, capacity: int, outputs: set, pinned: set | None = Non
                 failed = s
                 break
             s.addr = addr
-            ps.append(s.start), pe.append(s.end), pa.append(addr), pz.append(addr + s.mat.size)
+            placed[:, k] = (s.start, s.end, addr, addr + s.mat.size)
+            k += 1
         if failed is None:
             break
         # split the segment live in the failed one's interval whose next use is farthest

@@ -53,11 +53,17 @@ class RegState:
 @dataclass(eq=False)
 class WeightBlock:
     """A linear layer's weight image (``fpga.hdl.engine_linear``): packed words; the
-    image builder gives it an external byte address (identical blocks share one)."""
+    image builder gives it an external byte address (identical blocks share one).
+    A cost-only lowering leaves ``words`` empty and gives only ``nbytes``."""
 
     name: str
-    words: np.ndarray  # object array of Python ints (mem_port_bits each)
+    words: np.ndarray  # the image's bytes (uint8)
     addr: int | None = None
+    nbytes: int | None = None  # bytes of the image (default: words.size)
+
+    def __post_init__(self) -> None:
+        if self.nbytes is None:
+            self.nbytes = int(self.words.size)
 
 
 class EngineOp:

@@ -1,0 +1,147 @@
+"""One FPGA design point: a configuration compiled (cost only) and costed.
+
+Per point: the accelerator configuration (the base configuration with the point's
+settings, :func:`fpga.compile.target.load_config`), :func:`fpga.compile.compile_graph`
+with ``cost_only=True`` (no Verilog, no weight image) for one task, the report's cycle
+and energy model (:func:`fpga.compile.report.build_report`), the resources of
+:func:`point_resources` against the part (:func:`fpga.synth.fits`), and where the spec
+asks, the test-split accuracy in the accelerator's fixed point
+(:func:`models.evaluate.evaluate_onnx`, once per format pair in the sweep). Programs depend on every field but the clock, so
+points that differ only in ``clock_hz`` share one compile (a per-process cache).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+__all__ = ["point_resources", "fpga_config", "evaluate_fpga_point", "shared_work_key"]
+
+_COMPILED: "OrderedDict[tuple, object]" = OrderedDict()  # (graph id, config w/o clock, task) -> Compiled
+_COMPILED_MAX = 4
+
+
+def point_resources(config) -> dict:
+    """Resources of ``config``: ``{"lut", "ff", "dsp", "bram36", "source"}`` (None: unknown).
+
+    The one place a sweep takes resources from. Today the first-order figures of
+    :func:`fpga.compile.report.first_order_resources` (the MAC array's DSPs, the buffers'
+    BRAM36; no LUT/FF, and nothing for the other engines): swap in the fast estimator
+    (``fpga.cost.resources.estimate_resources``) here.
+    """
+    from fpga.compile.report import first_order_resources
+
+    fo = first_order_resources(config)
+    return {"lut": None, "ff": None, "dsp": fo["dsp_mac_array"],
+            "bram36": fo["bram36_activation_buffer"] + fo["bram36_weight_banks"],
+            "source": "first order: MAC array DSPs and buffer BRAM36 only (fpga.compile.report.first_order_resources)"}
+
+
+def fpga_config(base, settings: dict):
+    """The :class:`fpga.config.AcceleratorConfig` of a point (TargetError if invalid)."""
+    from fpga.compile.target import load_config
+
+    return load_config(base, {k: str(v) for k, v in settings.items()})
+
+
+def _compiled(graph, cfg, task):
+    import dataclasses
+
+    from fpga.compile import compile_graph
+    from fpga.compile.graph import task_inputs
+
+    structure = dataclasses.replace(cfg, clock_hz=1e8).to_dict()  # the program does not depend on the clock
+    key = (id(graph), tuple(sorted(structure.items())), task)
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key], True
+    bind_task = task if task is not None else (0 if task_inputs(graph) else None)
+    compiled = compile_graph(graph, cfg, task=bind_task, cost_only=True)
+    _COMPILED[key] = compiled
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return compiled, False
+
+
+def _accuracy_parts(cfg, task, images) -> tuple:
+    """What the fixed-point accuracy depends on."""
+    return str(cfg.act_fmt), str(cfg.weight_fmt), cfg.moe_normalization, task, images
+
+
+def shared_work_key(settings: dict, job: dict) -> str | None:
+    """Points with the same key share their accuracy run (None: nothing shared)."""
+    ev = job.get("evaluate", {})
+    if not ev.get("accuracy"):
+        return None
+    try:
+        cfg = fpga_config(job.get("base"), settings)
+    except Exception:  # an invalid point fails on its own
+        return None
+    return repr(_accuracy_parts(cfg, job.get("task"), int(ev.get("accuracy_images", 0))))
+
+
+def _accuracy(model_path: str, cfg, task: int | None, images: int, memo_dir=None) -> float:
+    from models.evaluate import evaluate_onnx
+
+    from .memo import memo_key, memoized
+
+    def run():
+        return evaluate_onnx(model_path, numerics="fixed", limit=images or None, config=cfg)[task or 0]
+
+    return memoized(memo_dir, memo_key("fpga-accuracy", model_path, *_accuracy_parts(cfg, task, images)), run)
+
+
+def evaluate_fpga_point(graph, settings: dict, job: dict) -> dict:
+    """Figures of one point (raises TargetError for an invalid configuration).
+
+    ``job``: ``base`` (configuration TOML or None), ``task``, ``model_name``,
+    ``evaluate`` (the spec's ``[evaluate]``).
+    """
+    import dataclasses
+
+    from fpga.compile.report import build_report
+    from fpga.synth import fits, utilization
+
+    timing = {}
+    t = time.perf_counter()
+    cfg = fpga_config(job.get("base"), settings)
+    compiled, reused = _compiled(graph, cfg, job.get("task"))
+    if reused and compiled.config.clock_hz != cfg.clock_hz:
+        compiled = dataclasses.replace(compiled, config=cfg)
+    timing["compile_s"] = 0.0 if reused else time.perf_counter() - t
+    t = time.perf_counter()
+    report = build_report(compiled, job.get("model_name", ""))
+    timing["cost_s"] = time.perf_counter() - t
+    res = point_resources(cfg)
+    used = {k: res[k] for k in ("lut", "ff", "dsp", "bram36") if res.get(k) is not None}
+    util = utilization(used, cfg.part)
+    ok = fits(used, cfg.part)
+    b = compiled.bindings[0]
+    row = {
+        "latency_s": report["latency_s"], "energy_j": report["energy_j"], "cycles": report["cycles"],
+        "gops": report.get("gops"), "throughput_gop_s": report.get("throughput_gop_s"),
+        "dram_bytes": report["totals"]["dram_bytes"], "instructions": report["totals"]["instructions"],
+        "host_steps": b.stats["host_steps"], "spills": len(b.stats["spilled"]),
+        **{f"energy_{k}_j": v for k, v in report["energy_breakdown_j"].items()},
+        "lut": res.get("lut"), "ff": res.get("ff"), "dsp": res.get("dsp"), "bram36": res.get("bram36"),
+        **{f"util_{k}": u[2] for k, u in util.items()},
+        "resources_source": res["source"], "part": cfg.part.name, "fits": ok,
+        "program_set": b.name, "compile_reused": reused,
+    }
+    if not ok:
+        over = [f"{k} {u[0]:g} of {u[1]:g}" for k, u in util.items() if u[2] > 1]
+        row["reason"] = f"does not fit {cfg.part.name}: " + ", ".join(over)
+    ev = job.get("evaluate", {})
+    if ev.get("accuracy"):
+        t = time.perf_counter()
+        row["accuracy"] = _accuracy(str(graph.source), cfg, job.get("task"), int(ev.get("accuracy_images", 0)),
+                                    job.get("memo_dir"))
+        timing["accuracy_s"] = time.perf_counter() - t
+    if ev.get("rtl") or ev.get("yosys"):
+        from .fpga_slow import rtl_and_yosys
+
+        t = time.perf_counter()
+        row.update(rtl_and_yosys(job.get("model_name", str(graph.source)), cfg, job.get("task"), ev))
+        timing["rtl_yosys_s"] = time.perf_counter() - t
+    row.update({f"time_{k}": v for k, v in timing.items()})
+    return row
