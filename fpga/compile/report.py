@@ -14,10 +14,10 @@ from collections import OrderedDict
 from hwgen.report import make_report
 
 from ..cost.cycles import BURST, FETCH_CYCLES, MEM_LATENCY, estimate_cycles
-from ..cost.energy import ENERGY_TABLE, estimate_energy, instruction_actions
+from ..cost.energy import ENERGY_TABLE, action_energies, instruction_actions, layer_energy, node_actions
 from .compiler import Binding, Compiled
 
-__all__ = ["binding_costs", "build_report", "first_order_resources"]
+__all__ = ["binding_costs", "build_report", "energy_report", "first_order_resources"]
 
 
 def binding_costs(compiled: Compiled, b: Binding) -> dict:
@@ -65,7 +65,8 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
     costs = binding_costs(compiled, main)
     t = costs["total"]
     latency = t["cycles"] / f
-    energy = estimate_energy(t, latency)
+    en = energy_report(compiled, main, {n: r["cycles"] for n, r in costs["nodes"].items() if not r.get("host")})
+    energy = en["total"]["energy_breakdown_j"]
     sim_layers = {}
     if sim is not None:
         prog = next((p for p in sim.get("bindings", []) if p.get("name") == main.name), None)
@@ -76,8 +77,9 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
         if row.get("host"):
             continue
         lat = row["cycles"] / f
-        en = estimate_energy(row, lat)
-        entry = {"name": node, "op": _op_of(main, node), "latency_s": lat, "energy_j": sum(en.values()),
+        fig = en["layers"][node]
+        entry = {"name": node, "op": _op_of(main, node), "latency_s": lat, "energy_j": fig["energy_j"],
+                 "average_power_w": fig["average_power_w"], "gop_per_s": fig["gop_per_s"], "gop_per_j": fig["gop_per_j"],
                  "cycles_estimated": round(row["cycles"]), "instructions": row["instructions"],
                  "macs": int(row["macs"]), "dram_bytes": int(row["dram_bytes"])}
         if node in sim_layers:
@@ -109,6 +111,8 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
               "dram_bytes": int(t["dram_bytes"]), "buffer_words_moved": int(t["buffer_words"])}
     extra = {"cycles": round(t["cycles"]), "totals": totals,
              "energy_breakdown_j": {k: float(v) for k, v in energy.items()},
+             "energy": {k: en["total"][k] for k in ("average_power_w", "gop_per_s", "gop_per_j")}
+             | {"per_action_j": en["per_action_j"]},
              "resources": first_order_resources(c),
              "programs": [{"name": b.name, "bind": b.bind, **b.stats,
                            "cycles_estimated": round(binding_costs(compiled, b)["total"]["cycles"])}
@@ -129,6 +133,19 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
         extra["resources"] = synth
     return make_report("fpga", model, c.to_dict(), latency, float(sum(energy.values())), layers, host_ops,
                        assumptions, **extra)
+
+
+def energy_report(compiled: Compiled, b: Binding, cycles_by_node: dict, rows: dict | None = None) -> dict:
+    """Energy per layer and in total of program set ``b`` (:func:`fpga.cost.energy.layer_energy`).
+
+    ``cycles_by_node``: cycles per IR node (estimated, or measured from ``sim.json``);
+    ``rows``: measured rows of register-sized instructions (see
+    :func:`fpga.cost.energy.node_actions`). Returns ``{"layers": {node: figures}, "total":
+    figures, "per_action_j": {action: J}}``, figures as :func:`fpga.cost.energy.energy_figures`.
+    """
+    out = layer_energy(cycles_by_node, node_actions(b, compiled.config, rows), compiled.config)
+    out["per_action_j"] = action_energies(compiled.config)
+    return out
 
 
 def _op_of(b: Binding, node: str) -> str:
