@@ -16,12 +16,12 @@ import numpy as np
 from hwgen.report import make_report
 
 from ..cost.cycles import BURST, FETCH_CYCLES, estimate_cycles, memory_latency
-from ..cost.energy import ENERGY_TABLE, estimate_energy, instruction_actions
-from ..cost.routing import RowsOfInstr
+from ..cost.energy import ENERGY_TABLE, action_energies, instruction_actions, layer_energy, node_actions
+from ..cost.routing import RowsOfInstr, instruction_rows
 from .compiler import Binding, Compiled
 from .report_latency import edge_moe_comparison, latency_section
 
-__all__ = ["binding_costs", "build_report", "first_order_resources", "latency_figures"]
+__all__ = ["binding_costs", "build_report", "energy_report", "first_order_resources", "latency_figures"]
 
 
 def binding_costs(compiled: Compiled, b: Binding, moe_choices: dict | None = None) -> dict:
@@ -93,7 +93,9 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
     costs = binding_costs(compiled, main, moe_choices)
     t = costs["total"]
     latency = t["cycles"] / f
-    energy = estimate_energy(t, latency)
+    routed = _routed_rows(main, moe_choices, c.moe_k) if costs["moe_rows_exact"] else None
+    en = energy_report(compiled, main, {n: r["cycles"] for n, r in costs["nodes"].items() if not r.get("host")}, routed)
+    energy = en["total"]["energy_breakdown_j"]
     sim_layers = {}
     if sim is not None:
         prog = next((p for p in sim.get("bindings", []) if p.get("name") == main.name), None)
@@ -104,8 +106,9 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
         if row.get("host"):
             continue
         lat = row["cycles"] / f
-        en = estimate_energy(row, lat)
-        entry = {"name": node, "op": _op_of(main, node), "latency_s": lat, "energy_j": sum(en.values()),
+        fig = en["layers"][node]
+        entry = {"name": node, "op": _op_of(main, node), "latency_s": lat, "energy_j": fig["energy_j"],
+                 "average_power_w": fig["average_power_w"], "gop_per_s": fig["gop_per_s"], "gop_per_j": fig["gop_per_j"],
                  "cycles_estimated": round(row["cycles"]), "cycles_model": round(row["cycles"]),
                  "instructions": row["instructions"],
                  "macs": int(row["macs"]), "dram_bytes": int(row["dram_bytes"])}
@@ -138,6 +141,8 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
               "dram_bytes": int(t["dram_bytes"]), "buffer_words_moved": int(t["buffer_words"])}
     extra = {"cycles": round(t["cycles"]), "totals": totals,
              "energy_breakdown_j": {k: float(v) for k, v in energy.items()},
+             "energy": {k: en["total"][k] for k in ("average_power_w", "gop_per_s", "gop_per_j")}
+             | {"per_action_j": en["per_action_j"]},
              "resources": first_order_resources(c),
              "programs": [{"name": b.name, "bind": b.bind, **b.stats,
                            "cycles_estimated": round(binding_costs(compiled, b)["total"]["cycles"])}
@@ -207,6 +212,30 @@ def latency_figures(compiled: Compiled, main: Binding, costs: dict, sim: dict | 
         cmp = edge_moe_comparison(total_macs(main.graph), t_model, c, rtl_total)
         out["comparisons"] = cmp["rows"]
         out["edge_moe"] = {k: v for k, v in cmp.items() if k != "rows"}
+    return out
+
+
+def energy_report(compiled: Compiled, b: Binding, cycles_by_node: dict, rows: dict | None = None) -> dict:
+    """Energy per layer and in total of program set ``b`` (:func:`fpga.cost.energy.layer_energy`).
+
+    ``cycles_by_node``: cycles per IR node (estimated, or measured from ``sim.json``);
+    ``rows``: measured rows of register-sized instructions (see
+    :func:`fpga.cost.energy.node_actions`). Returns ``{"layers": {node: figures}, "total":
+    figures, "per_action_j": {action: J}}``, figures as :func:`fpga.cost.energy.energy_figures`.
+    """
+    out = layer_energy(cycles_by_node, node_actions(b, compiled.config, rows), compiled.config)
+    out["per_action_j"] = action_energies(compiled.config)
+    return out
+
+
+def _routed_rows(b: Binding, moe_choices: dict, k: int) -> dict:
+    """``{(segment index, instruction index): rows}`` of the routed input (energy's rows)."""
+    per_prog = iter(instruction_rows(b, moe_choices, k))
+    out = {}
+    for si, seg in enumerate(b.segments):
+        if seg.kind == "program":
+            for ii, (rows, _, _) in enumerate(next(per_prog)):
+                out[(si, ii)] = rows
     return out
 
 
