@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from .devices import Camera, Modulator, OpticalConfig
 
 __all__ = [
     "OpticalAliasingWarning", "FrameGeometry", "frame_geometry", "matched_pitch", "fourier_pitch", "fourier_coords",
-    "lens_ft", "encode_amplitude", "kernel_filter", "constrain_filter", "camera_detect", "standard_normals",
+    "lens_ft", "encode_amplitude", "kernel_filter", "constrain_filter", "written_filter", "camera_detect", "standard_normals",
     "hermitian_split", "run_frames", "simulate_frames", "centered",
 ]
 
@@ -234,6 +235,46 @@ def constrain_filter(h: np.ndarray, mod: Modulator, geom: FrameGeometry) -> np.n
     return out
 
 
+_FILTER_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+_FILTER_CACHE_BYTES = 512 << 20  # written filters kept per process (compile-time patterns, reused across runs)
+
+
+def written_filter(plane: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry) -> tuple[np.ndarray, float]:
+    """The filter the Fourier modulator applies for one kernel plane [N, N], in the
+    simulation's precision, and its normalisation ``max|FFT(plane)|`` (so that the ideal
+    filter is ``conj(FFT(plane)) / scale``); cached (the patterns are fixed at compile time,
+    the same in every evaluation run)."""
+    cdt = np.complex128 if cfg.sim.precision == "complex128" else np.complex64
+    key = (plane.tobytes(), plane.shape, repr(cfg.fourier_modulator), repr(cfg.input_modulator.fill_factor),
+           repr(geom), np.dtype(cdt).str)
+    hit = _FILTER_CACHE.get(key)
+    if hit is not None:
+        _FILTER_CACHE.move_to_end(key)
+        return hit
+    h, hscale = kernel_filter(plane[None], cdt)
+    fm = cfg.fourier_modulator
+    if cfg.sim.slm_pixels and fm.modulation == "phase":
+        from .encoding import input_envelope, pixel_filter
+
+        fill = cfg.input_modulator.fill_factor
+        if fill > 0:  # pre-compensate the input pixels' spectrum envelope (known at design time)
+            env = input_envelope(plane.shape[-1], fill)
+            h = h / (env[:, None] * env[None, :])
+            peak = float(np.abs(h).max())
+            if peak > 0:
+                h /= peak
+                hscale = hscale * peak
+        filt = pixel_filter(h[0], fm, geom.fourier_samples, fill, cdt)[None]
+    else:
+        filt = constrain_filter(h, fm, geom).astype(cdt, copy=False)
+    filt.setflags(write=False)
+    out = (filt, float(hscale[0]))
+    _FILTER_CACHE[key] = out
+    while sum(v[0].nbytes for v in _FILTER_CACHE.values()) > _FILTER_CACHE_BYTES:
+        _FILTER_CACHE.popitem(last=False)
+    return out
+
+
 def standard_normals(rng: np.random.Generator, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """``size`` independent N(0, 1) samples (float32) by the Box-Muller transform.
 
@@ -319,6 +360,22 @@ def camera_detect(intensity: np.ndarray, cam: Camera, fill: float, noise: bool, 
     return _detect(inten, cam, fill, noise, rng)
 
 
+_SPLITS: "OrderedDict[int, tuple]" = OrderedDict()
+
+
+def _split_cached(filt: np.ndarray) -> tuple:
+    """Hermitian split of a (read-only, cached) pixel-grid filter, kept for the last few filters."""
+    key = id(filt)
+    hit = _SPLITS.get(key)
+    if hit is not None and hit[0] is filt:
+        return hit[1]
+    a, b = hermitian_split(filt)
+    _SPLITS[key] = (filt, (a[0], b[0]))
+    while len(_SPLITS) > 4:
+        _SPLITS.popitem(last=False)
+    return a[0], b[0]
+
+
 def _readout_flip(a: np.ndarray) -> np.ndarray:
     """Sample ``n`` -> ``-n (mod N)`` over the last two axes (its own inverse)."""
     return np.roll(np.flip(a, axis=(-2, -1)), 1, axis=(-2, -1))
@@ -400,8 +457,14 @@ def _chunk_rngs(rng: np.random.Generator, k: int) -> list:
 
 
 def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry,
-               rng: np.random.Generator | None = None, keep_planes: bool = False):
+               rng: np.random.Generator | None = None, keep_planes: bool = False, detect: bool = True,
+               rows: int | None = None):
     """Propagate input frames [F, N, N] (amplitudes in [0, 1]) through the 4f system.
+
+    ``detect=False``: return the noiseless intensity ``|field|²`` at the camera (read-out
+    orientation) instead; the caller applies its own camera model (:mod:`optical4f.camera`).
+    ``rows``: with ``detect=False`` and a pixel-level filter, only camera rows [0, rows) are
+    computed (the caller reads no others; the rest are zero).
 
     ``filters``: the applied Fourier filters, [F, N, N] or [1, N, N] (from
     :func:`constrain_filter`). Returns the detected amplitude ``sqrt(I)`` read back in
@@ -426,7 +489,15 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
     filt = np.asarray(filters).astype(cdt, copy=False)
     shared = filt.shape[0] == 1
     paired = shared and nf > 1 and not np.iscomplexobj(frames)
-    if paired:
+    pixels = filt.shape[-1] == 2 * n  # an SLM field on its pixel grid (optical4f.encoding)
+    if pixels:
+        from .encoding import intensity_pixels, output_envelope
+
+        if not shared or np.iscomplexobj(frames):
+            raise ValueError("the pixel-level SLM model takes real frames and one shared filter")
+        env_out = output_envelope(n, cfg.fourier_modulator.fill_factor)
+        halves = _split_cached(filt) if paired else None
+    elif paired:
         fa, fb = hermitian_split(filt)
     step = max(2, _CACHE_PIXELS // (n * n) // 2 * 2)  # frames per pass (even)
     starts = list(range(0, nf, step))
@@ -438,13 +509,18 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
         fs = slice(starts[i], starts[i] + step)
         fr, e = frames[fs], amp[fs]  # the intensity, then the detected amplitude, is made in amp
         k = fr.shape[0] // 2 * 2 if paired else 0
-        if k:
+        if pixels:
+            intensity_pixels(fr.astype(rdt, copy=False), filt[0], env_out, cdt, e, halves, None if detect else rows)
+            spare = zbuf = None
+        elif k:
             spare, zbuf = _intensity_pairs(fr[:k].astype(rdt, copy=False), fa, fb, cdt, e[:k])
             if k < fr.shape[0]:  # an odd pass: the last frame alone
                 _intensity_fields(fr[k:], filt, cdt, e[k:])
                 spare = zbuf = None
         else:
             spare, zbuf = _intensity_fields(fr, filt if shared else filt[fs], cdt, e)
+        if not detect:
+            return None
         if rdt is not np.float32:
             zbuf = None
         det = _detect(e, cam, fill, noise, rngs[i], spare, zbuf)
@@ -459,6 +535,8 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
         det0 = [one(i) for i in range(len(starts))][0] if starts else None
     if not keep_planes:
         return amp
+    if not detect:
+        det0 = _readout_flip(np.sqrt(amp[0]))
     planes = {"input": np.asarray(frames[0]).real.copy(),
               "fourier": lens_ft(frames[:1].astype(cdt), geom.pitch_m, lam, f)[0][0],  # incident on the filter
               "camera": det0}
