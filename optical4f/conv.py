@@ -300,7 +300,11 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
         for f0 in range(0, tchunks, _CHUNK):
             fr = frames[f0:f0 + _CHUNK]
             want = keep_planes and kc_i == 0 and f0 == 0
-            res = run_frames(fr, filt, cfg, geom, rng, keep_planes=want, detect=False, rows=plan.kernel_grid[0] * bh)
+            # the camera pixels read: up to the last tile row / column of the fullest frame of the chunk
+            tiles_in = min(tpf, te - f0 * tpf)
+            used = (math.ceil(tiles_in / bc) * ch, min(tiles_in, bc) * cw)
+            read = ((plan.kernel_grid[0] - 1) * bh + used[0], (kc - 1) * bw + used[1])
+            res = run_frames(fr, filt, cfg, geom, rng, keep_planes=want, detect=False, rows=read)
             if want:
                 inten_f, info.planes = res
                 info.planes["n"], info.planes["pitch_m"], info.planes["fourier_pitch_m"] = n, geom.pitch_m, geom.fourier_pitch_m

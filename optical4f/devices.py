@@ -31,7 +31,7 @@ from hwgen.errors import TargetError
 
 __all__ = [
     "Modulator", "Lens", "Laser", "Camera", "Converters", "Electronics", "SimSettings", "OpticalConfig",
-    "load_config", "preset_names", "DEFAULT_PRESET",
+    "load_config", "preset_names", "DEFAULT_PRESET", "source_kind", "SOURCE_KINDS",
 ]
 
 DEFAULT_PRESET = "realistic"
@@ -43,6 +43,20 @@ def _f(unit: str, default: Any = dataclasses.MISSING):
     if default is not dataclasses.MISSING:
         kw["default"] = default
     return field(**kw)
+
+
+SOURCE_KINDS = ("source", "assumption", "derived", "design choice", "idealised", "user setting", "unverified")
+
+
+def source_kind(text: str) -> str:
+    """How a figure is backed: ``assumption`` (the text says so), ``source`` (it cites a
+    stored page: a URL), ``derived`` / ``design choice`` / ``idealised`` / ``user setting``
+    (by their prefix), else ``unverified`` (a citation without a checked source)."""
+    t = text.strip().lower()
+    for kind in ("assumption", "derived", "design choice", "idealised", "user setting"):
+        if t.startswith(kind):
+            return kind
+    return "source" if "http" in t else "unverified"
 
 
 @dataclass
@@ -60,8 +74,9 @@ class _Device:
             if "unit" not in f_.metadata:
                 continue
             v = getattr(self, f_.name)
+            src = self.source_of(f_.name)
             out.append({"name": f"{prefix}.{f_.name}", "value": list(v) if isinstance(v, tuple) else v,
-                        "unit": f_.metadata["unit"], "source": f"{self.name}: {self.source_of(f_.name)}"})
+                        "unit": f_.metadata["unit"], "source": f"{self.name}: {src}", "kind": source_kind(src)})
         return out
 
 

@@ -41,7 +41,7 @@ from .devices import Camera, Modulator, OpticalConfig
 
 __all__ = [
     "OpticalAliasingWarning", "FrameGeometry", "frame_geometry", "matched_pitch", "fourier_pitch", "fourier_coords",
-    "lens_ft", "encode_amplitude", "kernel_filter", "constrain_filter", "written_filter", "camera_detect", "standard_normals",
+    "lens_ft", "encode_amplitude", "kernel_filter", "constrain_filter", "write_filter", "written_filter", "camera_detect", "standard_normals",
     "hermitian_split", "run_frames", "simulate_frames", "centered",
 ]
 
@@ -246,11 +246,24 @@ def written_filter(plane: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry) -
     the same in every evaluation run)."""
     cdt = np.complex128 if cfg.sim.precision == "complex128" else np.complex64
     key = (plane.tobytes(), plane.shape, repr(cfg.fourier_modulator), repr(cfg.input_modulator.fill_factor),
-           repr(geom), np.dtype(cdt).str)
+           repr(geom), np.dtype(cdt).str, cfg.sim.slm_pixels)
     hit = _FILTER_CACHE.get(key)
     if hit is not None:
         _FILTER_CACHE.move_to_end(key)
         return hit
+    filt, hscale = write_filter(plane, cfg, geom)
+    filt.setflags(write=False)
+    out = (filt, hscale)
+    _FILTER_CACHE[key] = out
+    while sum(v[0].nbytes for v in _FILTER_CACHE.values()) > _FILTER_CACHE_BYTES:
+        _FILTER_CACHE.popitem(last=False)
+    return out
+
+
+def write_filter(plane: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry) -> tuple[np.ndarray, float]:
+    """:func:`written_filter` without the cache: ``[1, N, N]`` on the sample grid, or
+    ``[1, 2N, 2N]`` on the pixel grid (``sim.slm_pixels``, phase-only modulator)."""
+    cdt = np.complex128 if cfg.sim.precision == "complex128" else np.complex64
     h, hscale = kernel_filter(plane[None], cdt)
     fm = cfg.fourier_modulator
     if cfg.sim.slm_pixels and fm.modulation == "phase":
@@ -267,12 +280,7 @@ def written_filter(plane: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry) -
         filt = pixel_filter(h[0], fm, geom.fourier_samples, fill, cdt)[None]
     else:
         filt = constrain_filter(h, fm, geom).astype(cdt, copy=False)
-    filt.setflags(write=False)
-    out = (filt, float(hscale[0]))
-    _FILTER_CACHE[key] = out
-    while sum(v[0].nbytes for v in _FILTER_CACHE.values()) > _FILTER_CACHE_BYTES:
-        _FILTER_CACHE.popitem(last=False)
-    return out
+    return filt, float(np.asarray(hscale).reshape(-1)[0])
 
 
 def standard_normals(rng: np.random.Generator, size: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -358,22 +366,6 @@ def camera_detect(intensity: np.ndarray, cam: Camera, fill: float, noise: bool, 
     know exposure and gain)."""
     inten = np.array(intensity, dtype=np.result_type(intensity.dtype, np.float32), order="C", copy=True)
     return _detect(inten, cam, fill, noise, rng)
-
-
-_SPLITS: "OrderedDict[int, tuple]" = OrderedDict()
-
-
-def _split_cached(filt: np.ndarray) -> tuple:
-    """Hermitian split of a (read-only, cached) pixel-grid filter, kept for the last few filters."""
-    key = id(filt)
-    hit = _SPLITS.get(key)
-    if hit is not None and hit[0] is filt:
-        return hit[1]
-    a, b = hermitian_split(filt)
-    _SPLITS[key] = (filt, (a[0], b[0]))
-    while len(_SPLITS) > 4:
-        _SPLITS.popitem(last=False)
-    return a[0], b[0]
 
 
 def _readout_flip(a: np.ndarray) -> np.ndarray:
@@ -463,8 +455,8 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
 
     ``detect=False``: return the noiseless intensity ``|field|²`` at the camera (read-out
     orientation) instead; the caller applies its own camera model (:mod:`optical4f.camera`).
-    ``rows``: with ``detect=False`` and a pixel-level filter, only camera rows [0, rows) are
-    computed (the caller reads no others; the rest are zero).
+    ``rows``: (rows, cols); with ``detect=False`` and a pixel-level filter only that corner
+    of the camera is computed (the caller reads no other pixel; the rest are zero).
 
     ``filters``: the applied Fourier filters, [F, N, N] or [1, N, N] (from
     :func:`constrain_filter`). Returns the detected amplitude ``sqrt(I)`` read back in
@@ -496,7 +488,6 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
         if not shared or np.iscomplexobj(frames):
             raise ValueError("the pixel-level SLM model takes real frames and one shared filter")
         env_out = output_envelope(n, cfg.fourier_modulator.fill_factor)
-        halves = _split_cached(filt) if paired else None
     elif paired:
         fa, fb = hermitian_split(filt)
     step = max(2, _CACHE_PIXELS // (n * n) // 2 * 2)  # frames per pass (even)
@@ -510,7 +501,8 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
         fr, e = frames[fs], amp[fs]  # the intensity, then the detected amplitude, is made in amp
         k = fr.shape[0] // 2 * 2 if paired else 0
         if pixels:
-            intensity_pixels(fr.astype(rdt, copy=False), filt[0], env_out, cdt, e, halves, None if detect else rows)
+            want = (None, None) if detect or rows is None else rows
+            intensity_pixels(fr.astype(rdt, copy=False), filt[0], env_out, cdt, e, paired, *want)
             spare = zbuf = None
         elif k:
             spare, zbuf = _intensity_pairs(fr[:k].astype(rdt, copy=False), fa, fb, cdt, e[:k])
@@ -552,6 +544,5 @@ def simulate_frames(frames: np.ndarray, kernel_plane: np.ndarray, cfg: OpticalCo
     if frames.ndim == 2:
         frames = frames[None]
     geom = frame_geometry(cfg, frames.shape[-1])
-    cdt = np.complex128 if cfg.sim.precision == "complex128" else np.complex64
-    h, _ = kernel_filter(np.asarray(kernel_plane)[None], cdt)
-    return run_frames(frames, constrain_filter(h, cfg.fourier_modulator, geom), cfg, geom, rng)
+    filt, _ = write_filter(np.asarray(kernel_plane, np.float64), cfg, geom)
+    return run_frames(frames, filt, cfg, geom, rng)

@@ -10,7 +10,7 @@ import pytest
 from optical4f import load_config
 from optical4f.devices import Modulator
 from optical4f.encoding import intensity_pixels, output_envelope, pixel_filter
-from optical4f.physics import hermitian_split, kernel_filter
+from optical4f.physics import kernel_filter
 
 N = 32
 
@@ -29,8 +29,7 @@ def test_paired_pruned_transform_equals_brute_force():
     frames = rng.random((5, N, N))  # odd: pairs and a lone frame
     env = output_envelope(N, 0.95)
     out = np.empty_like(frames)
-    a, b = hermitian_split(t2[None])
-    intensity_pixels(frames, t2, env, np.complex128, out, (a[0], b[0]))
+    intensity_pixels(frames, t2, env, np.complex128, out)
     big = np.zeros((5, 2 * N, 2 * N))
     big[:, :N, :N] = frames
     field = np.fft.ifft2(np.fft.fft2(big) * t2)[:, :N, :N] * np.outer(env, env)
@@ -39,9 +38,12 @@ def test_paired_pruned_transform_equals_brute_force():
     frames[:, 20:] = 0
     big[:, 20:N] = 0
     field = np.fft.ifft2(np.fft.fft2(big) * t2)[:, :N, :N] * np.outer(env, env)
-    intensity_pixels(frames, t2, env, np.complex128, out, (a[0], b[0]), rows=24)
-    np.testing.assert_allclose(out[:, :24], np.abs(field[:, :24]) ** 2, rtol=0, atol=1e-12 * np.abs(field).max() ** 2)
-    assert not out[:, 24:].any()
+    intensity_pixels(frames, t2, env, np.complex128, out, rows=24, cols=17)
+    np.testing.assert_allclose(out[:, :24, :17], np.abs(field[:, :24, :17]) ** 2, rtol=0,
+                               atol=1e-12 * np.abs(field).max() ** 2)
+    assert not out[:, 24:].any() and not out[:, :, 17:].any()
+    intensity_pixels(frames[:1], t2, env, np.complex128, out[:1], paired=False, rows=24)  # a lone frame
+    np.testing.assert_allclose(out[0, :24], np.abs(field[0, :24]) ** 2, rtol=0, atol=1e-12 * np.abs(field).max() ** 2)
 
 
 def test_double_phase_pixels_respond_as_sum_and_shifted_difference():
