@@ -35,7 +35,8 @@ from .calibration import LayerCalibration
 from .devices import OpticalConfig, load_config
 from .camera import detect_pixels, pattern_at
 from .encoding import output_envelope
-from .physics import encode_amplitude, frame_geometry, run_frames, written_filter
+from .filters import written_filter
+from .physics import encode_amplitude, frame_geometry, run_frames
 
 __all__ = ["conv2d", "TilePlan", "plan_tiles", "set_plan", "encoded_counts", "electronic_flops", "correlation_sets",
            "dilate_kernels", "resolve_padding", "ConvInfo"]
