@@ -95,80 +95,73 @@ def pixel_filter(h: np.ndarray, mod: Modulator, fourier_samples: tuple, input_fi
     return t2
 
 
-_RESPONSES: dict = {}
+_SPLITS: dict = {}
 
 
-def _memo(t2: np.ndarray, what: str, make):
-    """Per-filter values (the response, the Hermitian split), kept for the last few filters."""
-    entry = _RESPONSES.get(id(t2))
-    if entry is None or entry[0] is not t2:
-        entry = (t2, {})
-        _RESPONSES[id(t2)] = entry
-        while len(_RESPONSES) > 4:
-            _RESPONSES.pop(next(iter(_RESPONSES)))
-    if what not in entry[1]:
-        entry[1][what] = make()
-    return entry[1][what]
+def _split(t2: np.ndarray) -> tuple:
+    """The Hermitian split ``(A, B)`` of a (read-only, cached) SLM field, kept for the last few."""
+    hit = _SPLITS.get(id(t2))
+    if hit is not None and hit[0] is t2:
+        return hit[1]
+    from .physics import hermitian_split
+
+    halves = tuple(h[0] for h in hermitian_split(t2[None]))
+    _SPLITS[id(t2)] = (t2, halves)
+    while len(_SPLITS) > 4:
+        _SPLITS.pop(next(iter(_SPLITS)))
+    return halves
 
 
-def _response(t2: np.ndarray) -> np.ndarray:
-    """The SLM field's output response ``r = IFFT_2N(T2)`` [2N, 2N]."""
-    return _memo(t2, "response", lambda: sfft.ifft2(t2, workers=_WORKERS))
+def _fft_padded(z: np.ndarray, cdt, lit: int) -> np.ndarray:
+    """2N x 2N FFT of frames [G, N, N] zero-padded to 2N whose rows ``lit`` and on are zero
+    (rows first: only the lit rows are transformed)."""
+    g, n = z.shape[0], z.shape[-1]
+    zr = np.zeros((g, lit, 2 * n), cdt)
+    zr[:, :, :n] = z[:, :lit]
+    zr = sfft.fft(zr, axis=-1, workers=_WORKERS, overwrite_x=True)
+    big = np.zeros((g, 2 * n, 2 * n), cdt)
+    big[:, :lit] = zr
+    return sfft.fft(big, axis=-2, workers=_WORKERS, overwrite_x=True)
 
 
-def _restricted_kernel(r2: np.ndarray, lit: tuple, rows: int, cols: int, shape: tuple, cdt) -> np.ndarray:
-    """FFT on an ``shape`` grid of the response at the separations that matter, ``m = k - j``
-    for inputs ``j`` in [0, lit) and outputs ``k`` in [0, rows) x [0, cols): ``m`` spans
-    ``lit + out - 1 <= L`` values per axis, so the L-periodic convolution is the linear one."""
-    n2 = r2.shape[-1]
-    mr = np.arange(-(lit[0] - 1), rows)
-    mc = np.arange(-(lit[1] - 1), cols)
-    k = np.zeros(shape, cdt)
-    k[np.ix_(mr % shape[0], mc % shape[1])] = r2[np.ix_(mr % n2, mc % n2)]
-    return sfft.fft2(k, workers=_WORKERS)
+def _ifft_window(x: np.ndarray, rows: int) -> np.ndarray:
+    """Rows [0, ``rows``) of the N x N window [0, N)² of the 2N x 2N inverse FFT (columns
+    first, then only the rows wanted)."""
+    n = x.shape[-1] // 2
+    x = sfft.ifft(x, axis=-2, workers=_WORKERS, overwrite_x=True)[:, :rows]
+    return sfft.ifft(x, axis=-1, workers=_WORKERS)[:, :, :n]
 
 
 def intensity_pixels(frames: np.ndarray, t2: np.ndarray, env_out: np.ndarray, cdt, out: np.ndarray,
                      paired: bool = True, rows: int | None = None, cols: int | None = None) -> None:
     """Camera intensity (read-out orientation) of real frames [F, N, N] through the SLM
     field ``t2`` [2N, 2N], into ``out`` [F, N, N]: ``|IFFT_2N(T2 · FFT_2N(u)) · env|²`` on the
-    frame window. Computed exactly but smaller: only camera rows [0, rows) and columns
-    [0, cols) are wanted (the rest of ``out`` is zero) and the frames are dark beyond their
-    last lit row and column, so the linear convolution with the response
-    ``r = IFFT_2N(T2)`` needs a grid of only ``lit + wanted - 1`` samples per axis (rounded
-    up to a fast FFT size, at most 2N). ``paired``: two frames share each forward transform
-    (the Hermitian split ``R = A + iB``: ``ifft(Z A) = a1 + i a2``, ``ifft(Z B) = b1 + i b2``,
-    field ``a + ib``)."""
+    frame window. ``paired``: two frames share each forward transform (``t2``'s Hermitian
+    split ``A + iB``: ``ifft(Z A) = a1 + i a2``, ``ifft(Z B) = b1 + i b2``, field ``a + ib``).
+    ``rows``, ``cols``: only camera rows [0, rows) and columns [0, cols) are wanted (the
+    rest of ``out`` is zero, and rows beyond are not transformed); frame rows that are dark
+    everywhere are skipped in the forward transform. All exact."""
     f, n = frames.shape[0], frames.shape[-1]
     rows = n if rows is None else rows
     cols = n if cols is None else cols
-    lr, lc = np.flatnonzero(frames.any(axis=(0, 2))), np.flatnonzero(frames.any(axis=(0, 1)))
-    lit = (int(lr[-1]) + 1 if lr.size else 1, int(lc[-1]) + 1 if lc.size else 1)
-    shape = tuple(min(sfft.next_fast_len(a + b - 1), 2 * n) for a, b in zip(lit, (rows, cols)))
-    full = shape == (2 * n, 2 * n)  # then the field itself (its 2N-periodic convolution is exact on the window)
-    kern = t2 if full else _restricted_kernel(_response(t2), lit, rows, cols, shape, cdt)
+    lit_rows = np.flatnonzero(frames.any(axis=(0, 2)))
+    lit = int(lit_rows[-1]) + 1 if lit_rows.size else 1
     out[:] = 0
     win = out[:, :rows, :cols]
     env2 = ((env_out[:rows, None] * env_out[None, :cols]) ** 2).astype(out.dtype)
     k = f // 2 * 2 if paired else 0
     if k:
-        from .physics import hermitian_split
-
-        split = lambda: tuple(h[0] for h in hermitian_split(kern[None]))  # noqa: E731
-        ka, kb = _memo(t2, "split", split) if full else split()
-        z = np.zeros((k // 2,) + shape, cdt)
-        z.real[:, :lit[0], :lit[1]] = frames[0:k:2, :lit[0], :lit[1]]
-        z.imag[:, :lit[0], :lit[1]] = frames[1:k:2, :lit[0], :lit[1]]
-        spec = sfft.fft2(z, workers=_WORKERS, overwrite_x=True)
-        ya = sfft.ifft2(spec * ka, workers=_WORKERS, overwrite_x=True)[:, :rows, :cols]
+        ka, kb = _split(t2)
+        z = np.empty((k // 2,) + frames.shape[1:], cdt)
+        z.real = frames[0:k:2]
+        z.imag = frames[1:k:2]
+        spec = _fft_padded(z, cdt, lit)
+        ya = _ifft_window(spec * ka, rows)[:, :, :cols]
         spec *= kb
-        yb = sfft.ifft2(spec, workers=_WORKERS, overwrite_x=True)[:, :rows, :cols]
+        yb = _ifft_window(spec, rows)[:, :, :cols]
         win[0:k:2] = ya.real ** 2 + yb.real ** 2
         win[1:k:2] = ya.imag ** 2 + yb.imag ** 2
     if k < f:
-        z = np.zeros((f - k,) + shape, cdt)
-        z[:, :lit[0], :lit[1]] = frames[k:, :lit[0], :lit[1]]
-        y = sfft.ifft2(sfft.fft2(z, workers=_WORKERS, overwrite_x=True) * kern, workers=_WORKERS,
-                       overwrite_x=True)[:, :rows, :cols]
+        y = _ifft_window(_fft_padded(frames[k:].astype(cdt), cdt, lit) * t2, rows)[:, :, :cols]
         win[k:] = y.real ** 2 + y.imag ** 2
     win *= env2
