@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -88,7 +90,7 @@ def test_the_layer_scale_absorbs_the_camera_gain_error():
     x = np.random.default_rng(3).random((4, 1, 8, 8)).astype(np.float32)
     cal = calibrate(g, x, load_config("realistic", {**EXACT, "camera.gain_error": "0.1"}))
     assert cal.layer("conv").scale == pytest.approx(np.sqrt(1.1), rel=1e-6)
-    back = Calibration.from_dict(cal.to_dict())  # what the compiled plan stores
+    back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))  # what the compiled plan stores (JSON)
     assert back.layer("conv").frozen and back.layer("conv").exposure_e == cal.layer("conv").exposure_e
 
 
