@@ -93,9 +93,20 @@ def train(name: str, epochs: int | None, out: Path | None, seed: int | None, thr
 @click.option("--numerics", type=click.Choice(["float", "fixed"]), default="float", show_default=True,
               help="fixed: the FPGA accelerator's arithmetic, bit for bit (hwgen's fixed-point reference of the "
                    "hardware graph, default configuration's formats).")
-def eval_(name: str, onnx_file: Path | None, runtime: str, limit: int | None, numerics: str):
-    """Test-split accuracy of NAME per task; the last line is `accuracy: 0.xxx` (task 0)."""
+@click.option("--target", type=click.Choice(["optical4f"]), default=None,
+              help="Run the model's Conv layers on a hardware target's simulation: optical4f (the 4f optical "
+                   "correlator, calibrated on digits training images; the rest digital).")
+@click.option("--preset", default=None, help="optical4f: preset name or TOML file (default: realistic).")
+@click.option("--seeds", type=click.IntRange(min=1), default=8, show_default=True,
+              help="optical4f: noise seeds 0..N-1; the accuracy is their mean.")
+def eval_(name: str, onnx_file: Path | None, runtime: str, limit: int | None, numerics: str, target: str | None,
+          preset: str | None, seeds: int):
+    """Test-split accuracy of NAME per task; the last line is `accuracy: 0.xxx` (task 0; with
+    --target optical4f the mean over the noise seeds)."""
     _check_name(name)
+    if target == "optical4f":
+        _eval_optical(name, onnx_file, limit, preset, seeds)
+        return
     from .data import TASKS
     from .evaluate import evaluate_onnx
     from .registry import resolve_model
@@ -110,3 +121,41 @@ def eval_(name: str, onnx_file: Path | None, runtime: str, limit: int | None, nu
     for t, a in enumerate(accs):
         click.echo(f"task {t} ({TASKS[t]}): {a:.3f}")
     click.echo(f"accuracy: {accs[0]:.3f}")
+
+
+def _eval_optical(name: str, onnx_file: Path | None, limit: int | None, preset: str | None, seeds: int):
+    """``hwgen models eval NAME --target optical4f``: digital vs optical accuracy, mean over seeds."""
+    import time
+
+    import hwgen
+    from hwgen.errors import HwgenError
+    from optical4f.evaluate import accuracy, calibrated, digits_test_split
+
+    from .registry import resolve_model
+
+    path = onnx_file or resolve_model(name)
+    if path is None:
+        raise click.ClickException(f"{name}: no ONNX file (train it first: hwgen models train {name})")
+    x, y = digits_test_split()
+    if limit:
+        x, y = x[:limit], y[:limit]
+    try:
+        g = hwgen.load(str(path), batch=len(y))
+        if tuple(g.tensors[g.inputs[0]].shape[1:]) != (1, 8, 8) or len(g.inputs) != 1:
+            raise click.ClickException(f"{name}: --target optical4f evaluates one-input 8x8 digit classifiers")
+        t0 = time.perf_counter()
+        cal = calibrated(g, preset)
+        t1 = time.perf_counter()
+        r = accuracy(g, x, y, preset, calibration=cal, seeds=seeds)
+        t2 = time.perf_counter()
+    except HwgenError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"{name}: {path} via optical4f, preset {r['preset']}, {r['images']} test images")
+    click.echo(f"calibration: {cal.images} digits training images ({t1 - t0:.1f} s)")
+    for row in r["per_seed"]:
+        click.echo(f"seed {row['seed']}: optical {row['optical_accuracy']:.4f}, drop {row['accuracy_drop_points']:+.2f} "
+                   f"points, logits rel. error {row['logits_rel_error']:.3f}")
+    click.echo(f"digital accuracy: {r['digital_accuracy']:.4f}")
+    click.echo(f"mean drop over {seeds} seeds: {r['accuracy_drop_points']:+.2f} points "
+               f"({(t2 - t1) / seeds:.1f} s per seed, {r['frames']} frames per run)")
+    click.echo(f"accuracy: {r['optical_accuracy']:.4f}")

@@ -20,15 +20,23 @@ How a convolution becomes frames
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
 
+from hwgen.errors import TargetError
+
+from .calibration import LayerCalibration
 from .devices import OpticalConfig, load_config
-from .physics import constrain_filter, encode_amplitude, frame_geometry, kernel_filter, run_frames
+from .camera import detect_pixels, pattern_at
+from .encoding import output_envelope
+from .filters import written_filter
+from .physics import encode_amplitude, frame_geometry, run_frames
 
 __all__ = ["conv2d", "TilePlan", "plan_tiles", "set_plan", "encoded_counts", "electronic_flops", "correlation_sets",
            "dilate_kernels", "resolve_padding", "ConvInfo"]
@@ -136,12 +144,15 @@ class ConvInfo:
     planes: dict | None = None
 
 
-def _encode_signed(v: np.ndarray, scheme: str):
-    """Non-negative parts of v [M, ...] -> (parts [P*M, ...], owner idx, sign, offset)."""
+def _encode_signed(v: np.ndarray, scheme: str, offset: float | None = None):
+    """Non-negative parts of v [M, ...] -> (parts [P*M, ...], owner idx, sign, offset).
+
+    ``bias``: ``v + offset`` (``offset``: the calibrated one, else ``max(0, -min v)``),
+    clipped at 0 (an input below the calibrated offset clips, as the modulator would)."""
     m = v.shape[0]
     if scheme == "bias":
-        b = float(max(0.0, -v.min()))
-        return v + b, np.arange(m), np.ones(m), b
+        b = float(max(0.0, -v.min())) if offset is None else float(offset)
+        return np.maximum(v + b, 0.0), np.arange(m), np.ones(m), b
     if (v < 0).any():
         return np.concatenate([np.maximum(v, 0), np.maximum(-v, 0)]), np.tile(np.arange(m), 2), np.repeat([1.0, -1.0], m), 0.0
     return v, np.arange(m), np.ones(m), 0.0
@@ -193,18 +204,55 @@ def correlation_sets(kd: np.ndarray, groups: int) -> list[tuple[np.ndarray, list
     return [(ks, members) for ks, members in sets.values()]
 
 
+_OPTICS: "OrderedDict[bytes, tuple]" = OrderedDict()
+_OPTICS_BYTES = 256 << 20
+
+
+def _optics_key(tp: np.ndarray, kp: np.ndarray, cfg: OpticalConfig) -> bytes:
+    """What the noiseless camera intensities of a set depend on: the encoded tiles and
+    kernels and the optical devices (not the camera, the noise or its seed)."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(np.ascontiguousarray(tp).tobytes())
+    h.update(np.ascontiguousarray(kp).tobytes())
+    s = cfg.sim
+    h.update(repr((tp.shape, kp.shape, cfg.input_modulator, cfg.fourier_modulator, cfg.lens, cfg.laser.wavelength_m,
+                   s.frame_px, s.guard_px, s.max_kernels_per_frame, s.signed, s.precision, s.slm_pixels)).encode())
+    return h.digest()
+
+
+def _read_pixels(plan: TilePlan, kernel_offsets: list, out_hw: tuple) -> np.ndarray:
+    """Flat camera-pixel index (``row * n + col``, read-out orientation) of every read
+    output, [te, 1, ho, wo] when one kernel shares a filter, else [te, ke, ho, wo]: encoded
+    tile ``t`` sits in cell ``t % tiles_per_frame`` of its frame, kernel ``k``'s outputs in
+    the block at ``kernel_offsets[k % kernels_per_frame]``."""
+    (ch, cw), (br, bc), n = plan.cell, plan.block, plan.n
+    ho, wo = out_hw
+    cell = np.arange(plan.tiles_per_frame)
+    tile_off = (cell // bc) * ch * n + (cell % bc) * cw
+    slot_off = np.array([r0 * n + c0 for r0, c0 in kernel_offsets])
+    local = np.arange(ho)[:, None] * n + np.arange(wo)[None, :]
+    t_idx = tile_off[np.arange(plan.tiles) % plan.tiles_per_frame]
+    k_idx = slot_off[np.arange(plan.kernels) % plan.kernels_per_frame] if len(slot_off) > 1 else slot_off
+    return (t_idx[:, None, None, None] + k_idx[None, :, None, None] + local).astype(np.intp)
+
+
 def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, rng, info: ConvInfo, where: str,
-                   keep_planes: bool) -> np.ndarray:
-    """Correlate every tile [T, Hp, Wp] with every kernel [K, kh, kw] optically -> [T, K, Ho, Wo]."""
-    sim, im = cfg.sim, cfg.input_modulator
+                   keep_planes: bool, lcal, set_index: int) -> np.ndarray:
+    """Correlate every tile [T, Hp, Wp] with every kernel [K, kh, kw] optically -> [T, K, Ho, Wo].
+
+    The optics give the noiseless camera intensity of every read pixel; the camera model
+    (:func:`optical4f.camera.detect_pixels`) then applies the calibrated exposure of each
+    Fourier filter (``lcal``, :class:`optical4f.calibration.LayerCalibration`), fixed
+    pattern, noise, saturation and the ADC."""
+    sim, im, cam = cfg.sim, cfg.input_modulator, cfg.camera
     T, hp, wp = tiles.shape
     K, kh, kw = kernels.shape
     ho, wo = hp - kh + 1, wp - kw + 1
-    # --- encode signs, full scale, quantisation / bit-planes
-    tp, t_owner, t_sign, bx = _encode_signed(tiles, sim.signed)
+    # --- encode signs, full scale (calibrated DAC range: larger inputs saturate), quantisation / bit-planes
+    tp, t_owner, t_sign, bx = _encode_signed(tiles, sim.signed, lcal.input_offset)
     kp, k_owner, k_sign, bk = _encode_signed(kernels, sim.signed)
-    xs = float(tp.max()) or 1.0
-    tp = tp / xs
+    xs = lcal.input_full_scale or 1.0
+    tp = np.minimum(tp / xs, 1.0)
     t_weight = t_sign * xs
     if im.modulation == "binary":
         bits = max(im.bits, 1)
@@ -231,45 +279,73 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
     cells[:te, :hp, :wp] = tp
     frames = np.zeros((tchunks, n, n), rdt)
     frames[:, :bh, :bw] = cells.reshape(tchunks, br, bc, ch, cw).transpose(0, 1, 3, 2, 4).reshape(tchunks, bh, bw)
-    enc = np.zeros((te, ke, ho, wo), np.float64)  # measured correlation of every encoded tile x kernel
-    for kc_i in range(plan.kernel_chunks):
+    offsets = [(r * bh, c * bw) for r, c in (divmod(j, kc) for j in range(kpf))]
+    exposure = np.zeros(ke, np.float64)
+    key = None if keep_planes else _optics_key(tp, kp, cfg)
+    cached = _OPTICS.get(key) if key is not None else None
+    if cached is not None:  # the same frames through the same filters: the optics are deterministic
+        inten, hscales, peaks = cached
+        for kc_i, peak in enumerate(peaks):
+            ks = slice(kc_i * kpf, min((kc_i + 1) * kpf, ke))
+            exposure[ks] = lcal.exposure(f"{set_index}/{kc_i}", peak, sim.exposure_fill, cam.full_well_e, where)
+    inten = np.zeros((te, ke, ho, wo), rdt) if cached is None else inten  # noiseless intensity of every read output
+    hscales = np.zeros(ke, np.float64) if cached is None else hscales
+    peaks = []
+    for kc_i in range(plan.kernel_chunks if cached is None else 0):
         ks = range(kc_i * kpf, min((kc_i + 1) * kpf, ke))
         plane = np.zeros((n, n), np.float64)
-        slots = []
         for j, kk in enumerate(ks):
-            r, c = divmod(j, kc)
-            rows = (np.arange(kh) - r * bh) % n
-            cols = (np.arange(kw) - c * bw) % n
-            plane[np.ix_(rows, cols)] = kp[kk]
-            slots.append((kk, r * bh, c * bw))
-        h, hscale = kernel_filter(plane[None], np.complex128)
-        filt = constrain_filter(h, cfg.fourier_modulator, geom)
+            r0, c0 = offsets[j]
+            plane[np.ix_((np.arange(kh) - r0) % n, (np.arange(kw) - c0) % n)] = kp[kk]
+        filt, hscale = written_filter(plane, cfg, geom)
         for f0 in range(0, tchunks, _CHUNK):
             fr = frames[f0:f0 + _CHUNK]
             want = keep_planes and kc_i == 0 and f0 == 0
-            res = run_frames(fr, filt, cfg, geom, rng, keep_planes=want)
+            # the camera pixels read: up to the last tile row / column of the fullest frame of the chunk
+            tiles_in = min(tpf, te - f0 * tpf)
+            used = (math.ceil(tiles_in / bc) * ch, min(tiles_in, bc) * cw)
+            read = ((plan.kernel_grid[0] - 1) * bh + used[0], (kc - 1) * bw + used[1])
+            res = run_frames(fr, filt, cfg, geom, rng, keep_planes=want, detect=False, rows=read)
             if want:
-                amp, info.planes = res
+                inten_f, info.planes = res
                 info.planes["n"], info.planes["pitch_m"], info.planes["fourier_pitch_m"] = n, geom.pitch_m, geom.fourier_pitch_m
                 keep_planes = False
             else:
-                amp = res
+                inten_f = res
             nf = fr.shape[0]
-            for kk, r0, c0 in slots:
-                reg = amp[:, r0:r0 + bh, c0:c0 + bw].reshape(nf, br, ch, bc, cw)[:, :, :ho, :, :wo]
-                reg = reg.transpose(0, 1, 3, 2, 4).reshape(nf * tpf, ho, wo)
-                t_lo = f0 * tpf
-                t_hi = min(te, (f0 + nf) * tpf)
-                if t_hi <= t_lo:
-                    continue
-                enc[t_lo:t_hi, kk] = reg[: t_hi - t_lo] * hscale[0]
-    # electronics: weights (sign, full scale, bit-plane) and sums over the parts; the
-    # part of encoded tile i is tile i % T (parts are concatenated), same for kernels
+            t_lo, t_hi = f0 * tpf, min(te, (f0 + nf) * tpf)
+            if t_hi <= t_lo:
+                continue
+            for j, kk in enumerate(ks):
+                r0, c0 = offsets[j]
+                reg = inten_f[:, r0:r0 + bh, c0:c0 + bw].reshape(nf, br, ch, bc, cw)[:, :, :ho, :, :wo]
+                inten[t_lo:t_hi, kk] = reg.transpose(0, 1, 3, 2, 4).reshape(nf * tpf, ho, wo)[: t_hi - t_lo]
+        peak = float(inten[:, ks.start:ks.stop].max()) if te else 0.0
+        peaks.append(peak)
+        exposure[ks.start:ks.stop] = lcal.exposure(f"{set_index}/{kc_i}", peak, sim.exposure_fill, cam.full_well_e, where)
+        hscales[ks.start:ks.stop] = hscale
+    if cached is None and key is not None:
+        inten.setflags(write=False)
+        _OPTICS[key] = (inten, hscales, peaks)
+        while sum(v[0].nbytes for v in _OPTICS.values()) > _OPTICS_BYTES:
+            _OPTICS.popitem(last=False)
+    # --- the camera, at the read pixels only (its noise is independent per pixel)
+    fixed = cam.prnu > 0 or cam.dsnu_e > 0 or cam.read_noise_e > 0 and cam.dark_frames > 0
+    flat = sim.slm_pixels and cfg.fourier_modulator.modulation == "phase"
+    pix = _read_pixels(plan, offsets, (ho, wo)) if fixed or flat else None
+    pattern = pattern_at(cam, n, pix) if fixed else None
+    enc = detect_pixels(inten, exposure[None, :, None, None], cam, sim.noise, rng, pattern).astype(np.float64)
+    if flat:  # flat-field: the SLM pixels' output envelope (vignetting), measured at calibration, divided out
+        env = output_envelope(n, cfg.fourier_modulator.fill_factor)
+        enc /= np.outer(env, env).reshape(-1)[pix]
+    # electronics: weights (sign, full scale, bit-plane, filter normalisation) and sums over
+    # the parts; the part of encoded tile i is tile i % T (parts are concatenated), same for kernels
     enc *= t_weight[:, None, None, None]
-    enc *= k_sign[None, :, None, None]
+    enc *= (k_sign * hscales)[None, :, None, None]
     out = enc.reshape(te // T, T, ke // K, K, ho, wo).sum(axis=(0, 2))
     if sim.signed == "bias":  # remove the offset terms in electronics
-        cs = np.pad(tiles, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
+        shown = np.clip(tiles, -bx, xs - bx)  # what the modulator showed (calibrated range)
+        cs = np.pad(shown, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
         box = cs[:, kh:, kw:] - cs[:, :-kh, kw:] - cs[:, kh:, :-kw] + cs[:, :-kh, :-kw]
         out -= bk * box[:, None] + bx * kernels.sum(axis=(1, 2))[None, :, None, None] + bx * bk * kh * kw
     info.frames += plan.frames
@@ -300,7 +376,7 @@ def _to_numpy(a):
 
 def conv2d(x, w, bias=None, stride=1, padding="valid", dilation=1, groups: int = 1, preset=None, *,
            config: OpticalConfig | None = None, rng: np.random.Generator | None = None, return_info: bool = False,
-           keep_planes: bool = False, name: str = ""):
+           keep_planes: bool = False, name: str = "", calibration=None):
     """2-D convolution (cross-correlation, as torch) computed by the simulated 4f system.
 
     Parameters
@@ -313,6 +389,11 @@ def conv2d(x, w, bias=None, stride=1, padding="valid", dilation=1, groups: int =
     groups : int
     preset : preset name or TOML path (default: the realistic preset); ``config`` wins.
     return_info : also return a :class:`ConvInfo` (frames, pixels, electronic work).
+    calibration : :class:`optical4f.calibration.LayerCalibration` or None
+        The layer's calibrated input full scale, exposures and scale, used as they are when
+        frozen; values it lacks are measured on this call's input and stored in it. None:
+        the call calibrates on its own input (a lab's calibration run of exactly these
+        inputs -- for a model, calibrate on training images, :func:`optical4f.calibration.calibrate`).
 
     Returns an array of torch's output shape and x's float dtype (a torch tensor if ``x`` is one).
     """
@@ -339,14 +420,23 @@ def conv2d(x, w, bias=None, stride=1, padding="valid", dilation=1, groups: int =
     ho1, wo1 = hp - khd + 1, wp - kwd + 1
     sets = correlation_sets(kd, groups)
     info = ConvInfo(sets=len(sets))
+    lcal = calibration if calibration is not None else LayerCalibration()
+    if lcal.input_full_scale is None:
+        if lcal.frozen:
+            raise TargetError(f"{name or 'conv2d'}: the calibration has no input full scale")
+        if cfg.sim.signed == "bias":
+            lcal.input_offset = float(max(0.0, -xp.min()))
+            lcal.input_full_scale = cfg.sim.input_headroom * float(xp.max() + lcal.input_offset) or 1.0
+        else:
+            lcal.input_full_scale = cfg.sim.input_headroom * float(np.abs(xp).max()) or 1.0
     rng = rng if rng is not None else np.random.default_rng(cfg.sim.seed)
     y = np.zeros((B, O, ho1, wo1), np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("once")
-        for ks, members in sets:
+        for si, (ks, members) in enumerate(sets):
             chans = [c for c, _ in members]
             tiles = xp[:, chans].transpose(1, 0, 2, 3).reshape(len(chans) * B, hp, wp)
-            res = _correlate_set(tiles, ks, cfg, rng, info, name, keep_planes)
+            res = _correlate_set(tiles, ks, cfg, rng, info, name, keep_planes, lcal, si)
             keep_planes = False
             res = res.reshape(len(chans), B, len(ks), ho1, wo1)
             for i, (_, outs) in enumerate(members):
@@ -354,6 +444,8 @@ def conv2d(x, w, bias=None, stride=1, padding="valid", dilation=1, groups: int =
     if cg > 1:
         info.electronic_flops += B * O * (cg - 1) * ho1 * wo1
     y = y[:, :, :: stride[0], :: stride[1]]
+    if lcal.scale != 1.0:
+        y *= lcal.scale
     if bias is not None:
         ba, _ = _to_numpy(bias)
         y = y + ba.reshape(1, O, 1, 1)

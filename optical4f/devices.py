@@ -31,7 +31,7 @@ from hwgen.errors import TargetError
 
 __all__ = [
     "Modulator", "Lens", "Laser", "Camera", "Converters", "Electronics", "SimSettings", "OpticalConfig",
-    "load_config", "preset_names", "DEFAULT_PRESET",
+    "load_config", "preset_names", "DEFAULT_PRESET", "source_kind", "SOURCE_KINDS",
 ]
 
 DEFAULT_PRESET = "realistic"
@@ -43,6 +43,20 @@ def _f(unit: str, default: Any = dataclasses.MISSING):
     if default is not dataclasses.MISSING:
         kw["default"] = default
     return field(**kw)
+
+
+SOURCE_KINDS = ("source", "assumption", "derived", "design choice", "idealised", "user setting", "unverified")
+
+
+def source_kind(text: str) -> str:
+    """How a figure is backed: ``assumption`` (the text says so), ``source`` (it cites a
+    stored page: a URL), ``derived`` / ``design choice`` / ``idealised`` / ``user setting``
+    (by their prefix), else ``unverified`` (a citation without a checked source)."""
+    t = text.strip().lower()
+    for kind in ("assumption", "derived", "design choice", "idealised", "user setting"):
+        if t.startswith(kind):
+            return kind
+    return "source" if "http" in t else "unverified"
 
 
 @dataclass
@@ -60,8 +74,9 @@ class _Device:
             if "unit" not in f_.metadata:
                 continue
             v = getattr(self, f_.name)
+            src = self.source_of(f_.name)
             out.append({"name": f"{prefix}.{f_.name}", "value": list(v) if isinstance(v, tuple) else v,
-                        "unit": f_.metadata["unit"], "source": f"{self.name}: {self.source_of(f_.name)}"})
+                        "unit": f_.metadata["unit"], "source": f"{self.name}: {src}", "kind": source_kind(src)})
         return out
 
 
@@ -83,6 +98,7 @@ class Modulator(_Device):
     frame_rate_hz: float = _f("Hz", 60.0)
     power_w: float = _f("W", 1.0)
     efficiency: float = _f("-", 1.0)  # optical throughput (fill factor x reflectance x diffraction efficiency)
+    fill_factor: float = _f("-", 1.0)  # linear fraction of a pixel's pitch that modulates (per axis; 1: no dead space)
 
 
 @dataclass
@@ -108,6 +124,12 @@ class Camera(_Device):
     quantum_efficiency: float = _f("-", 0.6)
     power_w: float = _f("W", 3.0)
     shot_noise: bool = _f("-", True)
+    prnu: float = _f("- (rms, relative)", 0.0)  # photo-response non-uniformity: per-pixel gain spread (fixed pattern)
+    dsnu_e: float = _f("e- rms", 0.0)  # dark-signal non-uniformity: per-pixel offset spread (fixed pattern)
+    dark_current_e_per_s: float = _f("e-/pixel/s", 0.0)
+    gain_error: float = _f("-", 0.0)  # true conversion gain / nominal - 1 (the electronics use the nominal one)
+    dark_frames: int = _f("frames", 16)  # dark frames averaged into the calibration's dark reference
+    pattern_seed: int = _f("-", 1)  # this camera's fixed pattern (PRNU, DSNU) and dark-reference draw
 
 
 @dataclass
@@ -138,8 +160,10 @@ class SimSettings(_Device):
     signed: str = _f("-", "two_pass")  # "two_pass" or "bias"
     precision: str = _f("-", "complex64")  # "complex64" or "complex128"
     noise: bool = _f("-", True)
-    exposure_fill: float = _f("-", 0.9)  # brightest pixel / full well (auto-exposure)
+    exposure_fill: float = _f("-", 0.9)  # calibration: brightest calibration pixel / full well
+    input_headroom: float = _f("-", 1.0)  # calibration: DAC full scale / largest calibration input
     seed: int = _f("-", 0)
+    slm_pixels: bool = _f("-", False)  # phase-only Fourier filter simulated pixel by pixel (optical4f.encoding)
     threads: int = _f("-", 1)  # threads for the passes of a batch of frames (0: one per core); no effect on results
 
 

@@ -37,10 +37,11 @@ import numpy as np
 import scipy.fft as sfft
 
 from .devices import Camera, Modulator, OpticalConfig
+from .filters import constrain_filter, kernel_filter, write_filter, written_filter
 
 __all__ = [
     "OpticalAliasingWarning", "FrameGeometry", "frame_geometry", "matched_pitch", "fourier_pitch", "fourier_coords",
-    "lens_ft", "encode_amplitude", "kernel_filter", "constrain_filter", "camera_detect", "standard_normals",
+    "lens_ft", "encode_amplitude", "kernel_filter", "constrain_filter", "write_filter", "written_filter", "camera_detect", "standard_normals",
     "hermitian_split", "run_frames", "simulate_frames", "centered",
 ]
 
@@ -142,96 +143,6 @@ def frame_geometry(cfg: OpticalConfig, n: int, warn: bool = True, where: str = "
                       f"{slm_pf * 1e6:.3g} um: the filter is written at the wrong spatial frequencies "
                       f"(focal length should be {n * p * slm_pf / lam:.4g} m)", OpticalAliasingWarning, stacklevel=2)
     return FrameGeometry(n, p, pf, slm_pf, samples)
-
-
-def kernel_filter(kernel_planes: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Ideal matched filter ``conj(FFT(k))`` of each kernel plane, normalised to max |H| = 1.
-
-    Returns (H [.., N, N], scale [..]) with ``ideal H = conj(FFT(k)) / scale``. Real planes
-    take a real transform and fill the other half by symmetry, ``H(k) = conj H(-k)``."""
-    planes = np.asarray(kernel_planes)
-    if np.iscomplexobj(planes):
-        h = np.conj(sfft.fft2(planes.astype(dtype, copy=False), workers=_WORKERS))
-        scale = np.abs(h).max(axis=(-2, -1))
-    else:
-        rows, n = planes.shape[-2:]
-        m = n // 2 + 1
-        half = sfft.rfft2(planes.astype(np.finfo(dtype).dtype, copy=False), workers=_WORKERS)
-        h = np.empty(planes.shape, dtype)
-        np.conjugate(half, out=h[..., :m])
-        if n > m:  # k2 >= m: H(k1, k2) = conj K(k1, k2) = K(-k1, N - k2)
-            h[..., m:] = half.take(-np.arange(rows) % rows, axis=-2)[..., n - m:0:-1]
-        scale = np.abs(half).max(axis=(-2, -1))
-    scale = np.where(scale > 0, scale, 1.0)
-    hv = h.view(h.real.dtype)  # a real multiply: complex division is ~10x slower
-    hv *= (1.0 / scale)[..., None, None].astype(hv.dtype)
-    return h, scale
-
-
-def _quantise_phase(phase: np.ndarray, bits: int) -> np.ndarray:
-    if bits <= 0:
-        return phase
-    step = 2 * np.pi / (1 << bits)
-    return np.round(phase / step) * step
-
-
-def constrain_filter(h: np.ndarray, mod: Modulator, geom: FrameGeometry) -> np.ndarray:
-    """The filter the Fourier modulator actually applies to an ideal ``h`` (|h| <= 1).
-
-    * ``complex``: amplitude and phase quantised to ``bits`` each (unless 0);
-    * ``phase``: double-phase encoding ``A e^{iφ} = (e^{i(φ+θ)} + e^{i(φ-θ)})/2``,
-      ``θ = arccos A``, both phases quantised to ``2^bits`` levels;
-    * ``amplitude``: ``|h|`` quantised (the phase of the filter is lost);
-    * ``binary``: ``|h| >= 0.5`` (a binary amplitude mask).
-    Then the modulator's aperture (``geom.fourier_samples``) clips the spectrum and its
-    efficiency scales the transmitted field.
-    """
-    if mod.modulation == "complex":
-        if mod.bits > 0:
-            levels = (1 << mod.bits) - 1
-            amp = np.round(np.abs(h) * levels) / levels
-            out = amp * np.exp(1j * _quantise_phase(np.angle(h), mod.bits))
-        else:
-            out = h.copy()
-    elif mod.modulation == "phase":
-        rdt = h.real.dtype
-        theta = np.abs(h)
-        np.clip(theta, 0.0, 1.0, out=theta)
-        np.arccos(theta, out=theta)
-        phi = np.angle(h)
-        if mod.bits > 0:  # quantised phases: look the phasors up
-            levels = 1 << mod.bits
-            k = rdt.type(levels / (2 * np.pi))
-            lut = (0.5 * np.exp(2j * np.pi * np.arange(levels) / levels)).astype(h.dtype)
-            idx = []
-            for p in (np.add(phi, theta), np.subtract(phi, theta, out=theta)):
-                p *= k
-                np.rint(p, out=p)
-                i = p.astype(np.int32)
-                i &= levels - 1  # levels is a power of two: the same as % levels, also below 0
-                idx.append(i)
-            out = lut[idx[0]]
-            out += lut[idx[1]]
-        else:
-            out = 0.5 * (np.exp(1j * (phi + theta)) + np.exp(1j * (phi - theta)))
-    elif mod.modulation == "amplitude":
-        amp = np.abs(h)
-        if mod.bits > 0:
-            levels = (1 << mod.bits) - 1
-            amp = np.round(amp * levels) / levels
-        out = amp.astype(h.dtype)
-    else:  # binary
-        out = (np.abs(h) >= 0.5).astype(h.dtype)
-    out = out.astype(h.dtype, copy=False)
-    n = h.shape[-1]
-    rows, cols = geom.fourier_samples
-    if rows < n or cols < n:
-        fy = np.abs(np.fft.fftfreq(n) * n)
-        keep = (fy[:, None] <= rows // 2) & (fy[None, :] <= cols // 2)
-        out = out * keep
-    # (the modulator's efficiency scales every field by one factor; the camera's exposure
-    # absorbs it, so it enters the photon budget in optical4f.cost, not the simulation)
-    return out
 
 
 def standard_normals(rng: np.random.Generator, size: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -400,8 +311,14 @@ def _chunk_rngs(rng: np.random.Generator, k: int) -> list:
 
 
 def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry,
-               rng: np.random.Generator | None = None, keep_planes: bool = False):
+               rng: np.random.Generator | None = None, keep_planes: bool = False, detect: bool = True,
+               rows: int | None = None):
     """Propagate input frames [F, N, N] (amplitudes in [0, 1]) through the 4f system.
+
+    ``detect=False``: return the noiseless intensity ``|field|²`` at the camera (read-out
+    orientation) instead; the caller applies its own camera model (:mod:`optical4f.camera`).
+    ``rows``: (rows, cols); with ``detect=False`` and a pixel-level filter only that corner
+    of the camera is computed (the caller reads no other pixel; the rest are zero).
 
     ``filters``: the applied Fourier filters, [F, N, N] or [1, N, N] (from
     :func:`constrain_filter`). Returns the detected amplitude ``sqrt(I)`` read back in
@@ -426,7 +343,14 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
     filt = np.asarray(filters).astype(cdt, copy=False)
     shared = filt.shape[0] == 1
     paired = shared and nf > 1 and not np.iscomplexobj(frames)
-    if paired:
+    pixels = filt.shape[-1] == 2 * n  # an SLM field on its pixel grid (optical4f.encoding)
+    if pixels:
+        from .encoding import intensity_pixels, output_envelope
+
+        if not shared or np.iscomplexobj(frames):
+            raise ValueError("the pixel-level SLM model takes real frames and one shared filter")
+        env_out = output_envelope(n, cfg.fourier_modulator.fill_factor)
+    elif paired:
         fa, fb = hermitian_split(filt)
     step = max(2, _CACHE_PIXELS // (n * n) // 2 * 2)  # frames per pass (even)
     starts = list(range(0, nf, step))
@@ -438,13 +362,19 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
         fs = slice(starts[i], starts[i] + step)
         fr, e = frames[fs], amp[fs]  # the intensity, then the detected amplitude, is made in amp
         k = fr.shape[0] // 2 * 2 if paired else 0
-        if k:
+        if pixels:
+            want = (None, None) if detect or rows is None else rows
+            intensity_pixels(fr.astype(rdt, copy=False), filt[0], env_out, cdt, e, paired, *want)
+            spare = zbuf = None
+        elif k:
             spare, zbuf = _intensity_pairs(fr[:k].astype(rdt, copy=False), fa, fb, cdt, e[:k])
             if k < fr.shape[0]:  # an odd pass: the last frame alone
                 _intensity_fields(fr[k:], filt, cdt, e[k:])
                 spare = zbuf = None
         else:
             spare, zbuf = _intensity_fields(fr, filt if shared else filt[fs], cdt, e)
+        if not detect:
+            return None
         if rdt is not np.float32:
             zbuf = None
         det = _detect(e, cam, fill, noise, rngs[i], spare, zbuf)
@@ -459,6 +389,8 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
         det0 = [one(i) for i in range(len(starts))][0] if starts else None
     if not keep_planes:
         return amp
+    if not detect:
+        det0 = _readout_flip(np.sqrt(amp[0]))
     planes = {"input": np.asarray(frames[0]).real.copy(),
               "fourier": lens_ft(frames[:1].astype(cdt), geom.pitch_m, lam, f)[0][0],  # incident on the filter
               "camera": det0}
@@ -474,6 +406,5 @@ def simulate_frames(frames: np.ndarray, kernel_plane: np.ndarray, cfg: OpticalCo
     if frames.ndim == 2:
         frames = frames[None]
     geom = frame_geometry(cfg, frames.shape[-1])
-    cdt = np.complex128 if cfg.sim.precision == "complex128" else np.complex64
-    h, _ = kernel_filter(np.asarray(kernel_plane)[None], cdt)
-    return run_frames(frames, constrain_filter(h, cfg.fourier_modulator, geom), cfg, geom, rng)
+    filt, _ = write_filter(np.asarray(kernel_plane, np.float64), cfg, geom)
+    return run_frames(frames, filt, cfg, geom, rng)

@@ -410,7 +410,15 @@ class Optical4fTarget:
             x, yl = digits_test_split()
             g_all = hwgen.load(graph.source, batch=len(yl)) if graph.source and os.path.isfile(graph.source) else None
             if g_all is not None:
-                extra["accuracy"] = accuracy(g_all, x, yl, cfg)
+                # --- optics-cal hook: the compiled plan's calibration (digits TRAINING images, per Conv
+                # layer: DAC full scale, exposure per Fourier filter, scale), stored in the report and
+                # used unchanged by the accuracy run (optical4f.calibration)
+                from .evaluate import calibrated
+
+                calibration = calibrated(g_all, cfg)
+                extra["calibration"] = calibration.to_dict()
+                electronic = frozenset(d.name for d in plan.decisions if d.device == "electronics")
+                extra["accuracy"] = accuracy(g_all, x, yl, cfg, calibration=calibration, electronic=electronic)
                 if _flag(topts.get("sweep"), "false") == "true":
                     extra["bit_depth_sweep"] = bit_depth_sweep(g_all, x, yl, cfg)
         return make_report("optical4f", model, cfg.flat(), timeline.latency_s, cost["energy_j"], layers, hosts,

@@ -1,4 +1,5 @@
-"""convsharevit-tiny on digits: digital vs optical test accuracy (slow: ~10 s per preset)."""
+"""convsharevit-tiny on digits: digital vs optical test accuracy, calibrated on training images
+(slow: ~20-40 s of CPU per preset, calibration included)."""
 
 from __future__ import annotations
 

@@ -6,20 +6,32 @@ import pytest
 
 from hwgen.errors import TargetError
 from optical4f import load_config, preset_names
+from optical4f.devices import SOURCE_KINDS, source_kind
 
 
-def test_presets_exist_and_every_constant_is_sourced():
+def test_presets_exist_and_every_constant_is_sourced_or_an_assumption():
+    """Each figure cites a stored page (a URL), or says it is an assumption, derived, a
+    design choice or idealised: nothing is cited without a checked source."""
     assert {"ideal", "realistic", "dmd-highspeed"} <= set(preset_names())
     for name in preset_names():
-        cfg = load_config(name)
-        rows = cfg.assumptions()
-        assert rows and all(r["source"] and "unsourced" not in r["source"] and "user setting" not in r["source"] for r in rows), name
+        rows = load_config(name).assumptions()
+        assert rows and all(r["kind"] in SOURCE_KINDS[:5] for r in rows), [r for r in rows if r["kind"] not in SOURCE_KINDS[:5]]
+        assert all("http" in r["source"] for r in rows if r["kind"] == "source")
 
 
-def test_realistic_is_default_and_cites_datasheets():
+def test_source_kinds():
+    assert source_kind("assumption: 5 W") == "assumption"
+    assert source_kind("Vendor page https://example.org/x: 5 W") == "source"
+    assert source_kind("Vendor datasheet: 5 W") == "unverified"  # a citation nobody checked
+    assert source_kind("design choice: 512 px") == "design choice"
+
+
+def test_realistic_is_default_and_labels_its_figures():
     cfg = load_config()
     assert cfg.preset == "realistic"
-    assert "datasheet" in cfg.input_modulator.source and "datasheet" in cfg.camera.source
+    kinds = {r["name"]: r["kind"] for r in cfg.assumptions()}
+    assert kinds["camera.full_well_e"] == "assumption"  # no stored datasheet was found
+    assert kinds["camera.prnu"] == "source" and kinds["electronics.energy_per_flop_j"] == "source"
     dmd = load_config("dmd-highspeed")
     assert dmd.input_modulator.modulation == "binary" and dmd.input_modulator.frame_rate_hz > 10_000
     assert "DLP7000" in dmd.input_modulator.source
