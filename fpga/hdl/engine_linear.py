@@ -12,17 +12,27 @@ codes packed from bit 0, ``bias_words`` words), then rows ``k = 0 .. K-1`` of
 ``W[k, j*cols : (j+1)*cols]`` (``w_fmt`` codes from bit 0, ``w_words`` words a row).
 Block ``j`` starts at ``ext_addr + j * block_words * data_bits / 8``.
 
-Order: for each token tile (``rows`` tokens) and feature tile, the DMA streams that
-tile's weight block into the unit's weight banks (double-buffered: the next K tile
-loads while this one computes) while the *transposer* reads, for each word ``k // lanes``
-of the ``rows`` token rows, ``rows`` buffer words and sends ``lanes`` columns
-``X[t0 : t0+rows, k]`` to the unit. The unit's output rows (``cols`` values =
-``cols / lanes`` words) of tokens ``< M`` go, through the GELU unit if asked, to Y.
-Tokens past ``M`` in the last tile compute on whatever the buffer holds and are dropped.
+Order: for each token tile (``rows`` tokens), for each feature tile (``cols`` outputs),
+the K columns. Three streams overlap:
 
-Cycles per output tile: about ``3 K`` (``rows`` reads + ``lanes`` beats per ``lanes``
-values of K, one buffer read port) + ``rows * cols / lanes`` writes; weights stream at one
-row a cycle, so the buffer read port, not the MAC array, bounds this engine.
+* **weights**: one DMA command per token tile streams its ``N / cols`` blocks (one word a
+  cycle, the DMA requesting two bursts ahead) straight into the unit's two weight banks
+  (the next K tile loads while this one computes);
+* **activations**: the token tile's X rows are read once (``ceil(K / lanes)`` words per
+  token, one a cycle through the buffer's read port) into the *activation store*, a
+  local memory of ``rows`` words a line (``store_words = ceil(linear_max_k / lanes)``
+  lines), and every feature tile reads its columns ``X[t0 : t0+rows, k]`` from there,
+  one a cycle. The store has two halves when a row fits half of it (``ceil(K / lanes) <=
+  store_words / 2``): the next token tile fills one while the MAC array reads the other;
+  a longer K fills after the tile is done;
+* **results**: the unit's output tile registers let the MAC array start the next output
+  tile while ``rows`` rows of ``cols / lanes`` words (tokens ``< M``) go, through the GELU
+  unit if asked, to Y. Tokens past ``M`` in the last tile compute on whatever the store
+  holds and are dropped.
+
+Cycles: the weight stream bounds the engine, ``bias_words + K * w_words`` beats per output
+tile (194 for K = 192 on the default configuration) against ``K`` cycles of the MAC array;
+:func:`linear_cycles` gives the exact count.
 """
 
 from __future__ import annotations
@@ -45,9 +55,105 @@ def weight_words(cols: int, w_bits: int, b_bits: int, data_bits: int) -> tuple[i
     return -(-cols * w_bits // data_bits), -(-cols * b_bits // data_bits)
 
 
-def linear_cycles(m: int, n: int, k: int, config, latency: int = 4) -> int:
-    """Placeholder."""
-    return 0
+def linear_cycles(m: int, n: int, k: int, config, latency: int = 4, gelu: bool = False) -> int:
+    """Cycles of one LINEAR on :class:`LinearEngine`, from ``start`` to ``done``, exactly.
+
+    The engine behind the top's buffer reader and DMA, with no stalls: the buffer takes a
+    write every cycle, and external memory answers a read burst accepted at cycle ``e``
+    with one beat a cycle from ``e + latency`` on (``simulators/hdl/hwgen_ext_mem.v``;
+    exact for ``latency <= 16``, the DMA's look-ahead). Asserted by
+    ``simulators/tb/tb_linear_engine.py``.
+
+    The engine is bound by the weight stream: ``bias_words + K * w_words`` beats per
+    output tile (194 for Edge-MoE's K = 192), against ``K`` cycles of the MAC array; plus,
+    per token tile, the DMA command's latency, and before the first tile, the activation
+    fill (``rows * ceil(K / lanes)`` buffer reads). This function follows those streams
+    per K tile (a few Python operations per ``mac_rows x mac_cols`` tile).
+
+    Parameters
+    ----------
+    m, n, k : int
+        Tokens, output features (a multiple of ``mac_cols``), reduction length.
+    config : fpga.config.AcceleratorConfig
+    latency : int
+        Memory latency (cycles from a read request to its first beat, ``>= 1``).
+    gelu : bool
+        GELU on the results (one more cycle at the end).
+
+    Returns
+    -------
+    int
+        Cycles from the cycle ``start`` is high to the cycle ``done`` is high (1 for M = 0).
+    """
+    c = config
+    rows, cols, lanes, depth = c.mac_rows, c.mac_cols, c.lanes, c.weight_depth
+    if m <= 0:
+        return 1
+    if n <= 0 or n % cols or k <= 0:
+        raise ValueError(f"linear_cycles: N={n} must be a positive multiple of mac_cols={cols}, K={k} positive")
+    w_words, bias_words = weight_words(cols, c.weight_fmt.width, c.act_fmt.width, c.mem_port_bits)
+    cpw = cols // lanes
+    sk = -(-k // lanes)
+    half = -(-c.linear_max_k // lanes) // 2
+    two_halves = sk <= half
+    k_tiles = [min(depth, k - k0) for k0 in range(0, k, depth)]
+    n_tiles, t_tiles = n // cols, -(-m // rows)
+
+    # activation fill of token tile t: f_start[t] (f_busy set), reads f+1 .. f+W, the
+    # store half FULL for the feed's issue at f+W+3
+    fill = [0] * t_tiles
+    issue_last = [0] * t_tiles       # edge the tile's last column is issued (its half is freed)
+    cmd = 1                           # edge the DMA accepts the token tile's weight command
+    beat = 0                          # edge of the last weight beat taken
+    bank_free = [0, 0]                # weight bank: first edge a row may enter it
+    x_prev = 0                        # edge of the last x beat
+    x_prev2 = 0                       # edge of the x beat before it
+    emit_free = 0                     # first edge an output tile may end (previous one sent)
+    kappa = 0
+    done = 0
+    for t in range(t_tiles):
+        kept = min(rows, m - t * rows)
+        words = kept * sk
+        if t == 0:
+            fill[t] = 1
+        else:
+            free = issue_last[t - 2] if two_halves and t >= 2 else (0 if two_halves else issue_last[t - 1])
+            fill[t] = max(fill[t - 1] + (kept_prev * sk) + 1, free + 1)
+        kept_prev = kept
+        act_issue = fill[t] + words + 3    # first edge the feed may issue the tile's first column
+        first_col = True
+        if t > 0:
+            cmd = beat + 2
+        index = 0                          # beat index within the command
+        for f in range(n_tiles):
+            s = max(beat + 1, cmd + 1 + latency + index)
+            beat = s + bias_words - 1
+            index += bias_words
+            for kt, length in enumerate(k_tiles):
+                s = max(beat + 1, cmd + 1 + latency + index)
+                row_done = max(s + w_words - 1, bank_free[kappa % 2])
+                w_last = row_done + (length - 1) * w_words
+                beat = w_last
+                index += length * w_words
+                x_first = max(w_last + 1, x_prev + 1)
+                if first_col:
+                    issue = max(x_prev, act_issue)
+                    x_first = max(x_first, issue + 1)
+                    issue_first = issue
+                    first_col = False
+                x_last = x_first + length - 1
+                second = x_last - 1 if length > 1 else x_prev
+                end_tile = kt == len(k_tiles) - 1
+                if end_tile:
+                    x_last = max(x_last, emit_free)
+                    emitted = kept * cpw + (rows - kept)
+                    emit_free = x_last + emitted + 1
+                    done = x_last + max(emitted, kept * cpw + int(bool(gelu))) + 1
+                bank_free[kappa % 2] = x_last + 1
+                x_prev2, x_prev = second, x_last
+                kappa += 1
+        issue_last[t] = x_prev2 if n_tiles * k > 1 else issue_first
+    return done
 
 
 class LinearEngine(wiring.Component):

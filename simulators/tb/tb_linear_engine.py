@@ -187,7 +187,7 @@ async def linear_engine(dut):
 
     for i, (m, n, k, gelu) in enumerate(p["exact"]):
         cycles = await _run_linear(dut, env, config, rng, m, n, k, bool(gelu), i % 3)
-        want = linear_cycles(m, n, k, config, latency=int(p["latency"]))
+        want = linear_cycles(m, n, k, config, latency=int(p["latency"]), gelu=bool(gelu))
         dut._log.info("M=%d N=%d K=%d: %d cycles (linear_cycles: %d)", m, n, k, cycles, want)
         assert p.get("measure") or cycles == want, f"M={m} N={n} K={k}: {cycles} cycles, linear_cycles says {want}"
 
