@@ -120,8 +120,8 @@ def linear_cycles(m: int, n: int, k: int, config, latency: int = 4, gelu: bool =
             free = issue_last[t - 2] if two_halves and t >= 2 else (0 if two_halves else issue_last[t - 1])
             fill[t] = max(fill[t - 1] + (kept_prev * sk) + 1, free + 1)
         kept_prev = kept
-        act_issue = fill[t] + words + 3    # first edge the feed may issue the tile's first column
-        first_col = True
+        act0 = fill[t] + 3                 # the feed may issue a column of word kw from act0 + (kw+1)*kept
+        act_issue = act0 + sk * kept       # ... every column from here
         if t > 0:
             cmd = beat + 2
         index = 0                          # beat index within the command
@@ -135,14 +135,16 @@ def linear_cycles(m: int, n: int, k: int, config, latency: int = 4, gelu: bool =
                 w_last = row_done + (length - 1) * w_words
                 beat = w_last
                 index += length * w_words
-                x_first = max(w_last + 1, x_prev + 1)
-                if first_col:
-                    issue = max(x_prev, act_issue)
-                    x_first = max(x_first, issue + 1)
-                    issue_first = issue
-                    first_col = False
-                x_last = x_first + length - 1
-                second = x_last - 1 if length > 1 else x_prev
+                k0 = kt * depth
+                x_first = max(w_last + 1, x_prev + 1, act0 + (k0 // lanes + 1) * kept + 1)
+                if act0 + ((k0 + length - 1) // lanes + 1) * kept + 1 <= x_first:  # all filled
+                    x_last = x_first + length - 1
+                    second = x_last - 1 if length > 1 else x_prev
+                else:  # columns wait for the fill, word by word
+                    second, x_last = x_prev2, x_prev
+                    for i in range(length):
+                        issue = max(x_last, act0 + ((k0 + i) // lanes + 1) * kept)
+                        second, x_last = x_last, max(issue + 1, x_last + 1, w_last + 1)
                 end_tile = kt == len(k_tiles) - 1
                 if end_tile:
                     x_last = max(x_last, emit_free)
@@ -152,7 +154,7 @@ def linear_cycles(m: int, n: int, k: int, config, latency: int = 4, gelu: bool =
                 bank_free[kappa % 2] = x_last + 1
                 x_prev2, x_prev = second, x_last
                 kappa += 1
-        issue_last[t] = x_prev2 if n_tiles * k > 1 else issue_first
+        issue_last[t] = max(x_prev2, act_issue)
     return done
 
 
@@ -274,13 +276,15 @@ class LinearEngine(wiring.Component):
         two_halves = Signal()
         FREE, FILLING, FULL = 0, 1, 2
         bank_state = [Signal(2, name=f"xbank{i}") for i in range(2)]
-        # fill: read the tile's rows (row r: words 0 .. sk-1) through the buffer's read port
+        # fill: word kw of every row of the tile, kw = 0 .. sk-1, through the buffer's read
+        # port; the feed may read the columns of the words filled so far
         f_t0, f_bank, f_r, f_kw, f_addr = Signal(16), Signal(), Signal(16), Signal(16), Signal(16)
+        f_base = Signal(16)       # the tile's first word: src0 + f_t0 * sk
         f_busy = Signal()         # issuing a tile's reads
         r_bank, r_r, r_kw = Signal(), Signal(16), Signal(16)   # the word coming back
         with m.If(self.start):
             m.d.sync += [two_halves.eq(ceil_div_pow2(self.args.aux, lanes) <= half), f_t0.eq(0), f_bank.eq(0),
-                         f_r.eq(0), f_kw.eq(0), f_addr.eq(self.args.src0), f_busy.eq(0), r_bank.eq(0),
+                         f_r.eq(0), f_kw.eq(0), f_addr.eq(self.args.src0), f_base.eq(self.args.src0), f_busy.eq(0), r_bank.eq(0),
                          r_r.eq(0), r_kw.eq(0), bank_state[0].eq(FREE), bank_state[1].eq(FREE)]
         other_free = Mux(f_bank, bank_state[0], bank_state[1]) == FREE
         f_free = (Mux(f_bank, bank_state[1], bank_state[0]) == FREE) & (two_halves | other_free)
@@ -293,12 +297,12 @@ class LinearEngine(wiring.Component):
         last_row = lambda t0, r: (r == rows - 1) | (t0 + r + 1 == n_tok)  # noqa: E731
         m.d.comb += [self.rd.valid.eq(f_busy), self.rd.payload.eq(f_addr)]
         with m.If(self.rd.valid & self.rd.ready):
-            m.d.sync += [f_addr.eq(f_addr + 1), f_kw.eq(f_kw + 1)]
-            with m.If(f_kw == sk - 1):
-                m.d.sync += [f_kw.eq(0), f_r.eq(f_r + 1)]
-                with m.If(last_row(f_t0, f_r)):  # the tile's last word: the next tile, other half
-                    # (a tile that is not the last ends with row rows-1: f_addr + 1 is the next's)
-                    m.d.sync += [f_r.eq(0), f_busy.eq(0), f_t0.eq(f_t0 + rows), f_bank.eq(~f_bank)]
+            m.d.sync += [f_addr.eq(f_addr + sk), f_r.eq(f_r + 1)]
+            with m.If(last_row(f_t0, f_r)):
+                m.d.sync += [f_r.eq(0), f_kw.eq(f_kw + 1), f_addr.eq(f_base + f_kw + 1)]
+                with m.If(f_kw == sk - 1):  # the tile's last word: the next tile, other half
+                    m.d.sync += [f_kw.eq(0), f_busy.eq(0), f_t0.eq(f_t0 + rows), f_bank.eq(~f_bank),
+                                 f_base.eq(f_base + sk * rows), f_addr.eq(f_base + sk * rows)]
         r_t0 = Signal(16)
         with m.If(self.start):
             m.d.sync += r_t0.eq(0)
@@ -307,11 +311,11 @@ class LinearEngine(wiring.Component):
         with m.If(self.rd_data.valid):
             for r in range(rows):
                 m.d.comb += sw_port.en[r].eq(r_r == r)
-            m.d.sync += r_kw.eq(r_kw + 1)
-            with m.If(r_kw == sk - 1):
-                m.d.sync += [r_kw.eq(0), r_r.eq(r_r + 1)]
-                with m.If(last_row(r_t0, r_r)):
-                    m.d.sync += [r_r.eq(0), r_t0.eq(r_t0 + rows), r_bank.eq(~r_bank)]
+            m.d.sync += r_r.eq(r_r + 1)
+            with m.If(last_row(r_t0, r_r)):
+                m.d.sync += [r_r.eq(0), r_kw.eq(r_kw + 1)]
+                with m.If(r_kw == sk - 1):
+                    m.d.sync += [r_kw.eq(0), r_t0.eq(r_t0 + rows), r_bank.eq(~r_bank)]
                     for i in range(2):
                         with m.If(r_bank == i):
                             m.d.comb += bank_set[i].eq(FULL | 4)
@@ -321,7 +325,9 @@ class LinearEngine(wiring.Component):
         x_valid, x_lane, x_last = Signal(), Signal(range(lanes)), Signal()
         with m.If(self.start):
             m.d.sync += [c_t0.eq(0), c_bank.eq(0), c_n0.eq(0), c_k.eq(0), c_kpos.eq(0), x_valid.eq(0)]
-        c_ready = running & (c_t0 < n_tok) & (Mux(c_bank, bank_state[1], bank_state[0]) == FULL)
+        c_state = Mux(c_bank, bank_state[1], bank_state[0])
+        filled = (c_state == FULL) | ((c_state == FILLING) & (r_bank == c_bank) & ((c_k >> lane_bits) < r_kw))
+        c_ready = running & (c_t0 < n_tok) & filled
         advance = ~x_valid | unit.x.ready
         m.d.comb += [sr_port.en.eq(advance), sr_port.addr.eq(Mux(c_bank & two_halves, half, 0) + (c_k >> lane_bits)),
                      unit.x.valid.eq(x_valid), unit.x.payload.last.eq(x_last)]
