@@ -44,7 +44,7 @@ for _p in (ROOT, ROOT / "simulators" / "tb"):
 from top_program import pack_words, unpack_words  # noqa: E402
 
 from fpga.config import AcceleratorConfig  # noqa: E402
-from fpga.hdl.engine_linear import linear_cycles, weight_words  # noqa: E402
+from fpga.hdl.engine_linear import weight_words  # noqa: E402
 from fpga.isa import Instr, Op, encode  # noqa: E402
 from hwgen.numerics.linear import linear_codes  # noqa: E402
 
@@ -167,6 +167,8 @@ def main(argv=None) -> int:
     ap.add_argument("--latency", type=int, default=4, help="memory latency of the simulation (cycles)")
     ap.add_argument("--no-scalesim", action="store_true", help="quote FIELD-NOTES.md instead of running SCALE-Sim")
     args = ap.parse_args(argv)
+    from fpga.hdl.engine_linear import linear_cycles
+
     c = AcceleratorConfig()
     m, n, k = args.m, args.n, args.k
     rows, cols = c.mac_rows, c.mac_cols

@@ -136,15 +136,17 @@ def linear_cycles(m: int, n: int, k: int, config, latency: int = 4, gelu: bool =
                 beat = w_last
                 index += length * w_words
                 k0 = kt * depth
-                x_first = max(w_last + 1, x_prev + 1, act0 + (k0 // lanes + 1) * kept + 1)
-                if act0 + ((k0 + length - 1) // lanes + 1) * kept + 1 <= x_first:  # all filled
+                # column i may use weight row i the cycle after it is in (the last: the
+                # bank complete), and its activations once their word is filled
+                x_first = max(row_done + 1, x_prev + 1, act0 + (k0 // lanes + 1) * kept + 1)
+                if w_words == 1 and act0 + ((k0 + length - 1) // lanes + 1) * kept + 1 <= x_first:
                     x_last = x_first + length - 1
                     second = x_last - 1 if length > 1 else x_prev
-                else:  # columns wait for the fill, word by word
+                else:  # columns wait for the fill, word by word, or for weight rows
                     second, x_last = x_prev2, x_prev
                     for i in range(length):
                         issue = max(x_last, act0 + ((k0 + i) // lanes + 1) * kept)
-                        second, x_last = x_last, max(issue + 1, x_last + 1, w_last + 1)
+                        second, x_last = x_last, max(issue + 1, x_last + 1, row_done + i * w_words + 1)
                 end_tile = kt == len(k_tiles) - 1
                 if end_tile:
                     x_last = max(x_last, emit_free)

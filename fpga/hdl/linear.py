@@ -15,7 +15,9 @@ sends ``rows`` beats on ``o`` (one token's ``cols`` outputs each, in token order
 the accumulators already start the next output tile (its first beat overwrites them
 instead of adding). So the MAC array takes an ``x`` beat every cycle across output
 tiles; it waits only when an output tile finishes while the previous one is still
-being sent (output tiles shorter than ``rows`` beats of ``o``).
+being sent (output tiles shorter than ``rows`` beats of ``o``). An ``x`` beat may also
+use a row of the bank still being loaded once that row is in (the first K tile need not
+wait for its whole bank); the K tile's last beat waits for the bank to be complete.
 """
 
 from __future__ import annotations
@@ -134,8 +136,11 @@ class LinearUnit(wiring.Component):
         emitting = Signal()
         clear_full = Signal(2)
         tile_end = Signal()       # this x beat is the last of its output tile
+        # the row at rd_addr is in: the bank is complete, or it is the one being loaded and
+        # the row was written in an earlier cycle (the read port is asynchronous)
+        row_in = full.bit_select(rd_bank, 1) | ((wr_bank == rd_bank) & (rd_addr < wr_addr) & ~self.x.payload.last)
         m.d.comb += [tile_end.eq(self.x.payload.last & final.bit_select(rd_bank, 1)),
-                     self.x.ready.eq(full.bit_select(rd_bank, 1) & ~(emitting & tile_end))]
+                     self.x.ready.eq(row_in & ~(emitting & tile_end))]
         with m.If(self.x.valid & self.x.ready):
             for r in range(rows):
                 for c in range(cols):
