@@ -54,6 +54,9 @@ __all__ = ["FIELD_NOTES_SCALESIM", "SCALESIM_PYTHON", "run_rtl", "run_scalesim",
 FIELD_NOTES_SCALESIM = 71_927
 SCALESIM_PYTHON = Path("/work/venvs/scalesim/bin/python")
 PROG = 0x40
+#: External memory words of the build: hwgen simulate's for models up to 2 MB (vit-tiny), so
+#: that one cached Verilator build of the default top serves both.
+EXT_WORDS = 1 << 16
 FETCH_OVERHEAD_NOTE = "fetch, decode and start of the instruction"
 
 
@@ -82,6 +85,8 @@ def run_rtl(m: int, n: int, k: int, config: AcceleratorConfig, latency: int = 4,
     x_words = pack_words(x, act.width, lanes)
     x_ext, w_ext = 1 << 12, 1 << 13
     y_ext = w_ext + len(image) + 64
+    if y_ext + m * sn > EXT_WORDS:
+        raise SystemExit(f"the GEMM needs {y_ext + m * sn} words of external memory; the build has {EXT_WORDS}")
     memory = {x_ext + i: v for i, v in enumerate(x_words)}
     memory.update({w_ext + i: v for i, v in enumerate(image)})
     xb, yb = 0, m * sk
@@ -90,7 +95,7 @@ def run_rtl(m: int, n: int, k: int, config: AcceleratorConfig, latency: int = 4,
                Instr(Op.STORE, src0=yb, length=m * sn, ext_addr=y_ext * bpw),
                Instr(Op.END)]
     add_program(memory, PROG, [encode(i) for i in program], c.mem_port_bits)
-    sim = build(c)
+    sim = build(c, ext_words=EXT_WORDS)
     hook = ScriptHook({(0, END): [("read_ext", y_ext, m * sn)]})
     result = sim.run(memory, [(PROG, [])], hook=hook, latency=latency)
     prog = result.programs[0]
