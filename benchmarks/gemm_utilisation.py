@@ -193,7 +193,6 @@ def main(argv=None) -> int:
 
     print(f"GEMM M={m} N={n} K={k} on {rows}x{cols} MACs (default configuration, memory latency {args.latency}); "
           f"RTL result bit-exact vs hwgen.numerics")
-    print(f"{'':44s} {'cycles':>9s} {'of peak':>8s}")
     table = [("RTL: LINEAR instruction (fetch included)", rtl["instruction"]),
              ("linear_cycles (engine, start to done)", model),
              ("ideal M*N*K/256", ideal),
@@ -201,8 +200,10 @@ def main(argv=None) -> int:
              (f"weight-stream floor ({tiles} x {bias_words + k * w_words} beats)", floor_weights)]
     if scalesim is not None:
         table.append((f"SCALE-Sim output stationary ({source})", scalesim))
+    width = max(len(name) for name, _ in table)
+    print(f"{'':{width}s} {'cycles':>9s} {'of peak':>8s}")
     for name, cycles in table:
-        print(f"{name:44s} {cycles:9,.0f} {100 * ideal / cycles:7.1f}%")
+        print(f"{name:{width}s} {cycles:9,.0f} {100 * ideal / cycles:7.1f}%")
     overhead = rtl["instruction"] - model
     print(f"(the instruction's {overhead} cycles beyond the engine: {FETCH_OVERHEAD_NOTE})")
     return 0
