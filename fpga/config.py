@@ -78,7 +78,8 @@ class AcceleratorConfig:
     max_row : int
         Longest LayerNorm row (elements).
     linear_max_k : int
-        Longest reduction of a linear op (sizes the exact accumulators).
+        Longest reduction of a linear op (sizes the exact accumulators and LINEAR's
+        activation store: ``mac_rows`` words x ``ceil(linear_max_k / lanes)`` lines).
     moe_experts, moe_k : int
         Experts the routing unit ranks and experts it selects per token.
     moe_normalization : str

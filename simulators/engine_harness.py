@@ -9,6 +9,11 @@ no request is taken; ``data_stall``: no word is handed over); ``wr__ready`` is d
 the testbench directly. With no stalls and ``wr__ready`` high the engine sees exactly the
 top's timing, so cycle counts measured here are the top's. Every other port of the engine
 (``start``, ``args``, ``done``, registers) is forwarded under its own name.
+
+An engine with a DMA port (LINEAR: ``dma_cmd``, ``dma_words``) gets the top's
+:class:`~fpga.hdl.dma.Dma` behind it, as in :class:`fpga.hdl.top.Accelerator`; the DMA's
+external read port (``rd_req``, ``rd_data``) replaces those two, for the testbench's
+memory model. Its buffer is unused (2 words): such engines' transfers go to the unit.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from fpga.hdl.dma import Dma
 from fpga.hdl.engine import BufferReader
 
 __all__ = ["EngineHarness"]
@@ -31,12 +37,22 @@ class EngineHarness(wiring.Component):
         An engine with the ports of :func:`fpga.hdl.engine.engine_members`.
     addr_bits, data_bits : int
         Buffer address and word widths.
+    burst_beats : int
+        Longest DMA burst (the top's: 16), for engines with a DMA port.
     """
 
-    def __init__(self, engine, addr_bits: int, data_bits: int):
+    #: Buffer words of the DMA of an engine with a DMA port (its ``buf_addr_bits`` is 1).
+    DMA_WORDS = 2
+
+    def __init__(self, engine, addr_bits: int, data_bits: int, burst_beats: int = 16):
         self.engine = engine
         self.reader = BufferReader(addr_bits, data_bits)
-        members = {name: member for name, member in engine.signature.members.items() if name not in ("rd", "rd_data")}
+        own = {"rd", "rd_data", "dma_cmd", "dma_words"}
+        members = {name: member for name, member in engine.signature.members.items() if name not in own}
+        self.dma = None
+        if "dma_cmd" in engine.signature.members:
+            self.dma = Dma(data_bits, self.DMA_WORDS, burst_beats)
+            members.update(rd_req=Out(self.dma.rd_req.signature), rd_data=In(self.dma.rd_data.signature.flip()))
         super().__init__({**members, "mem_addr": Out(addr_bits), "mem_data": In(data_bits),
                           "rd_stall": In(1), "data_stall": In(1)})
 
@@ -44,8 +60,15 @@ class EngineHarness(wiring.Component):
         m = Module()
         m.submodules.engine = eng = self.engine
         m.submodules.reader = rd = self.reader
+        if self.dma is not None:
+            m.submodules.dma = dma = self.dma
+            wiring.connect(m, eng.dma_cmd, dma.cmd)
+            wiring.connect(m, dma.unit_words, eng.dma_words)
+            for name in ("rd_req", "rd_data"):
+                wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(dma, name))
+            m.d.comb += [dma.rd_addr.eq(0), dma.wr_en.eq(0), dma.wr_data.ready.eq(0), dma.wr_req.ready.eq(0)]
         for name, member in eng.signature.members.items():
-            if name in ("rd", "rd_data"):
+            if name in ("rd", "rd_data", "dma_cmd", "dma_words"):
                 continue
             if member.is_signature:
                 wiring.connect(m, wiring.flipped(getattr(self, name)), getattr(eng, name))

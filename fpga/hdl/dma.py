@@ -4,7 +4,10 @@ The external port is split like AXI: a read request stream (``rd_req``: byte add
 beats) answered by a read data stream (``rd_data``), and a write request stream
 (``wr_req``) followed by its write data beats (``wr_data``). No write response channel
 (the memory model accepts writes in order). Transfers are cut into bursts of at most
-``burst_beats`` beats; addresses advance by ``data_bits // 8`` bytes per beat.
+``burst_beats`` beats; addresses advance by ``data_bits // 8`` bytes per beat. Reads keep up to ``2 * burst_beats`` beats requested
+ahead of the words received (the next burst is requested while one streams), so that a
+memory with a latency of up to ``burst_beats`` cycles delivers a LOAD, and the linear
+unit's weights, at one word a cycle. Writes issue one burst at a time.
 
 A command on ``cmd`` (``store`` 0 = LOAD external -> buffer, 1 = STORE buffer ->
 external; ``ext_addr`` in bytes; ``buf_addr`` and ``length`` in buffer words of
@@ -31,8 +34,9 @@ __all__ = ["Dma", "ADDR_BITS", "LEN_BITS", "cmd_layout"]
 
 #: External byte-address width.
 ADDR_BITS = 40
-#: Width of a transfer length (buffer words) and a burst length field.
-LEN_BITS = 16
+#: Width of a transfer length (words): a LINEAR's weight transfer for one token tile,
+#: ``N / mac_cols`` weight blocks, is one command.
+LEN_BITS = 32
 
 
 def cmd_layout(buf_addr_bits: int) -> data.StructLayout:
@@ -122,7 +126,9 @@ class Dma(wiring.Component):
 
         ext = Signal(ADDR_BITS)
         left = Signal(LEN_BITS)          # words not yet requested
-        beats = Signal(8)                # beats left in the current burst
+        data_left = Signal(LEN_BITS)     # words of a read not yet received
+        ahead = Signal(range(2 * self.burst_beats + 1))  # beats requested, not yet received
+        beats = Signal(8)                # beats left in the current write burst
         burst = Signal(8)
         bytes_per_beat = self.data_bits // 8
         m.d.comb += burst.eq(
@@ -138,31 +144,35 @@ class Dma(wiring.Component):
                 with m.If(self.cmd.valid):
                     m.d.sync += [store.eq(self.cmd.p.store), ext.eq(self.cmd.p.ext_addr),
                                  ptr.eq(self.cmd.p.buf_addr), left.eq(self.cmd.p.length),
+                                 data_left.eq(self.cmd.p.length), ahead.eq(0),
                                  to_unit.eq(self.cmd.p.to_unit & ~self.cmd.p.store)]
-                    m.next = "NEXT"
+                    with m.If(self.cmd.p.store):
+                        m.next = "NEXT"
+                    with m.Else():
+                        m.next = "READ"
             with m.State("NEXT"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(left == 0):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
-                with m.Elif(store):
-                    m.next = "WR_REQ"
                 with m.Else():
-                    m.next = "RD_REQ"
-            with m.State("RD_REQ"):
-                m.d.comb += [self.busy.eq(1), self.rd_req.valid.eq(1)]
-                with m.If(self.rd_req.ready):
-                    m.d.sync += [beats.eq(burst), left.eq(left - burst),
-                                 ext.eq(ext + burst * bytes_per_beat)]
-                    m.next = "RD_DATA"
-            with m.State("RD_DATA"):
-                m.d.comb += [self.busy.eq(1), self.rd_data.ready.eq(~to_unit | self.unit_words.ready),
-                             self.unit_words.valid.eq(to_unit & self.rd_data.valid)]
-                with m.If(self.rd_data.valid & self.rd_data.ready):
+                    m.next = "WR_REQ"
+            with m.State("READ"):  # requests run ahead of the words, up to 2 bursts
+                m.d.comb += [self.busy.eq(1),
+                             self.rd_req.valid.eq((left != 0) & (ahead + burst <= 2 * self.burst_beats)),
+                             self.rd_data.ready.eq((data_left != 0) & (~to_unit | self.unit_words.ready)),
+                             self.unit_words.valid.eq(to_unit & (data_left != 0) & self.rd_data.valid)]
+                requested = self.rd_req.valid & self.rd_req.ready
+                received = self.rd_data.valid & self.rd_data.ready
+                with m.If(requested):
+                    m.d.sync += [left.eq(left - burst), ext.eq(ext + burst * bytes_per_beat)]
+                m.d.sync += ahead.eq(ahead + Mux(requested, burst, 0) - received)
+                with m.If(received):
                     m.d.comb += dma_wr_en.eq(~to_unit)
-                    m.d.sync += [ptr.eq(ptr + 1), beats.eq(beats - 1)]
-                    with m.If(beats == 1):
-                        m.next = "NEXT"
+                    m.d.sync += [ptr.eq(ptr + 1), data_left.eq(data_left - 1)]
+                with m.If(data_left == 0):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
             with m.State("WR_REQ"):
                 m.d.comb += [self.busy.eq(1), self.wr_req.valid.eq(1)]
                 with m.If(self.wr_req.ready):

@@ -12,36 +12,43 @@ codes packed from bit 0, ``bias_words`` words), then rows ``k = 0 .. K-1`` of
 ``W[k, j*cols : (j+1)*cols]`` (``w_fmt`` codes from bit 0, ``w_words`` words a row).
 Block ``j`` starts at ``ext_addr + j * block_words * data_bits / 8``.
 
-Order: for each token tile (``rows`` tokens) and feature tile, the DMA streams that
-tile's weight block into the unit's weight banks (double-buffered: the next K tile
-loads while this one computes) while the *transposer* reads, for each word ``k // lanes``
-of the ``rows`` token rows, ``rows`` buffer words and sends ``lanes`` columns
-``X[t0 : t0+rows, k]`` to the unit. The unit's output rows (``cols`` values =
-``cols / lanes`` words) of tokens ``< M`` go, through the GELU unit if asked, to Y.
-Tokens past ``M`` in the last tile compute on whatever the buffer holds and are dropped.
+Order: for each token tile (``rows`` tokens), for each feature tile (``cols`` outputs),
+the K columns. Three streams overlap:
 
-Cycles per output tile: about ``3 K`` (``rows`` reads + ``lanes`` beats per ``lanes``
-values of K, one buffer read port) + ``rows * cols / lanes`` writes; weights stream at one
-row a cycle, so the buffer read port, not the MAC array, bounds this engine.
+* **weights**: one DMA command per token tile streams its ``N / cols`` blocks (one word a
+  cycle, the DMA requesting two bursts ahead) straight into the unit's two weight banks
+  (the next K tile loads while this one computes);
+* **activations**: the token tile's X rows are read once (``ceil(K / lanes)`` words per
+  token, one a cycle through the buffer's read port) into the *activation store*, a
+  local memory of ``rows`` words a line (``store_words = ceil(linear_max_k / lanes)``
+  lines), and every feature tile reads its columns ``X[t0 : t0+rows, k]`` from there,
+  one a cycle. The store has two halves when a row fits half of it (``ceil(K / lanes) <=
+  store_words / 2``): the next token tile fills one while the MAC array reads the other;
+  a longer K fills after the tile is done;
+* **results**: the unit's output tile registers let the MAC array start the next output
+  tile while ``rows`` rows of ``cols / lanes`` words (tokens ``< M``) go, through the GELU
+  unit if asked, to Y. Tokens past ``M`` in the last tile compute on whatever the store
+  holds and are dropped.
+
+Cycles: the weight stream bounds the engine, ``bias_words + K * w_words`` beats per output
+tile (194 for K = 192 on the default configuration) against ``K`` cycles of the MAC array;
+:func:`linear_cycles` gives the exact count.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .dma import cmd_layout
 from .engine import ceil_div_pow2, engine_members
 from .gelu import GeluUnit
 from .linear import LinearUnit
+from .linear_timing import linear_cycles, weight_words
 
-__all__ = ["LinearEngine", "weight_words"]
-
-
-def weight_words(cols: int, w_bits: int, b_bits: int, data_bits: int) -> tuple[int, int]:
-    """``(w_words, bias_words)``: words of one weight row and of one tile's bias."""
-    return -(-cols * w_bits // data_bits), -(-cols * b_bits // data_bits)
+__all__ = ["LinearEngine", "linear_cycles", "weight_words"]
 
 
 class LinearEngine(wiring.Component):
@@ -67,6 +74,10 @@ class LinearEngine(wiring.Component):
         self.act, self.wfmt = c.act_fmt, c.weight_fmt
         if self.cols % self.lanes:
             raise ValueError(f"mac_cols={self.cols} must be a multiple of the {self.lanes} activations a word holds")
+        if self.cols & (self.cols - 1):
+            raise ValueError(f"LINEAR needs mac_cols to be a power of two, not {self.cols}")
+        #: Words of the activation store per token row: a row of the longest K.
+        self.store_words = -(-c.linear_max_k // self.lanes)
         self.w_words, self.bias_words = weight_words(self.cols, self.wfmt.width, self.act.width, self.data_bits)
         self.unit = LinearUnit(self.rows, self.cols, c.weight_depth, c.linear_max_k, self.act, self.wfmt,
                                self.act, self.act, gelu=False)
@@ -80,35 +91,32 @@ class LinearEngine(wiring.Component):
         m = Module()
         rows, cols, lanes, depth = self.rows, self.cols, self.lanes, self.unit.depth
         cpw = cols // lanes
-        bytes_per_word = self.data_bits // 8
+        lane_bits, col_bits = lanes.bit_length() - 1, cols.bit_length() - 1
         m.submodules.unit = unit = self.unit
         m.submodules.gelu = gelu = GeluUnit(lanes, self.act, self.act)
 
-        x_base, y_base, ext_base = Signal(16), Signal(16), Signal(40)
+        y_base, ext_base = Signal(16), Signal(40)
         n_tok, k_len, n_out = Signal(16), Signal(16), Signal(16)
         sk, sn = Signal(16), Signal(16)       # row strides of X and Y (words)
-        block_bytes = Signal(40)
+        tile_words = Signal(32)               # weight words of one token tile: N / cols blocks
         use_gelu = Signal()
         running = Signal()
         with m.If(self.start):
             a = self.args
-            m.d.sync += [x_base.eq(a.src0), y_base.eq(a.dst), ext_base.eq(a.ext_addr), n_tok.eq(a.length),
+            m.d.sync += [y_base.eq(a.dst), ext_base.eq(a.ext_addr), n_tok.eq(a.length),
                          k_len.eq(a.aux), n_out.eq(a.src1), sk.eq(ceil_div_pow2(a.aux, lanes)),
                          sn.eq(a.src1 >> (lanes.bit_length() - 1)), use_gelu.eq(a.flags[0]), running.eq(1),
-                         block_bytes.eq((self.bias_words + a.aux * self.w_words) * bytes_per_word)]
+                         tile_words.eq((a.src1 >> col_bits) * (self.bias_words + a.aux * self.w_words))]
 
-        # --- 1. weight-block transfers: for each token tile, each feature tile --------
-        d_t0, d_n0, d_ext = Signal(16), Signal(16), Signal(40)
+        # --- 1. weight transfers: one DMA command per token tile (all N / cols blocks) --
+        d_t0 = Signal(16)
         with m.If(self.start):
-            m.d.sync += [d_t0.eq(0), d_n0.eq(0), d_ext.eq(self.args.ext_addr)]
+            m.d.sync += d_t0.eq(0)
         m.d.comb += [self.dma_cmd.valid.eq(running & (d_t0 < n_tok)),
-                     self.dma_cmd.p.store.eq(0), self.dma_cmd.p.to_unit.eq(1), self.dma_cmd.p.ext_addr.eq(d_ext),
-                     self.dma_cmd.p.length.eq(self.bias_words + k_len * self.w_words)]
+                     self.dma_cmd.p.store.eq(0), self.dma_cmd.p.to_unit.eq(1), self.dma_cmd.p.ext_addr.eq(ext_base),
+                     self.dma_cmd.p.length.eq(tile_words)]
         with m.If(self.dma_cmd.valid & self.dma_cmd.ready):
-            with m.If(d_n0 + cols >= n_out):
-                m.d.sync += [d_n0.eq(0), d_t0.eq(d_t0 + rows), d_ext.eq(ext_base)]
-            with m.Else():
-                m.d.sync += [d_n0.eq(d_n0 + cols), d_ext.eq(d_ext + block_bytes)]
+            m.d.sync += d_t0.eq(d_t0 + rows)
 
         # --- 2. weight words -> weight rows (bias first) ------------------------------
         bias_bits = len(unit.w.payload.bias.as_value())
@@ -151,51 +159,89 @@ class LinearEngine(wiring.Component):
                 with m.If(w_k == k_len - 1):  # the block's last row: the next block starts with its bias
                     m.d.sync += [in_bias.eq(1), w_k.eq(0), w_kpos.eq(0)]
 
-        # --- 3. transposer: rows token words -> lanes columns of X -------------------
-        x_t0, x_n0 = Signal(16), Signal(16)   # tile being fed
-        x_kw = Signal(16)                     # word of the K dimension
-        x_tile_addr = Signal(16)              # x_base + x_t0 * sk
-        rq_r = Signal(range(rows + 1))        # requests issued for this block
-        rq_addr = Signal(16)                  # x_tile_addr + rq_r * sk + x_kw
-        rs_r = Signal(range(rows + 1))        # words received for this block
-        block = [Signal(data.ArrayLayout(self.act.width, lanes), name=f"xblock{r}") for r in range(rows)]
-        emit_l = Signal(range(lanes))
-        x_k = Signal(16)                      # k of the column being sent
-        x_kpos = Signal(range(depth))
-        x_done = Signal()
+        # --- 3. activation store: a token tile's X rows, filled once, read per feature tile
+        # Two halves (token tiles alternate) when a row fits half the store; else one.
+        store = Memory(shape=data.ArrayLayout(unsigned(self.data_bits), rows), depth=self.store_words, init=[])
+        m.submodules.xstore = store
+        sw_port = store.write_port(granularity=1)
+        sr_port = store.read_port()
+        half = self.store_words // 2
+        two_halves = Signal()
+        FREE, FILLING, FULL = 0, 1, 2
+        bank_state = [Signal(2, name=f"xbank{i}") for i in range(2)]
+        # fill: word kw of every row of the tile, kw = 0 .. sk-1, through the buffer's read
+        # port; the feed may read the columns of the words filled so far
+        f_t0, f_bank, f_r, f_kw, f_addr = Signal(16), Signal(), Signal(16), Signal(16), Signal(16)
+        f_base = Signal(16)       # the tile's first word: src0 + f_t0 * sk
+        f_busy = Signal()         # issuing a tile's reads
+        r_bank, r_r, r_kw = Signal(), Signal(16), Signal(16)   # the word coming back
         with m.If(self.start):
-            m.d.sync += [x_t0.eq(0), x_n0.eq(0), x_kw.eq(0), x_tile_addr.eq(self.args.src0), rq_r.eq(0),
-                         rq_addr.eq(self.args.src0), rs_r.eq(0), emit_l.eq(0), x_k.eq(0), x_kpos.eq(0),
-                         x_done.eq(self.args.length == 0)]
-        m.d.comb += [self.rd.valid.eq(running & ~x_done & (rq_r < rows)), self.rd.payload.eq(rq_addr)]
+            m.d.sync += [two_halves.eq(ceil_div_pow2(self.args.aux, lanes) <= half), f_t0.eq(0), f_bank.eq(0),
+                         f_r.eq(0), f_kw.eq(0), f_addr.eq(self.args.src0), f_base.eq(self.args.src0), f_busy.eq(0), r_bank.eq(0),
+                         r_r.eq(0), r_kw.eq(0), bank_state[0].eq(FREE), bank_state[1].eq(FREE)]
+        other_free = Mux(f_bank, bank_state[0], bank_state[1]) == FREE
+        f_free = (Mux(f_bank, bank_state[1], bank_state[0]) == FREE) & (two_halves | other_free)
+        bank_set = [Signal(3, name=f"xbank{i}_set") for i in range(2)]   # 0: no change
+        with m.If(running & ~f_busy & (f_t0 < n_tok) & f_free & ~self.start):
+            m.d.sync += f_busy.eq(1)
+            for i in range(2):
+                with m.If(f_bank == i):
+                    m.d.comb += bank_set[i].eq(FILLING | 4)
+        last_row = lambda t0, r: (r == rows - 1) | (t0 + r + 1 == n_tok)  # noqa: E731
+        m.d.comb += [self.rd.valid.eq(f_busy), self.rd.payload.eq(f_addr)]
         with m.If(self.rd.valid & self.rd.ready):
-            m.d.sync += [rq_r.eq(rq_r + 1), rq_addr.eq(rq_addr + sk)]
-        m.d.comb += self.rd_data.ready.eq(rs_r < rows)
-        with m.If(self.rd_data.valid & self.rd_data.ready):
+            m.d.sync += [f_addr.eq(f_addr + sk), f_r.eq(f_r + 1)]
+            with m.If(last_row(f_t0, f_r)):
+                m.d.sync += [f_r.eq(0), f_kw.eq(f_kw + 1), f_addr.eq(f_base + f_kw + 1)]
+                with m.If(f_kw == sk - 1):  # the tile's last word: the next tile, other half
+                    m.d.sync += [f_kw.eq(0), f_busy.eq(0), f_t0.eq(f_t0 + rows), f_bank.eq(~f_bank),
+                                 f_base.eq(f_base + sk * rows), f_addr.eq(f_base + sk * rows)]
+        r_t0 = Signal(16)
+        with m.If(self.start):
+            m.d.sync += r_t0.eq(0)
+        m.d.comb += [self.rd_data.ready.eq(1), sw_port.data.eq(Cat(*([self.rd_data.payload] * rows))),
+                     sw_port.addr.eq(Mux(r_bank & two_halves, half, 0) + r_kw)]
+        with m.If(self.rd_data.valid):
             for r in range(rows):
-                with m.If(rs_r == r):
-                    m.d.sync += block[r].eq(self.rd_data.payload)
-            m.d.sync += rs_r.eq(rs_r + 1)
-        col_last = (x_kpos == depth - 1) | (x_k == k_len - 1)
-        m.d.comb += [unit.x.valid.eq(running & (rs_r == rows)), unit.x.payload.last.eq(col_last)]
+                m.d.comb += sw_port.en[r].eq(r_r == r)
+            m.d.sync += r_r.eq(r_r + 1)
+            with m.If(last_row(r_t0, r_r)):
+                m.d.sync += [r_r.eq(0), r_kw.eq(r_kw + 1)]
+                with m.If(r_kw == sk - 1):
+                    m.d.sync += [r_kw.eq(0), r_t0.eq(r_t0 + rows), r_bank.eq(~r_bank)]
+                    for i in range(2):
+                        with m.If(r_bank == i):
+                            m.d.comb += bank_set[i].eq(FULL | 4)
+        # feed: for each feature tile, columns k = 0 .. K-1 of the tile in the store
+        c_t0, c_bank, c_n0, c_k = Signal(16), Signal(), Signal(16), Signal(16)
+        c_kpos = Signal(range(depth))
+        x_valid, x_lane, x_last = Signal(), Signal(range(lanes)), Signal()
+        with m.If(self.start):
+            m.d.sync += [c_t0.eq(0), c_bank.eq(0), c_n0.eq(0), c_k.eq(0), c_kpos.eq(0), x_valid.eq(0)]
+        c_state = Mux(c_bank, bank_state[1], bank_state[0])
+        filled = (c_state == FULL) | ((c_state == FILLING) & (r_bank == c_bank) & ((c_k >> lane_bits) < r_kw))
+        c_ready = running & (c_t0 < n_tok) & filled
+        advance = ~x_valid | unit.x.ready
+        m.d.comb += [sr_port.en.eq(advance), sr_port.addr.eq(Mux(c_bank & two_halves, half, 0) + (c_k >> lane_bits)),
+                     unit.x.valid.eq(x_valid), unit.x.payload.last.eq(x_last)]
         for r in range(rows):
-            m.d.comb += unit.x.payload.data[r].eq(block[r].as_value().word_select(emit_l, self.act.width))
-        with m.If(unit.x.valid & unit.x.ready):
-            m.d.sync += [x_k.eq(x_k + 1), x_kpos.eq(Mux(x_kpos == depth - 1, 0, x_kpos + 1)), emit_l.eq(emit_l + 1)]
-            block_end = (emit_l == lanes - 1) | (x_k == k_len - 1)
-            with m.If(block_end):
-                m.d.sync += [emit_l.eq(0), rq_r.eq(0), rs_r.eq(0)]
-                with m.If(x_k == k_len - 1):  # the tile's columns are all sent: next tile
-                    m.d.sync += [x_k.eq(0), x_kpos.eq(0), x_kw.eq(0)]
-                    with m.If(x_n0 + cols >= n_out):
-                        m.d.sync += [x_n0.eq(0), x_t0.eq(x_t0 + rows), x_tile_addr.eq(x_tile_addr + sk * rows),
-                                     rq_addr.eq(x_tile_addr + sk * rows)]
-                        with m.If(x_t0 + rows >= n_tok):
-                            m.d.sync += x_done.eq(1)
-                    with m.Else():
-                        m.d.sync += [x_n0.eq(x_n0 + cols), rq_addr.eq(x_tile_addr)]
-                with m.Else():
-                    m.d.sync += [x_kw.eq(x_kw + 1), rq_addr.eq(x_tile_addr + x_kw + 1)]
+            m.d.comb += unit.x.payload.data[r].eq(sr_port.data[r].word_select(x_lane, self.act.width))
+        with m.If(advance & ~self.start):
+            m.d.sync += x_valid.eq(c_ready)
+            with m.If(c_ready):
+                col_last = (c_kpos == depth - 1) | (c_k == k_len - 1)
+                m.d.sync += [x_lane.eq(c_k[:lane_bits] if lane_bits else 0), x_last.eq(col_last),
+                             c_k.eq(c_k + 1), c_kpos.eq(Mux(c_kpos == depth - 1, 0, c_kpos + 1))]
+                with m.If(c_k == k_len - 1):  # the feature tile's last column
+                    m.d.sync += [c_k.eq(0), c_kpos.eq(0), c_n0.eq(c_n0 + cols)]
+                    with m.If(c_n0 + cols >= n_out):  # the token tile's last: its half is free
+                        m.d.sync += [c_n0.eq(0), c_t0.eq(c_t0 + rows), c_bank.eq(~c_bank)]
+                        for i in range(2):
+                            with m.If(c_bank == i):
+                                m.d.comb += bank_set[i].eq(FREE | 4)
+        for i in range(2):
+            with m.If(bank_set[i][2]):
+                m.d.sync += bank_state[i].eq(bank_set[i][:2])
 
         # --- 4. output rows -> words (tokens < M), GELU or not -> Y ------------------
         o_t0, o_n0 = Signal(16), Signal(16)

@@ -9,9 +9,15 @@ Dataflow (outer product, output stationary): one output tile is ``rows`` tokens 
 ``depth`` (or fewer) rows of ``W``; ``K`` longer than ``depth`` is split into K tiles
 whose products keep accumulating. Weights are **double-buffered**: two banks; the ``w``
 stream fills one bank while the ``x`` stream computes with the other. The last K tile
-of an output tile (``w.final``) carries the bias; after its last ``x`` beat the unit
-sends ``rows`` beats on ``o`` (one token's ``cols`` outputs each, in token order) and
-clears the accumulators.
+of an output tile (``w.final``) carries the bias; its last ``x`` beat copies the
+finished sums into a second set of registers (the *output tile*), from which the unit
+sends ``rows`` beats on ``o`` (one token's ``cols`` outputs each, in token order) while
+the accumulators already start the next output tile (its first beat overwrites them
+instead of adding). So the MAC array takes an ``x`` beat every cycle across output
+tiles; it waits only when an output tile finishes while the previous one is still
+being sent (output tiles shorter than ``rows`` beats of ``o``). An ``x`` beat may also
+use a row of the bank still being loaded once that row is in (the first K tile need not
+wait for its whole bank); the K tile's last beat waits for the bank to be complete.
 """
 
 from __future__ import annotations
@@ -123,40 +129,52 @@ class LinearUnit(wiring.Component):
         wrow = Signal(row_layout)
         m.d.comb += wrow.eq(Mux(rd_bank, rps[1].data, rps[0].data))
         acc = [[Signal(signed(acc_bits), name=f"acc_{r}_{c}") for c in range(cols)] for r in range(rows)]
+        # the finished output tile, sent row by row from out_acc[0] (rows shift up)
+        out_acc = [[Signal(signed(acc_bits), name=f"out_acc_{r}_{c}") for c in range(cols)] for r in range(rows)]
+        fresh = Signal(init=1)    # the next x beat starts an output tile: overwrite, not add
         out_row = Signal(range(rows + 1))
         emitting = Signal()
         clear_full = Signal(2)
-        m.d.comb += self.x.ready.eq(full.bit_select(rd_bank, 1) & ~emitting)
+        tile_end = Signal()       # this x beat is the last of its output tile
+        # the row at rd_addr is in: the bank is complete, or it is the one being loaded and
+        # the row was written in an earlier cycle (the read port is asynchronous)
+        row_in = full.bit_select(rd_bank, 1) | ((wr_bank == rd_bank) & (rd_addr < wr_addr) & ~self.x.payload.last)
+        m.d.comb += [tile_end.eq(self.x.payload.last & final.bit_select(rd_bank, 1)),
+                     self.x.ready.eq(row_in & ~(emitting & tile_end))]
         with m.If(self.x.valid & self.x.ready):
             for r in range(rows):
                 for c in range(cols):
-                    m.d.sync += acc[r][c].eq(acc[r][c] + self.x.payload.data[r] * wrow[c])
+                    total = Mux(fresh, 0, acc[r][c]) + self.x.payload.data[r] * wrow[c]
+                    m.d.sync += acc[r][c].eq(total)
+                    with m.If(tile_end):
+                        m.d.sync += out_acc[r][c].eq(total)
+            m.d.sync += fresh.eq(tile_end)
             with m.If(self.x.payload.last):
                 m.d.sync += [rd_addr.eq(0), rd_bank.eq(~rd_bank)]
                 m.d.comb += clear_full.eq(Mux(rd_bank, 0b10, 0b01))
-                with m.If(final.bit_select(rd_bank, 1)):
+                with m.If(tile_end):
                     m.d.sync += [emitting.eq(1), out_row.eq(0)]
             with m.Else():
                 m.d.sync += rd_addr.eq(rd_addr + 1)
         m.d.sync += full.eq((full | set_full) & ~clear_full)
 
-        # --- output: token rows leave from acc[0]; the rows shift up ----------------
+        # --- output: token rows leave from out_acc[0]; the rows shift up -------------
         out_bias = Signal(data.ArrayLayout(signed(self.b_fmt.width), cols))
-        with m.If(self.x.valid & self.x.ready & self.x.payload.last & final.bit_select(rd_bank, 1)):
+        with m.If(self.x.valid & self.x.ready & tile_end):
             m.d.sync += out_bias.eq(Mux(rd_bank, bias[1], bias[0]))
         m.d.comb += self.o.valid.eq(emitting)
         for c in range(cols):
             b_aligned = shift_round_hw(out_bias[c], self.b_fmt.frac_bits - fa)
-            y = requantize_hw(acc[0][c] + b_aligned, fa, self.out_fmt)
+            y = requantize_hw(out_acc[0][c] + b_aligned, fa, self.out_fmt)
             if self.gelu:
                 ys = Signal(signed(self.out_fmt.width), name=f"pre_gelu{c}")
                 m.d.comb += ys.eq(y)
                 y = gelu_hw(m, ys, self.out_fmt, self.out_fmt, name=f"gelu{c}")
             m.d.comb += self.o.payload[c].eq(y)
         with m.If(self.o.valid & self.o.ready):
-            for r in range(rows):
+            for r in range(rows - 1):
                 for c in range(cols):
-                    m.d.sync += acc[r][c].eq(acc[r + 1][c] if r + 1 < rows else 0)
+                    m.d.sync += out_acc[r][c].eq(out_acc[r + 1][c])
             with m.If(out_row == rows - 1):
                 m.d.sync += emitting.eq(0)
             m.d.sync += out_row.eq(out_row + 1)
