@@ -10,11 +10,11 @@ activations a buffer word, ``B`` = :data:`BURST` beats a DMA burst.
 ===========  ========================================================================================
 op           engine cycles (after the fetch)
 ===========  ========================================================================================
-LOAD         ``2 + n + ceil(n / B) * (L + 1)``: command handshake and done (2); per burst the
-             NEXT/RD_REQ states and the latency, then one beat a cycle (``dma.py``)
+LOAD         ``2 + L + n``: command handshake and done (2), the latency once, then one beat a
+             cycle: the DMA keeps two bursts requested ahead (``dma.py``; exact for ``L <= B``)
 STORE        ``2 + n + ceil(n / B) * 3``: per burst NEXT, WR_REQ, WR_PRIME (the buffer's read
              latency); writes are posted
-LINEAR       :func:`linear_cycles` (the transposer, weight-bank fill, output rows)
+LINEAR       :func:`linear_cycles`: the engine's exact count (weight stream, activation store, DMA)
 GELU, ADD    ``operands * n + 4``: one buffer read a cycle; the reader's two-cycle round
              trip, the unit's register stage, the done pulse
 LAYERNORM    :func:`fpga.hdl.engine_layernorm.layernorm_cycles`: ``3W + B + (rows - 1) max(W, B)
@@ -50,10 +50,13 @@ RTL runs check the model (``tests/fpga/compile/test_simulate_rtl.py``, ``docs/fp
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import NamedTuple
 
 
 from ..hdl.engine_layernorm import layernorm_cycles
+from ..hdl.linear_timing import linear_cycles as engine_linear_cycles
 from ..isa import Op
 
 __all__ = ["estimate_cycles", "linear_cycles", "fetch_cycles", "dma_read_cycles", "memory_latency",
@@ -84,54 +87,64 @@ def fetch_cycles(config) -> int:
 
 
 def dma_read_cycles(words: float, latency: int) -> float:
-    """Cycles of a DMA read of ``words`` words: one beat a cycle, per burst NEXT, RD_REQ, latency."""
-    return words + math.ceil(words / BURST) * (latency + 1) if words > 0 else 0.0
+    """Cycles of a DMA read of ``words`` words: the latency once, then one beat a cycle (the
+    DMA keeps up to two bursts requested ahead of the words received, so bursts stream back
+    to back while ``latency <= BURST``; beyond, each further burst waits the difference)."""
+    if words <= 0:
+        return 0.0
+    return latency + words + (math.ceil(words / BURST) - 1) * max(0, latency - BURST)
 
 
-def linear_cycles(m: float, k: int, n: int, config, latency: int | None = None) -> float:
-    """Engine cycles of LINEAR ``[m, k] @ [k, n]`` (``fpga/hdl/engine_linear.py``).
+def linear_cycles(m: float, n: int, k: int, config, latency: int | None = None, gelu: bool = False) -> float:
+    """Engine cycles of LINEAR ``[m, k] @ [k, n]``: the engine's exact count
+    (:func:`fpga.hdl.linear_timing.linear_cycles`, asserted against the RTL by
+    ``simulators/tb/tb_linear_engine.py``), memoised.
 
-    ==================  =======================================================================
-    term                cycles
-    ==================  =======================================================================
-    transposer, a tile  ``X = ceil(K / lanes) * (rows + 2) + K``: per word of K, ``rows`` reads
-                        and the reader's round trip, then ``lanes`` columns; reading and sending
-                        do not overlap (one read port)
-    weight fill         ``max(0, dma(bias_words + min(K, depth) * w_words) - (rows + 2))``: the
-                        first K tile must be in its bank before the first column; later blocks
-                        load into the other bank while a tile computes (hidden unless
-                        ``dma(block) > X``: then ``dma(block)`` a tile)
-    output rows         a tile's rows leave as ``kept * cols / lanes + dropped`` cycles; they
-                        overlap the next tile's first ``rows + 2`` reads; the last tile's drain
-    done                1
-    ==================  =======================================================================
-
-    Output tiles: ``ceil(m / rows) * ceil(n / cols)``, token tile outer. ``m`` may be fractional
-    (an expected row count): the last token tile then keeps a fraction of a row.
+    The engine is bound by the weight stream (``bias_words + K * w_words`` beats an output
+    tile of ``mac_rows x mac_cols``), plus per token tile the DMA command's latency and
+    before the first tile the activation fill. ``m`` may be fractional (an expected row
+    count of an expert): the cycles are then interpolated between the two whole counts.
     """
-    c = config
     if m <= 0:
         return 1.0
-    lat = memory_latency(c) if latency is None else latency
-    rows, cols, lanes = c.mac_rows, c.mac_cols, c.lanes
-    cpw = cols // lanes
-    w_words = -(-cols * c.weight_fmt.width // c.mem_port_bits)
-    b_words = -(-cols * c.act_fmt.width // c.mem_port_bits)
-    x_tile = math.ceil(k / lanes) * (rows + _READ_TRIP) + k
-    lead = rows + _READ_TRIP
-    block = dma_read_cycles(b_words + k * w_words, lat)
-    per_tile = max(x_tile, block)
-    fill = max(0.0, dma_read_cycles(b_words + min(k, c.weight_depth) * w_words, lat) - lead)
-    n_tiles = math.ceil(n / cols)
-    full, part = divmod(m, rows)
-    total = fill
-    token_tiles = [rows] * int(full) + ([part] if part > 0 else [])  # rows kept in each token tile
-    for i, kept in enumerate(token_tiles):
-        out = kept * cpw + (rows - kept)
-        stall = max(0.0, out - lead)
-        last = i == len(token_tiles) - 1
-        total += n_tiles * per_tile + (n_tiles - 1 if last else n_tiles) * stall + (out if last else 0.0)
-    return total + 1
+    lat = memory_latency(config) if latency is None else latency
+    lo = math.floor(m)
+    key = _LinearKey(config.mac_rows, config.mac_cols, config.lanes, config.weight_depth, config.linear_max_k,
+                     config.mem_port_bits, config.act_fmt.width, config.weight_fmt.width)
+    c_hi = _engine_linear(math.ceil(m), n, k, key, lat, bool(gelu))
+    if lo == m:
+        return float(c_hi)
+    c_lo = _engine_linear(lo, n, k, key, lat, bool(gelu)) if lo > 0 else 1
+    return c_lo + (m - lo) * (c_hi - c_lo)
+
+
+class _Fmt(NamedTuple):
+    width: int
+
+
+class _LinearKey(NamedTuple):
+    """The configuration fields LINEAR's timing reads (hashable, for the memo)."""
+    mac_rows: int
+    mac_cols: int
+    lanes: int
+    weight_depth: int
+    linear_max_k: int
+    mem_port_bits: int
+    act_width: int
+    weight_width: int
+
+    @property
+    def act_fmt(self):
+        return _Fmt(self.act_width)
+
+    @property
+    def weight_fmt(self):
+        return _Fmt(self.weight_width)
+
+
+@functools.lru_cache(maxsize=8192)
+def _engine_linear(m: int, n: int, k: int, key: _LinearKey, latency: int, gelu: bool) -> int:
+    return engine_linear_cycles(m, n, k, key, latency=latency, gelu=gelu)
 
 
 def attention_unit_group_cycles(queries: int, keys: int, beats: int) -> int:
@@ -203,7 +216,7 @@ def estimate_cycles(instr, config, moe_rows: float = 0.0, *, gather_ended_by_ent
         return base + 2 + instr.length + math.ceil(instr.length / BURST) * 3
     if op == Op.LINEAR:
         m = moe_rows if instr.flags & 2 else instr.length
-        return base + linear_cycles(m, instr.aux, instr.src1, c, lat)
+        return base + linear_cycles(m, instr.src1, instr.aux, c, lat, bool(instr.flags & 1))
     if op == Op.GELU:
         return base + instr.length + 4
     if op == Op.ADD:
