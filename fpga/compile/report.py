@@ -127,6 +127,11 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
             extra["latency_measured_s"] = sim["cycles"] / f
     if synth is not None:
         extra["resources"] = synth
+    # [cost-res] Resources (estimate always; Yosys when `hwgen fpga synth --report OUT` ran) and Clock
+    # (Fmax estimate, the clock latency should use): keys resources, resources_detail, clock,
+    # latency_at_clock_used_s; warnings appended. fpga/cost/report_section.py
+    from ..cost.report_section import resources_and_clock
+    extra.update(resources_and_clock(c, t["cycles"], synth, warnings))
     return make_report("fpga", model, c.to_dict(), latency, float(sum(energy.values())), layers, host_ops,
                        assumptions, **extra)
 
