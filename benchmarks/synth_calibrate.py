@@ -7,6 +7,10 @@ the configuration, engines, buffer words, Yosys version and commands, the counts
 time, and the longest register-to-register path of the mapped netlist
 (:func:`fpga.cost.clock.critical_path`). ``--netlists`` keeps each mapped netlist
 (gzipped JSON). Run it with ``nice -n 10``: each run takes 0.5-10 minutes of one core.
+
+``--record`` turns ``--out`` into ``fpga/cost/yosys_runs.json`` (runs in RUNS order, the
+last record of each); ``--table`` prints the estimator's accuracy against the recorded runs
+(markdown, as in ``docs/fpga-resources-and-clock.md``).
 """
 
 from __future__ import annotations
@@ -54,12 +58,56 @@ def synth_run(run: dict, netlists: Path | None) -> dict:
             "critical_path": path, "date": time.strftime("%Y-%m-%d")}
 
 
+def record(jsonl: Path) -> None:
+    from fpga.cost.calibration import RUNS_PATH
+
+    last = {}
+    for line in jsonl.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            last[r["name"]] = r
+    runs = [last[r["name"]] for r in RUNS if r["name"] in last]
+    RUNS_PATH.write_text(json.dumps({
+        "about": "Yosys runs of fpga/cost/calibration.py's RUNS (benchmarks/synth_calibrate.py): 'fit' runs set "
+                 "fpga/cost/resources.py's coefficients, 'check' runs (whole tops) are held out. synth_s is wall "
+                 "time on 2 shared cores at load average 4-8 (other jobs running), not a quiet machine's.",
+        "runs": runs}, indent=1) + "\n")
+    print(f"{RUNS_PATH}: {len(runs)} runs")
+
+
+def table() -> None:
+    from fpga.cost.calibration import load_runs
+    from fpga.cost.resources import estimate_resources
+
+    keys = ("lut", "ff", "dsp", "bram36")
+    print("| run | role | " + " | ".join(f"{k} Yosys / estimate (error)" for k in keys) + " | Yosys s | path ns (levels) |")
+    print("|---|---|" + "---|" * len(keys) + "---|---|")
+    for r in load_runs():
+        est = estimate_resources(run_config(r), ops=run_ops(r), buffer_words=r["buffer_words"])
+        cells = []
+        for k in keys:
+            y, e = r["resources"][k], est[k]
+            err = f"{e / y - 1:+.1%}" if y else ("exact" if e == 0 else "n/a")
+            cells.append(f"{y:,} / {e:,} ({err})")
+        cp = r["critical_path"]
+        print(f"| {r['name']} | {r['role']} | " + " | ".join(cells) + f" | {r['synth_s']:.0f} | "
+              f"{cp['delay_ns']:.1f} ({cp['levels']}) |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*")
     ap.add_argument("--out", type=Path, default=Path("synth_runs.jsonl"))
     ap.add_argument("--netlists", type=Path, default=None)
+    ap.add_argument("--record", action="store_true")
+    ap.add_argument("--table", action="store_true")
     a = ap.parse_args()
+    if a.record or a.table:
+        if a.record:
+            record(a.out)
+        if a.table:
+            table()
+        return
     known = {r["name"]: r for r in RUNS}
     for n in a.names:
         if n not in known:

@@ -35,6 +35,9 @@ CONFIGS = {
     "int16-8x16": dict(preset="int16", mac_rows=8, mac_cols=16, weight_buffer_bytes=2 * 16 * 32 * 2,
                        attention_head_dim=16, attention_chunk=16, attention_queries=4, max_keys=64, max_row=64,
                        linear_max_k=256, moe_experts=4, moe_k=1),
+    "int16-4x16-p128": dict(preset="int16", mac_rows=4, mac_cols=16, mem_port_bits=128,
+                            weight_buffer_bytes=2 * 16 * 32 * 2, attention_head_dim=32, attention_chunk=8,
+                            attention_queries=2, max_keys=64, max_row=128, linear_max_k=512, moe_experts=8, moe_k=2),
     "edge-4x8-p128": dict(mac_rows=4, mac_cols=8, mem_port_bits=128, weight_buffer_bytes=2 * 8 * 32 * 2,
                           attention_head_dim=32, attention_chunk=8, attention_queries=2, max_keys=32, max_row=64,
                           linear_max_k=256, moe_experts=4, moe_k=1),
@@ -45,12 +48,13 @@ _ENGINES = ("LINEAR", "ATTENTION", "LAYERNORM", "GELU", "ADD", "MOE_ROUTE", "MOE
 
 def _runs() -> list[dict]:
     runs = []
-    for cfg in ("small", "edge-16x8"):
+    # edge-16x8 has SMALL's lanes, widths and port: only the engines whose structure differs
+    for cfg, ops in (("small", _ENGINES), ("edge-16x8", ("LINEAR", "ATTENTION", "LAYERNORM", "MOE_ROUTE"))):
         runs.append({"name": f"{cfg}:none", "config": cfg, "ops": [], "buffer_words": 1024, "role": "fit"})
-        for op in _ENGINES:
+        for op in ops:
             runs.append({"name": f"{cfg}:{op}", "config": cfg, "ops": [op], "buffer_words": 1024, "role": "fit"})
-    for cfg, words in (("edge-4x8-p128", 1024), ("int8-8x8", 2048), ("int16-8x16", 1024), ("small", 1024),
-                       ("edge-16x8", 2048)):
+    for cfg, words in (("edge-4x8-p128", 1024), ("int8-8x8", 2048), ("int16-8x16", 1024), ("edge-16x8", 2048),
+                       ("int16-4x16-p128", 1024), ("small", 1024)):
         runs.append({"name": f"{cfg}:all@{words}", "config": cfg, "ops": "all", "buffer_words": words,
                      "role": "check"})
     return runs

@@ -73,9 +73,10 @@ def _lutram(depth: int, width: int) -> float:
 
 
 def _layernorm_row_is_bram(max_row: int, width: int) -> bool:
-    # Yosys' memory_libmap puts a synchronous-read memory into block RAM from about a
-    # quarter of a RAMB18 up; smaller ones into LUT RAM
-    return max_row * width >= 4096
+    # Yosys' memory_libmap: LayerNorm's synchronous-read row memory went to LUT RAM at 64
+    # words (SMALL, 64 x 96 bits) and to block RAM at 1,024 (the default): the boundary
+    # between is taken at 64 words
+    return max_row > 64
 
 
 def features(config, engine: str) -> dict:
@@ -89,7 +90,14 @@ def features(config, engine: str) -> dict:
         # controller + DMA + the top's registers, and the buffer reader's two word registers
         return {"lut": p + 16 * math.ceil(math.log2(max(c.buffer_words, 2))), "ff": 2 * p + 200, "dsp": 0}
     if engine == "GELU":
-        return {"lut": lanes * w, "ff": lanes * w + 2 * p, "dsp": lanes * dsp_of_product(w, 18)}
+        # per lane: two 177-entry x 14-bit slope/offset ROMs, |x|, the interpolation product
+        # (slope x the fraction bits below the table step: none for integer formats), requantise
+        from hwgen.numerics.gelu import TABLE_ENTRIES, TABLE_STEP_BITS
+
+        fb = max(c.act_fmt.frac_bits - TABLE_STEP_BITS, 0)
+        rom = 2 * 14 * math.ceil(TABLE_ENTRIES / 64)
+        return {"lut": lanes * (rom + 4 * w + fb), "ff": lanes * w + 2 * p,
+                "dsp": lanes * (dsp_of_product(15, fb) if fb else 0)}
     if engine == "ADD":
         return {"lut": lanes * w, "ff": 2 * p, "dsp": 0}
     if engine == "MOE_GATHER":
@@ -120,12 +128,21 @@ def features(config, engine: str) -> dict:
         nb = c.max_row.bit_length()
         dbits = 2 * w + 3 * nb + 4
         row_lut = 0 if _layernorm_row_is_bram(c.max_row, 3 * w) else _lutram(c.max_row, 3 * w)
-        return {"lut": 8 * dbits + lanes * w + row_lut, "ff": 4 * dbits + 3 * p, "dsp": 3 * dsp_of_product(w, w)}
+        from hwgen.numerics.layernorm import RSQRT_BITS as rb
+
+        # x*x, n*s2, s1*s1, (n*x - s1)*r, then *gamma
+        dsp = (dsp_of_product(w, w) + dsp_of_product(nb, 2 * w + nb) + dsp_of_product(w + nb + 1, w + nb + 1)
+               + dsp_of_product(w + nb + 2, rb + 2) + dsp_of_product(w + nb + rb + 2, w))
+        return {"lut": 8 * dbits + lanes * w + row_lut, "ff": 4 * dbits + 3 * p, "dsp": dsp}
     if engine == "MOE_ROUTE":
         e, k = c.moe_experts, c.moe_k
         tb = max(1, math.ceil(math.log2(c.max_keys)))
         eb = max(1, math.ceil(math.log2(e)))
-        return {"lut": _lutram(e * c.max_keys, tb) + e * tb * 2 + k * (w + eb) * 4 + lanes * w,
+        # the gate softmax: one reciprocal (a combinational divider) and k exponentials and
+        # products (topk_then_softmax; sigmoid_then_topk has k reciprocals), weighted as
+        # ~2,000 LUTs each (assumption, scaled by the fit); the scheduler's token queues in LUT RAM
+        recips = k if c.moe_normalization == "sigmoid_then_topk" else 1
+        return {"lut": 2000 * (recips + k) + _lutram(e * c.max_keys, tb) + e * tb * 2 + k * (w + eb) * 4 + lanes * w,
                 "ff": e * (tb + 1) + k * (w + eb) * 2 + p, "dsp": k}
     raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINE_NAMES)}, shared")
 
@@ -173,7 +190,10 @@ def fit_coefficients(runs: list[dict]) -> dict:
             x, y = np.array(xs, float), np.array(ys, float)
             wgt = 1 / np.maximum(np.abs(y), 1.0)  # relative error
             a = np.stack([x, np.ones_like(x)], 1) * wgt[:, None]
-            sol = np.linalg.lstsq(a, y * wgt, rcond=None)[0] if len(xs) > 1 else np.array([y[0] / max(x[0], 1), 0])
+            if len(xs) > 1 and np.ptp(x) > 1e-6 * max(np.max(np.abs(x)), 1.0):
+                sol = np.linalg.lstsq(a, y * wgt, rcond=None)[0]
+            else:  # one point (or the same counts twice): through the origin
+                sol = np.array([-1.0, 0.0])
             if sol[1] < 0 or sol[0] < 0:  # refit through the origin (or a constant alone)
                 sol = (np.array([float(np.sum(x * y * wgt ** 2) / max(np.sum((x * wgt) ** 2), 1e-12)), 0.0])
                        if np.any(x) else np.array([0.0, float(np.mean(y))]))
@@ -224,6 +244,16 @@ def estimate_resources(config, ops=None, buffer_words: int | None = None, coeffs
             row[res] = max(0.0, scale * f[res] + const)
         row["bram36"] = 0.0
         per[engine] = row
+    # each one-engine fit run includes the buffer reader's two word registers and its output
+    # mux, which a top has once: move them from the engines to the shared part
+    reader = {"lut": config.mem_port_bits, "ff": 2 * config.mem_port_bits, "dsp": 0}
+    engines = [e for e in per if e != "shared"]
+    for e in engines:
+        for res in _RES:
+            per[e][res] = max(0.0, per[e][res] - reader[res])
+    if engines:
+        for res in _RES:
+            per["shared"][res] += reader[res]
     per["shared"]["bram36"] = bram36_of_memory(words, config.mem_port_bits)
     if "LAYERNORM" in per and _layernorm_row_is_bram(config.max_row, 3 * config.act_fmt.width):
         per["LAYERNORM"]["bram36"] = bram36_of_memory(config.max_row, 3 * config.act_fmt.width)
