@@ -5,7 +5,8 @@ ECP5 (``fpga.cost.ecp5.place_and_route_ecp5``: synth_ecp5, nextpnr-ecp5 --85k) a
 UltraScale+ (``fpga.synth.synthesize``), and prints per design: nextpnr's achieved Fmax,
 the estimate from the same ECP5 netlist with ECP5 delays, their ratio, and the estimate
 for the ZCU102's xczu9eg-2 (the figure the compile report uses). Designs: small units and
-a small accelerator top (64-bit port, 256-word buffer, GELU and ADD engines).
+the GELU engine on 32-bit words (a whole accelerator top has more ports than an ECP5
+package has pins).
 """
 
 from __future__ import annotations
@@ -20,21 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def designs() -> dict:
-    from fpga.config import AcceleratorConfig
+    from fpga.hdl.engine_elementwise import ElementwiseEngine
     from fpga.hdl.gelu import GeluUnit
     from fpga.hdl.linear import LinearUnit
     from fpga.hdl.residual import ResidualAdd
-    from fpga.hdl.top import Accelerator
-    from fpga.isa import Op
 
-    tiny = AcceleratorConfig(mac_rows=2, mac_cols=2, mem_port_bits=64, weight_buffer_bytes=64, attention_head_dim=2,
-                             attention_chunk=2, attention_queries=1, max_keys=8, max_row=16, linear_max_k=64,
-                             moe_experts=2, moe_k=1)
     return {
         "residual": lambda: ResidualAdd(1),
         "gelu": lambda: GeluUnit(1),
         "linear-2x2": lambda: LinearUnit(rows=2, cols=2, depth=16, max_k=64),
-        "top-add-gelu": lambda: Accelerator(tiny, buffer_words=256, ops=[Op.ADD, Op.GELU]),
+        "gelu-engine": lambda: ElementwiseEngine(GeluUnit(1), 1, 16, 32),
     }
 
 
@@ -53,7 +49,7 @@ def main() -> None:
           f"{'levels':>6s} {'xczu9eg-2 est MHz':>17s} {'xcup levels':>11s}")
     for name in a.names or known:
         make = known[name]
-        e = place_and_route_ecp5(make(), "top")
+        e = place_and_route_ecp5(make(), "top", package="CABGA756" if name.endswith("engine") else "CABGA381")
         with tempfile.TemporaryDirectory() as tmp:
             synthesize(make(), "top", work_dir=tmp, write_netlist=True)
             x = critical_path_from_file(Path(tmp) / "netlist.json", "xcup")

