@@ -19,7 +19,8 @@ The structural counts (``_features``), per engine, with ``R x C`` MACs, ``L`` la
   ``w x w_weight`` bits (+ GELU's).
 * ATTENTION: ``Q`` query lanes, head ``D`` in chunks of ``c``: FF ``Q·D·(w + acc + 2w)``
   (query, accumulator, the key/value delay line) + ``D·acc`` (normaliser); LUT
-  ``Q·c·(2w + 2·acc)`` (dot product, online update) + ``c·(acc + w)``; DSP ``Q·c`` dot
+  ``Q·c·(2w + 2·acc)`` (dot product, online update) + ``c·(acc + w)`` + the normaliser's
+  reciprocal, a combinational divider (``2·N²``, N = 42 bits); DSP ``Q·c`` dot
   products ``w x w`` + ``Q·c`` updates ``acc x prob`` and ``prob x w`` + ``c`` normaliser.
 * LAYERNORM: the row memory, the sums and the iterative square root/divider
   (``2w + 3·log2(max_row)`` bits), the lane serialiser ``L·w``.
@@ -72,6 +73,14 @@ def _lutram(depth: int, width: int) -> float:
     return 8 * math.ceil(width / 7) * math.ceil(depth / 64) + (width * math.ceil(depth / 64) if depth > 64 else 0)
 
 
+def _divider_luts(spec) -> int:
+    """LUT count of the softmax reciprocal ``(2**(Fp+Fr+1) + l) // (2 l)`` as Yosys builds
+    a combinational ``$div``: one stage per numerator bit, each a subtract-and-select about
+    twice the numerator wide (``2 N**2`` cells, N = Fp + Fr + 2 bits)."""
+    n = spec.prob_frac_bits + spec.recip_frac_bits + 2
+    return 2 * n * n
+
+
 def _layernorm_row_is_bram(max_row: int, width: int) -> bool:
     # Yosys' memory_libmap: LayerNorm's synchronous-read row memory went to LUT RAM at 64
     # words (SMALL, 64 x 96 bits) and to block RAM at 1,024 (the default): the boundary
@@ -120,7 +129,7 @@ def features(config, engine: str) -> dict:
         fp = spec.prob_frac_bits
         acc = w + fp + 1 + key_bits
         prob = fp + 1
-        return {"lut": q * ch * (2 * w + 2 * acc) + ch * (acc + w) + q * d * acc / 4,
+        return {"lut": q * ch * (2 * w + 2 * acc) + ch * (acc + w) + q * d * acc / 4 + _divider_luts(spec),
                 "ff": q * d * (w + acc + 2 * w) + d * acc + 2 * ch * w,
                 "dsp": q * ch * (dsp_of_product(w, w) + dsp_of_product(acc, prob) + dsp_of_product(prob, w))
                 + ch * dsp_of_product(acc, spec.recip_frac_bits + 1) + q * dsp_of_product(2 * w, 20)}
@@ -138,11 +147,14 @@ def features(config, engine: str) -> dict:
         e, k = c.moe_experts, c.moe_k
         tb = max(1, math.ceil(math.log2(c.max_keys)))
         eb = max(1, math.ceil(math.log2(e)))
-        # the gate softmax: one reciprocal (a combinational divider) and k exponentials and
-        # products (topk_then_softmax; sigmoid_then_topk has k reciprocals), weighted as
-        # ~2,000 LUTs each (assumption, scaled by the fit); the scheduler's token queues in LUT RAM
+        # the gate softmax: one reciprocal (a combinational divider; sigmoid_then_topk has k)
+        # and k exponentials and products (~1,000 LUTs each: assumption, scaled by the fit);
+        # the scheduler's token queues in LUT RAM
+        from hwgen.numerics.softmax import SOFTMAX_DEFAULT as spec
+
         recips = k if c.moe_normalization == "sigmoid_then_topk" else 1
-        return {"lut": 2000 * (recips + k) + _lutram(e * c.max_keys, tb) + e * tb * 2 + k * (w + eb) * 4 + lanes * w,
+        return {"lut": recips * _divider_luts(spec) + 1000 * k + _lutram(e * c.max_keys, tb) + e * tb * 2
+                + k * (w + eb) * 4 + lanes * w,
                 "ff": e * (tb + 1) + k * (w + eb) * 2 + p, "dsp": k}
     raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINE_NAMES)}, shared")
 
