@@ -149,6 +149,8 @@ def critical_path(netlist: dict, family: str = "xcup", top: str | None = None) -
     arrival: dict = {}
     pred: dict = {}
     # iterative DFS post-order over combinational nodes
+    visiting: set = set()  # on the DFS path: an edge back to one of these closes a loop (ignored)
+
     def arrive(root: str) -> float:
         stack = [(root, 0)]
         while stack:
@@ -160,13 +162,15 @@ def critical_path(netlist: dict, family: str = "xcup", top: str | None = None) -
                 pred[name] = None
                 continue
             pending = [driver[b] for p, b in _through_inputs(name, kinds, ins, dsp_regs) if b in driver
-                       and driver[b] not in arrival]
+                       and driver[b] not in arrival and driver[b] not in visiting]
             if i == 0 and pending:
+                visiting.add(name)
                 stack.append((name, 1))
                 for d in pending:
                     if d != name:
                         stack.append((d, 0))
                 continue
+            visiting.discard(name)
             best, best_pred = 0.0, None
             for port, b in _through_inputs(name, kinds, ins, dsp_regs):
                 d = driver.get(b)

@@ -73,3 +73,15 @@ def test_estimate_within_a_factor_of_two_of_nextpnr_on_ecp5(tmp_path):
     print(f"nextpnr {npr:.1f} MHz, estimate {est:.1f} MHz, {r['estimate']}")
     assert r["lut4"] > 32 and r["ff"] >= 32
     assert 0.5 <= est / npr <= 2.0
+
+
+def test_a_combinational_loop_ends_the_search():
+    # LUT a -> LUT b -> LUT a (a loop Yosys would warn about) fed by a flip-flop
+    cells = {
+        "f": _cell("FDRE", {"D": [4]}, {"Q": [1]}),
+        "a": _cell("LUT2", {"I0": [1], "I1": [3]}, {"O": [2]}),
+        "b": _cell("LUT1", {"I0": [2]}, {"O": [3]}),
+        "g": _cell("LUT1", {"I0": [3]}, {"O": [4]}),
+    }
+    p = critical_path(_netlist(cells), "xcup")
+    assert 2 <= p["levels"] <= 3 and p["delay_ns"] > 0
