@@ -55,6 +55,11 @@ def dsp_of_product(a_bits: int, b_bits: int) -> int:
     return na * nb
 
 
+def _partial_sum_luts(a_bits: int, b_bits: int) -> int:
+    """LUTs adding a product's DSP partial products: ``(tiles - 1)`` adders ``a + b`` wide."""
+    return max(dsp_of_product(a_bits, b_bits) - 1, 0) * (a_bits + b_bits)
+
+
 #: (depth, width, cost in BRAM36) of the block-RAM shapes (simple dual port).
 _BRAM_SHAPES = [(16384, 1, .5), (8192, 2, .5), (4096, 4, .5), (2048, 9, .5), (1024, 18, .5), (512, 36, .5),
                 (32768, 1, 1), (16384, 2, 1), (8192, 4, 1), (4096, 9, 1), (2048, 18, 1), (1024, 36, 1), (512, 72, 1)]
@@ -104,7 +109,8 @@ def features(config, engine: str) -> dict:
         from hwgen.numerics.gelu import TABLE_ENTRIES, TABLE_STEP_BITS
 
         fb = max(c.act_fmt.frac_bits - TABLE_STEP_BITS, 0)
-        rom = 2 * 14 * math.ceil(TABLE_ENTRIES / 64)
+        up = max(TABLE_STEP_BITS - c.act_fmt.frac_bits, 0)  # integer formats reach every 2**up-th entry
+        rom = 2 * 14 * math.ceil(math.ceil(TABLE_ENTRIES / 2 ** up) / 64)
         return {"lut": lanes * (rom + 4 * w + fb), "ff": lanes * w + 2 * p,
                 "dsp": lanes * (dsp_of_product(15, fb) if fb else 0)}
     if engine == "ADD":
@@ -112,14 +118,16 @@ def features(config, engine: str) -> dict:
     if engine == "MOE_GATHER":
         return {"lut": p, "ff": p, "dsp": 1}
     if engine == "MOE_COMBINE":
-        return {"lut": lanes * 2 * w + p, "ff": 6 * p + lanes * 2 * w, "dsp": lanes * dsp_of_product(w, w) + 1}
+        return {"lut": lanes * (2 * w + _partial_sum_luts(w, w)) + p, "ff": 6 * p + lanes * 2 * w,
+                "dsp": lanes * dsp_of_product(w, w) + 1}
     if engine == "LINEAR":
         r, cols = c.mac_rows, c.mac_cols
         acc = accumulator_bits(c.act_fmt, c.weight_fmt, c.linear_max_k)
         ww = c.weight_fmt.width
         words = math.ceil(cols * ww / p) + math.ceil(cols * w / p)
         gelu = features(c, "GELU")
-        return {"lut": r * cols * acc + 2 * cols * (acc + w) + 2 * _lutram(c.weight_depth, cols * ww)
+        return {"lut": r * cols * (acc + _partial_sum_luts(w, ww)) + 2 * cols * (acc + w)
+                + 2 * _lutram(c.weight_depth, cols * ww)
                 + r * lanes * w / 2 + gelu["lut"],
                 "ff": r * cols * acc + r * lanes * w + 3 * cols * w + words * p + gelu["ff"],
                 "dsp": r * cols * dsp_of_product(w, ww) + gelu["dsp"]}
@@ -129,7 +137,8 @@ def features(config, engine: str) -> dict:
         fp = spec.prob_frac_bits
         acc = w + fp + 1 + key_bits
         prob = fp + 1
-        return {"lut": q * ch * (2 * w + 2 * acc) + ch * (acc + w) + q * d * acc / 4 + _divider_luts(spec),
+        sums = _partial_sum_luts(w, w) + _partial_sum_luts(acc, prob) + _partial_sum_luts(prob, w)
+        return {"lut": q * ch * (2 * w + 2 * acc + sums) + ch * (acc + w) + q * d * acc / 4 + _divider_luts(spec),
                 "ff": q * d * (w + acc + 2 * w) + d * acc + 2 * ch * w,
                 "dsp": q * ch * (dsp_of_product(w, w) + dsp_of_product(acc, prob) + dsp_of_product(prob, w))
                 + ch * dsp_of_product(acc, spec.recip_frac_bits + 1) + q * dsp_of_product(2 * w, 20)}
