@@ -22,7 +22,7 @@ The structural counts (``_features``), per engine, with ``R x C`` MACs, ``L`` la
   ``Q·c·(2w + 2·acc)`` (dot product, online update) + ``c·(acc + w)`` + the normaliser's
   reciprocal, a combinational divider (``2·N²``, N = 42 bits); DSP ``Q·c`` dot
   products ``w x w`` + ``Q·c`` updates ``acc x prob`` and ``prob x w`` + ``c`` normaliser.
-* LAYERNORM: the row memory, the sums and the iterative square root/divider
+* LAYERNORM: the row memory (block RAM from 16 kbit, else LUT RAM), the sums and the iterative square root/divider
   (``2w + 3·log2(max_row)`` bits), the lane serialiser ``L·w``.
 * GELU, ADD: ``L·w`` per lane; MOE_COMBINE: ``L`` products ``w x w``; MOE_ROUTE: the
   scheduler's queues (``E·max_keys`` tokens, LUT RAM), top-k slots, the gate softmax;
@@ -87,10 +87,10 @@ def _divider_luts(spec) -> int:
 
 
 def _layernorm_row_is_bram(max_row: int, width: int) -> bool:
-    # Yosys' memory_libmap: LayerNorm's synchronous-read row memory went to LUT RAM at 64
-    # words (SMALL, 64 x 96 bits) and to block RAM at 1,024 (the default): the boundary
-    # between is taken at 64 words
-    return max_row > 64
+    # where Yosys' memory_libmap put LayerNorm's synchronous-read row memory: LUT RAM at
+    # 64 x 96 and 128 x 48 bits (6 kbit), block RAM at 256 x 96 (24 kbit) and 1,024 x 96;
+    # the boundary is taken at 16 kbit
+    return max_row * width >= 16384
 
 
 def features(config, engine: str) -> dict:

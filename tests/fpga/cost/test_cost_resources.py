@@ -44,7 +44,7 @@ def test_enough_recorded_checks():
     assert len({r["config"] for r in _checks()}) >= MIN_CHECKS
 
 
-MIN_CHECKS = 3
+MIN_CHECKS = 4
 
 
 def test_coefficients_come_from_the_fit_runs_only():
