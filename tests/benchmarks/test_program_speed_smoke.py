@@ -20,7 +20,7 @@ def _load():
 @pytest.mark.rtl
 @pytest.mark.slow
 def test_program_speed_smoke():
-    result = _load().main(["--small", "--repeat", "2", "--skip-cocotb"])
+    result = _load().main(["--small", "--repeat", "1", "--skip-cocotb"])
     runs = result["runs"]
     assert set(runs) == {"amaranth", "program_run"}
     assert result["bit_exact"], {k: r["problems"] for k, r in runs.items()}

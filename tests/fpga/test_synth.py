@@ -112,6 +112,10 @@ def test_abc_and_abc9_agree_on_everything_but_luts():
 
 @pytest.mark.rtl
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("HWGEN_SYNTH_SMALL_TOP") != "1",
+                    reason="the reduced top with every engine takes ~8 min of one core in Yosys (468 s measured); "
+                           "CI synthesises every unit (test_synthesize_units) and checks the resource estimator "
+                           "against recorded whole-top runs; set HWGEN_SYNTH_SMALL_TOP=1")
 def test_synthesize_small_top():
     """The whole top (every engine), small: its buffer is block RAM, and it fits.
 

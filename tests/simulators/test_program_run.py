@@ -8,6 +8,7 @@ between instructions and programs; builds come from the cache the second time.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 import sys
 import time
@@ -153,6 +154,9 @@ def test_cache_builds_once_for_two_processes(tmp_path):
 
 @pytest.mark.rtl
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("HWGEN_WAVES_TEST") != "1",
+                    reason="a second, traced Verilator build of the top: ~4 min (256 s measured); the Icarus test "
+                           "writes and checks a VCD where iverilog is installed; set HWGEN_WAVES_TEST=1")
 def test_waves_file_is_written(scenario, tmp_path):
     scen, memory = scenario
     waves_build = build(CONFIG, buffer_words=BUFFER_WORDS, waves=True)
