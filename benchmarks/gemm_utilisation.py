@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -109,59 +107,16 @@ def run_rtl(m: int, n: int, k: int, config: AcceleratorConfig, latency: int = 4,
     return {"instruction": done[1] - done[0], "program": prog.cycles, "build_s": getattr(sim, "build_s", None)}
 
 
-def run_scalesim(m: int, n: int, k: int, rows: int, cols: int) -> int | None:
-    """SCALE-Sim's compute cycles of the GEMM on a rows x cols output-stationary array,
-    or None without its venv."""
+def run_scalesim(m: int, n: int, k: int, config: AcceleratorConfig) -> int | None:
+    """SCALE-Sim's compute cycles of the GEMM on the configuration's ``mac_rows x mac_cols``
+    output-stationary array (``benchmarks/peers_scalesim.py``'s run), or None without its venv."""
     if not SCALESIM_PYTHON.exists():
         return None
-    cfg = f"""[general]
-run_name = gemm
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from peers_scalesim import run_scalesim as run_peer  # noqa: E402
 
-[architecture_presets]
-ArrayHeight : {rows}
-ArrayWidth : {cols}
-IfmapSramSzkB : 1024
-FilterSramSzkB : 1024
-OfmapSramSzkB : 1024
-IfmapOffset : 0
-FilterOffset : 10000000
-OfmapOffset : 20000000
-Dataflow : os
-Bandwidth : 10
-ReadRequestBuffer : 32
-WriteRequestBuffer : 32
-
-[layout]
-IfmapCustomLayout : False
-IfmapSRAMBankBandwidth : 10
-IfmapSRAMBankNum : 10
-IfmapSRAMBankPort : 2
-FilterCustomLayout : False
-FilterSRAMBankBandwidth : 10
-FilterSRAMBankNum : 10
-FilterSRAMBankPort : 2
-
-[sparsity]
-SparsitySupport : false
-SparseRep : ellpack_block
-OptimizedMapping : false
-BlockSize : 8
-RandomNumberGeneratorSeed : 40
-
-[run_presets]
-InterfaceBandwidth : CALC
-UseRamulatorTrace : False
-"""
     with tempfile.TemporaryDirectory() as tmp:
-        t = Path(tmp)
-        (t / "scale.cfg").write_text(cfg)
-        (t / "topo.csv").write_text(f"Layer, M, N, K,\ngemm, {m}, {n}, {k},\n")
-        (t / "layout.csv").write_text("")
-        subprocess.run([str(SCALESIM_PYTHON), "-m", "scalesim.scale", "-c", "scale.cfg", "-t", "topo.csv",
-                        "-l", "layout.csv", "-p", "out", "-i", "gemm", "-s", "N"], cwd=t, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TQDM_DISABLE": "1"})
-        report = (t / "out" / "gemm" / "COMPUTE_REPORT.csv").read_text().splitlines()
-        return int(report[1].split(",")[2])
+        return int(run_peer([(m, k, n)], config, "os", None, Path(tmp))[(m, k, n)]["cycles"])
 
 
 def main(argv=None) -> int:
@@ -186,7 +141,7 @@ def main(argv=None) -> int:
     rtl = run_rtl(m, n, k, c, latency=args.latency)
     scalesim, source = None, "FIELD-NOTES.md"
     if not args.no_scalesim:
-        scalesim = run_scalesim(m, n, k, rows, cols)
+        scalesim = run_scalesim(m, n, k, c)
         source = "SCALE-Sim 3.0.0 run" if scalesim is not None else source
     if scalesim is None:
         scalesim = FIELD_NOTES_SCALESIM if (m, n, k, rows, cols) == (129, 576, 192, 16, 16) else None

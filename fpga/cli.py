@@ -2,7 +2,9 @@
 
 ``hwgen fpga config [CONFIG.toml]``   the resolved configuration and its derived sizes
 ``hwgen fpga verilog [CONFIG.toml] -o DIR [--lint]``   one Verilog file (+ Verilator waivers)
-``hwgen fpga synth [CONFIG.toml]``    Yosys (synth_xilinx -family xcup) resources vs the part
+``hwgen fpga synth [CONFIG.toml]``    Yosys (synth_xilinx -family xcup) resources vs the part, the
+                                     Fmax estimate; ``--report OUT`` puts them into a compiled
+                                     folder's report (``OUT/synth.json``, ``report.md``)
 
 Without CONFIG.toml the configuration is Edge-MoE's (``AcceleratorConfig()``).
 """
@@ -107,21 +109,41 @@ def verilog(config: Path | None, out: Path, name: str, buffer_words: int | None,
               help="Keep Yosys' files here (yosys.log is written as it runs).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the resources and cell counts as JSON.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="A folder written by `hwgen compile MODEL --target fpga -o OUT`: synthesise its config.toml and put "
+                   "the Yosys figures and Fmax into its report (OUT/synth.json, report.json, report.md).")
 def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: str, no_map_luts: bool,
-          work_dir: Path | None, json_out: Path | None):
+          work_dir: Path | None, json_out: Path | None, report_dir: Path | None):
     """Synthesise the accelerator with Yosys and print its resources against the part.
 
     synth_xilinx -flatten -family xcup (the YoWASP wheel). Slow for big configurations:
-    the default top takes about 18 minutes of one core; SMALL-sized ones minutes.
+    the default top takes about 18 minutes of one core; SMALL-sized ones minutes. Also
+    prints the Fmax estimate from the mapped netlist's longest register-to-register path
+    (fpga/cost/clock.py) and, for a design that does not fit, what overflows.
     """
     from amaranth.back import verilog as amaranth_verilog
     from rich.console import Console
     from rich.table import Table
 
+    from .cost.calibration import yosys_version
+    from .cost.clock import critical_path_from_file
+    from .cost.resources import overflow
     from .hdl.top import Accelerator
     from .synth import fits, synthesize, utilization
 
-    c = _load(config)
+    if report_dir is not None:
+        if buffer_words is not None or ops:
+            raise HwgenError("--report describes the compiled design: leave out --buffer-words and --ops")
+        if not (report_dir / "config.toml").exists() or not (report_dir / "compiled.pkl").exists():
+            raise HwgenError(f"--report {report_dir}: not a folder written by `hwgen compile MODEL --target fpga -o "
+                             f"{report_dir}` (no config.toml / compiled.pkl)")
+        compiled_cfg = _load(report_dir / "config.toml")
+        if config is not None and _load(config).to_dict() != compiled_cfg.to_dict():
+            raise HwgenError(f"{config} differs from {report_dir / 'config.toml'}, the configuration {report_dir} was "
+                             f"compiled for: leave CONFIG out with --report")
+        c = compiled_cfg
+    else:
+        c = _load(config)
     console = Console(stderr=True)
     t0 = time.perf_counter()
     with console.status("elaborating the accelerator (Amaranth)"):
@@ -131,7 +153,9 @@ def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: s
         wd = work_dir or Path(tmp)
         with console.status(f"Yosys synth_xilinx (LUT mapping: {'none' if no_map_luts else abc}); "
                             f"log: {wd / 'yosys.log'}"):
-            res = synthesize(text, "accelerator", work_dir=wd, map_luts=not no_map_luts, abc=abc)
+            res = synthesize(text, "accelerator", work_dir=wd, map_luts=not no_map_luts, abc=abc,
+                             write_netlist=not no_map_luts)
+        path = critical_path_from_file(Path(wd) / "netlist.json", "xcup") if not no_map_luts else None
     t2 = time.perf_counter()
     part = c.part
     click.echo(f"accelerator on {part.name}: elaborated in {t1 - t0:.0f} s, synthesised in {t2 - t1:.0f} s")
@@ -146,8 +170,31 @@ def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: s
     else:
         click.echo(f"LUTs not counted (--no-map-luts): {res['unmapped_gates']:,} generic gates left")
     ok = fits(res, part)
-    click.echo("fits" if ok else "DOES NOT FIT")
+    over = overflow(res, part)
+    click.echo("fits" if ok else "DOES NOT FIT: " + ", ".join(
+        f"{k} {n:,.1f} of {a:,} ({n / a:.0%})" for k, (n, a) in over.items()))
+    if path is not None:
+        fmax = 1e9 / path["delay_ns"] if path["delay_ns"] else None
+        verdict = ("" if fmax is None else "meets" if fmax >= c.clock_hz else "UNLIKELY to meet")
+        click.echo(f"longest register-to-register path: {path['levels']} LUT levels, {path['delay_ns']:.1f} ns "
+                   f"({', '.join(f'{n} {t}' for t, n in sorted(path['cells'].items(), key=lambda kv: -kv[1]))}): "
+                   f"Fmax estimate {path['fmax_mhz']} MHz on {part.name}; {verdict} the target "
+                   f"{c.clock_hz / 1e6:.0f} MHz")
+    record = {"config": c.to_dict(), "ops": ops or "all", "abc": abc, "buffer_words": buffer_words or c.buffer_words,
+              "resources": {k: v for k, v in res.items() if k != "cells"}, "cells": res["cells"], "fits": ok,
+              "overflow": {k: {"needed": n, "available": a} for k, (n, a) in over.items()},
+              "critical_path": path, "synth_s": t2 - t1, "yosys": yosys_version()}
     if json_out is not None:
-        json_out.write_text(json.dumps({"config": c.to_dict(), "ops": ops or "all", "abc": abc,
-                                        "resources": {k: v for k, v in res.items() if k != "cells"},
-                                        "cells": res["cells"], "fits": ok, "synth_s": t2 - t1}, indent=1))
+        json_out.write_text(json.dumps(record, indent=1))
+    if report_dir is not None:
+        from hwgen.report import write_report
+
+        from .compile.report import build_report
+        from .compile.target import load_compiled
+
+        (report_dir / "synth.json").write_text(json.dumps(record, indent=1) + "\n")
+        compiled, layout = load_compiled(report_dir)
+        sim_path = report_dir / "sim.json"
+        sim = json.loads(sim_path.read_text()) if sim_path.exists() else None
+        write_report(build_report(compiled, layout.get("model", str(report_dir)), sim=sim, synth=record), report_dir)
+        click.echo(f"{report_dir / 'synth.json'}, {report_dir / 'report.md'}: Yosys figures and Fmax added")

@@ -52,7 +52,7 @@ def _yosys() -> list[str]:
 
 
 def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.PathLike | None = None,
-               map_luts: bool = True, abc: str = "abc") -> dict:
+               map_luts: bool = True, abc: str = "abc", write_netlist: bool = False) -> dict:
     """LUT/FF/DSP/BRAM of a component (or a Verilog file/text with top ``top_name``).
 
     ``map_luts=False`` stops before LUT mapping (``-run :map_luts``): DSP, FF, BRAM and
@@ -62,6 +62,10 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
     step with Yosys' classic ``abc`` pass (:data:`MAP_LUTS_ABC`), then its ``finalize``
     and ``check`` steps; ``"abc9"`` runs synth_xilinx's own ``map_luts`` (ABC9), which
     is far slower in the WebAssembly Yosys on arithmetic-heavy designs.
+
+    ``write_netlist`` also writes the mapped netlist as ``netlist.json`` (Yosys
+    ``write_json``) into ``work_dir`` (give one to keep it): :mod:`fpga.cost.clock` reads
+    its longest register-to-register path.
     """
     if abc not in ("abc", "abc9"):
         raise ValueError(f"abc must be 'abc' or 'abc9', not {abc!r}")
@@ -96,6 +100,8 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
             else:
                 commands += MAP_LUTS_ABC + [f"{synth} -run finalize:"]
         commands.append("tee -q -o stat.json stat -json")
+        if write_netlist:
+            commands.append("write_json -compat-int netlist.json")
         log_path = wd / "yosys.log"  # Yosys' own log (-l): complete, written as it runs
         p = subprocess.run(_yosys() + ["-q", "-l", log_path.name, "-p", "; ".join(commands)],
                            capture_output=True, text=True, cwd=wd)

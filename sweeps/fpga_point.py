@@ -22,19 +22,18 @@ _COMPILED_MAX = 4
 
 
 def point_resources(config) -> dict:
-    """Resources of ``config``: ``{"lut", "ff", "dsp", "bram36", "source"}`` (None: unknown).
+    """Resources of ``config``: ``{"lut", "ff", "dsp", "bram36", "source"}``.
 
-    The one place a sweep takes resources from. Today the first-order figures of
-    :func:`fpga.compile.report.first_order_resources` (the MAC array's DSPs, the buffers'
-    BRAM36; no LUT/FF, and nothing for the other engines): swap in the fast estimator
-    (``fpga.cost.resources.estimate_resources``) here.
+    The one place a sweep takes resources from: the fast estimator
+    (:func:`fpga.cost.resources.estimate_resources`, structural counts calibrated on
+    recorded Yosys runs; within 15 % of Yosys on the checked tops, well under a second).
     """
-    from fpga.compile.report import first_order_resources
+    from fpga.cost.resources import estimate_resources
 
-    fo = first_order_resources(config)
-    return {"lut": None, "ff": None, "dsp": fo["dsp_mac_array"],
-            "bram36": fo["bram36_activation_buffer"] + fo["bram36_weight_banks"],
-            "source": "first order: MAC array DSPs and buffer BRAM36 only (fpga.compile.report.first_order_resources)"}
+    est = estimate_resources(config)
+    return {"lut": est["lut"], "ff": est["ff"], "dsp": est["dsp"], "bram36": est["bram36"],
+            "source": f"estimate ({est['method']})" if isinstance(est.get("method"), str)
+            else "estimate (fpga/cost/resources.py)"}
 
 
 def fpga_config(base, settings: dict):
@@ -126,6 +125,9 @@ def evaluate_fpga_point(graph, settings: dict, job: dict) -> dict:
         "lut": res.get("lut"), "ff": res.get("ff"), "dsp": res.get("dsp"), "bram36": res.get("bram36"),
         **{f"util_{k}": u[2] for k, u in util.items()},
         "resources_source": res["source"], "part": cfg.part.name, "fits": ok,
+        "clock_target_hz": cfg.clock_hz, "clock_used_hz": report.get("clock", {}).get("clock_used_hz"),
+        "fmax_estimate_hz": report.get("clock", {}).get("fmax_estimated_hz"),
+        "latency_at_target_clock_s": report.get("latency_at_target_clock_s"),
         "program_set": b.name, "compile_reused": reused,
     }
     if not ok:

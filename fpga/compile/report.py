@@ -8,6 +8,7 @@ report), measured cycles per layer stand next to the estimate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import OrderedDict
 
@@ -92,9 +93,19 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
             moe_input = moe_input or run.get("input", "")
     costs = binding_costs(compiled, main, moe_choices)
     t = costs["total"]
+    # [cost-res] Resources (estimate always; Yosys when `hwgen fpga synth --report OUT` ran) and Clock
+    # (Fmax estimate): keys resources, resources_detail, clock, latency_at_clock_used_s; warnings
+    # appended (fpga/cost/report_section.py). Latency and static energy use the clock the design
+    # can reach: the lower of the target and the Fmax estimate.
+    from ..cost.report_section import resources_and_clock
+
+    warnings: list = []
+    rc = resources_and_clock(c, t["cycles"], synth, warnings)
+    f = rc["clock"].get("clock_used_hz") or c.clock_hz
     latency = t["cycles"] / f
     routed = _routed_rows(main, moe_choices, c.moe_k) if costs["moe_rows_exact"] else None
-    en = energy_report(compiled, main, {n: r["cycles"] for n, r in costs["nodes"].items() if not r.get("host")}, routed)
+    en = energy_report(compiled, main, {n: r["cycles"] for n, r in costs["nodes"].items() if not r.get("host")}, routed,
+                       config=dataclasses.replace(c, clock_hz=f))
     energy = en["total"]["energy_breakdown_j"]
     sim_layers = {}
     if sim is not None:
@@ -123,7 +134,8 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
                                                  for o in n.outputs if o))})
     assumptions = [{"name": k, "value": v[0], "unit": v[1], "source": v[2]} for k, v in ENERGY_TABLE.items()]
     assumptions += [
-        {"name": "clock_hz", "value": f, "unit": "Hz", "source": "accelerator configuration (clock_hz)"},
+        {"name": "clock_hz", "value": f, "unit": "Hz",
+         "source": "the lower of the configured clock_hz and the Fmax estimate (report key clock, fpga/cost/clock.py)"},
         {"name": "fetch_cycles", "value": FETCH_CYCLES, "unit": "cycles per instruction besides the memory latency",
          "source": "fpga/hdl/controller.py: NEXT, FETCH, DECODE states"},
         {"name": "memory_latency", "value": memory_latency(c), "unit": "cycles from request to first beat",
@@ -132,7 +144,6 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
         {"name": "burst_beats", "value": BURST, "unit": "beats", "source": "fpga/hdl/dma.py (burst_beats=16)"},
         _moe_rows_assumption(costs, moe_input),
     ]
-    warnings = []
     if host_ops:
         warnings.append(f"{len(host_ops)} node(s) run on the host (see host_ops)")
     if main.stats["spilled"]:
@@ -149,7 +160,10 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
                           for b in compiled.bindings],
              "notes": ["cycles: an analytic model of each engine's RTL (fpga/cost/cycles.py, docs/fpga-cost-model.md); "
                        "`hwgen simulate OUT` measures them in RTL",
-                       "resources: first-order (no synthesis); `hwgen fpga synth` gives Yosys figures"],
+                       "resources: the estimator (fpga/cost/resources.py, calibrated on recorded Yosys runs); "
+                       "`hwgen fpga synth --report OUT` adds Yosys' figures",
+                       "clock: latency and static energy at the lower of the target clock and the Fmax estimate "
+                       "(fpga/cost/clock.py); latency_at_target_clock_s is the figure at the target clock"],
              "warnings": warnings}
     if t["macs"]:
         extra["gops"] = 2 * t["macs"] / 1e9
@@ -159,8 +173,8 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
                                                    "cycles_per_s", "wall_s") if k in sim}
         if "cycles" in sim and sim["cycles"]:
             extra["latency_measured_s"] = sim["cycles"] / f
-    if synth is not None:
-        extra["resources"] = synth
+    extra.update(rc)
+    extra["latency_at_target_clock_s"] = t["cycles"] / c.clock_hz
     extra.update(latency_figures(compiled, main, costs, sim, moe_input, model))
     report = make_report("fpga", model, c.to_dict(), latency, float(sum(energy.values())), layers, host_ops,
                          assumptions, **extra)
@@ -215,16 +229,19 @@ def latency_figures(compiled: Compiled, main: Binding, costs: dict, sim: dict | 
     return out
 
 
-def energy_report(compiled: Compiled, b: Binding, cycles_by_node: dict, rows: dict | None = None) -> dict:
+def energy_report(compiled: Compiled, b: Binding, cycles_by_node: dict, rows: dict | None = None,
+                  config=None) -> dict:
     """Energy per layer and in total of program set ``b`` (:func:`fpga.cost.energy.layer_energy`).
 
     ``cycles_by_node``: cycles per IR node (estimated, or measured from ``sim.json``);
     ``rows``: measured rows of register-sized instructions (see
-    :func:`fpga.cost.energy.node_actions`). Returns ``{"layers": {node: figures}, "total":
+    :func:`fpga.cost.energy.node_actions`); ``config``: the configuration to cost with (default
+    the compiled one; the report passes it at the clock it uses). Returns ``{"layers": {node: figures}, "total":
     figures, "per_action_j": {action: J}}``, figures as :func:`fpga.cost.energy.energy_figures`.
     """
-    out = layer_energy(cycles_by_node, node_actions(b, compiled.config, rows), compiled.config)
-    out["per_action_j"] = action_energies(compiled.config)
+    c = config or compiled.config
+    out = layer_energy(cycles_by_node, node_actions(b, c, rows), c)
+    out["per_action_j"] = action_energies(c)
     return out
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import hwgen
+from fpga.cost.resources import estimate_resources
 from fpga.compile import compile_graph
 from fpga.compile.report import build_report
 from fpga.config import PRESETS, AcceleratorConfig
@@ -44,15 +45,16 @@ def test_every_point_matches_a_full_compile(grid_run):
         assert row["latency_s"] == pytest.approx(rep["latency_s"], rel=1e-12)
         assert row["energy_j"] == pytest.approx(rep["energy_j"], rel=1e-12)
         assert row["cycles"] == rep["cycles"]
-        assert row["dsp"] == row["mac_rows"] * 16
+        est = estimate_resources(cfg)
+        assert (row["dsp"], row["lut"], row["bram36"]) == (est["dsp"], est["lut"], est["bram36"])
 
 
 def test_points_that_do_not_fit_are_rows_with_a_reason(grid_run):
     _, r = grid_run
     big = [row for row in r.rows if row["act_buffer_bytes"] == 5_000_000]
     assert big and all(row["status"] == "does_not_fit" and not row["fits"] for row in big)
-    bram = math.ceil(5_000_000 * 8 // 256 * 256 / 36864) + math.ceil(2 * 16 * 192 * 2 * 8 / 36864)
-    assert all(row["bram36"] == bram and f"bram36 {bram} of 912" in row["reason"] for row in big)
+    for row in big:  # the activation buffer alone (5 MB) is 1,085 BRAM36 of the part's 912
+        assert row["bram36"] > 1085 and f"bram36 {row['bram36']:g} of 912" in row["reason"]
     assert all(row["latency_s"] > 0 for row in big)  # costed all the same
     assert all(row["status"] == "ok" for row in r.rows if row["act_buffer_bytes"] != 5_000_000)
 
@@ -114,7 +116,7 @@ def test_optuna_search_has_its_budget_and_reruns_from_the_cache(tmp_path):
 
 
 def test_accuracy_in_fixed_point_per_format(tmp_path):
-    spec = parse_spec({"model": "vit-tiny", "target": "fpga", "parameters": {"preset": ["edge-moe", "int8"]},
+    spec = parse_spec({"model": "vit-tiny", "target": "fpga", "parameters": {"preset": ["edge-moe", "int16"]},
                        "evaluate": {"accuracy": True, "accuracy_images": 20}})
     r = run_sweep(spec, tmp_path, workers=2, progress=False)
     from models.data import load_split
@@ -125,9 +127,9 @@ def test_accuracy_in_fixed_point_per_format(tmp_path):
     float_acc = float((np.concatenate([sess.run(None, {"image": x[i:i + 1]})[0] for i in range(20)]).argmax(-1)
                        == y[0][:20]).mean())
     acc = {row["preset"]: row["accuracy"] for row in r.rows}
-    # Edge-MoE's formats keep float accuracy on the digits models (docs); integer-only int8 does not
+    # Edge-MoE's formats keep float accuracy on the digits models (docs); integer-only int16 does not
     assert acc["edge-moe"] == float_acc
-    assert acc["int8"] < float_acc - 0.3
+    assert acc["int16"] < float_acc - 0.3
     assert (tmp_path / "pareto_latency_accuracy.png").is_file()
 
 
