@@ -291,6 +291,7 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
     inten = np.zeros((te, ke, ho, wo), rdt) if cached is None else inten  # noiseless intensity of every read output
     hscales = np.zeros(ke, np.float64) if cached is None else hscales
     peaks = []
+    spectra = {}  # frame chunk -> its frames' spectra (pixel-level filter), reused by every kernel chunk
     for kc_i in range(plan.kernel_chunks if cached is None else 0):
         ks = range(kc_i * kpf, min((kc_i + 1) * kpf, ke))
         plane = np.zeros((n, n), np.float64)
@@ -305,7 +306,8 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
             tiles_in = min(tpf, te - f0 * tpf)
             used = (math.ceil(tiles_in / bc) * ch, min(tiles_in, bc) * cw)
             read = ((plan.kernel_grid[0] - 1) * bh + used[0], (kc - 1) * bw + used[1])
-            res = run_frames(fr, filt, cfg, geom, rng, keep_planes=want, detect=False, rows=read)
+            res = run_frames(fr, filt, cfg, geom, rng, keep_planes=want, detect=False, rows=read,
+                             spectra=spectra.setdefault(f0, {}))
             if want:
                 inten_f, info.planes = res
                 info.planes["n"], info.planes["pitch_m"], info.planes["fourier_pitch_m"] = n, geom.pitch_m, geom.fourier_pitch_m

@@ -73,10 +73,14 @@ def pixel_filter(h: np.ndarray, mod: Modulator, fourier_samples: tuple, input_fi
     phi = np.angle(h)
     phases = []
     for p in (phi + theta, phi - theta):
-        if mod.bits > 0:
-            step = 2 * np.pi / (1 << mod.bits)
-            p = np.round(p / step) * step
-        phases.append(np.exp(1j * p).astype(dtype))
+        if mod.bits > 0:  # quantised: look the phasors up (the same rounding as np.round(p / step) * step)
+            levels = 1 << mod.bits
+            step = 2 * np.pi / levels
+            i = np.round(p / step).astype(np.int64)
+            i &= levels - 1  # levels is a power of two: i mod levels, also below 0
+            phases.append(np.exp(1j * step * np.arange(levels)).astype(dtype)[i])
+        else:
+            phases.append(np.exp(1j * p).astype(dtype))
     t2 = np.empty((2 * n, 2 * n), dtype)
     # macro-sample k covers pixels 2k, 2k+1 (frequencies k, k + 1/2 samples)
     t2[0::2, 0::2] = phases[0]
@@ -133,14 +137,17 @@ def _ifft_window(x: np.ndarray, rows: int) -> np.ndarray:
 
 
 def intensity_pixels(frames: np.ndarray, t2: np.ndarray, env_out: np.ndarray, cdt, out: np.ndarray,
-                     paired: bool = True, rows: int | None = None, cols: int | None = None) -> None:
+                     paired: bool = True, rows: int | None = None, cols: int | None = None,
+                     spectra: dict | None = None) -> None:
     """Camera intensity (read-out orientation) of real frames [F, N, N] through the SLM
     field ``t2`` [2N, 2N], into ``out`` [F, N, N]: ``|IFFT_2N(T2 · FFT_2N(u)) · env|²`` on the
     frame window. ``paired``: two frames share each forward transform (``t2``'s Hermitian
     split ``A + iB``: ``ifft(Z A) = a1 + i a2``, ``ifft(Z B) = b1 + i b2``, field ``a + ib``).
     ``rows``, ``cols``: only camera rows [0, rows) and columns [0, cols) are wanted (the
     rest of ``out`` is zero, and rows beyond are not transformed); frame rows that are dark
-    everywhere are skipped in the forward transform. All exact."""
+    everywhere are skipped in the forward transform. All exact. ``spectra``: a dict the
+    caller keeps while it sends these same frames through other filters (a conv's frames
+    meet one kernel's filter after another): the forward transforms are kept in it and reused."""
     f, n = frames.shape[0], frames.shape[-1]
     rows = n if rows is None else rows
     cols = n if cols is None else cols
@@ -152,16 +159,24 @@ def intensity_pixels(frames: np.ndarray, t2: np.ndarray, env_out: np.ndarray, cd
     k = f // 2 * 2 if paired else 0
     if k:
         ka, kb = _split(t2)
-        z = np.empty((k // 2,) + frames.shape[1:], cdt)
-        z.real = frames[0:k:2]
-        z.imag = frames[1:k:2]
-        spec = _fft_padded(z, cdt, lit)
+        spec = spectra.get("pairs") if spectra is not None else None
+        if spec is None:
+            z = np.empty((k // 2,) + frames.shape[1:], cdt)
+            z.real = frames[0:k:2]
+            z.imag = frames[1:k:2]
+            spec = _fft_padded(z, cdt, lit)
+            if spectra is not None:
+                spectra["pairs"] = spec
         ya = _ifft_window(spec * ka, rows)[:, :, :cols]
-        spec *= kb
-        yb = _ifft_window(spec, rows)[:, :, :cols]
+        yb = _ifft_window(spec * kb, rows)[:, :, :cols]
         win[0:k:2] = ya.real ** 2 + yb.real ** 2
         win[1:k:2] = ya.imag ** 2 + yb.imag ** 2
     if k < f:
-        y = _ifft_window(_fft_padded(frames[k:].astype(cdt), cdt, lit) * t2, rows)[:, :, :cols]
+        spec = spectra.get("single") if spectra is not None else None
+        if spec is None:
+            spec = _fft_padded(frames[k:].astype(cdt), cdt, lit)
+            if spectra is not None:
+                spectra["single"] = spec
+        y = _ifft_window(spec * t2, rows)[:, :, :cols]
         win[k:] = y.real ** 2 + y.imag ** 2
     win *= env2

@@ -312,13 +312,15 @@ def _chunk_rngs(rng: np.random.Generator, k: int) -> list:
 
 def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry,
                rng: np.random.Generator | None = None, keep_planes: bool = False, detect: bool = True,
-               rows: int | None = None):
+               rows: int | None = None, spectra: dict | None = None):
     """Propagate input frames [F, N, N] (amplitudes in [0, 1]) through the 4f system.
 
     ``detect=False``: return the noiseless intensity ``|field|²`` at the camera (read-out
     orientation) instead; the caller applies its own camera model (:mod:`optical4f.camera`).
     ``rows``: (rows, cols); with ``detect=False`` and a pixel-level filter only that corner
     of the camera is computed (the caller reads no other pixel; the rest are zero).
+    ``spectra``: with a pixel-level filter, a dict the caller keeps for these same frames
+    while it runs them through other filters; their forward transforms are kept in it.
 
     ``filters``: the applied Fourier filters, [F, N, N] or [1, N, N] (from
     :func:`constrain_filter`). Returns the detected amplitude ``sqrt(I)`` read back in
@@ -364,7 +366,8 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
         k = fr.shape[0] // 2 * 2 if paired else 0
         if pixels:
             want = (None, None) if detect or rows is None else rows
-            intensity_pixels(fr.astype(rdt, copy=False), filt[0], env_out, cdt, e, paired, *want)
+            memo = spectra.setdefault(i, {}) if spectra is not None else None
+            intensity_pixels(fr.astype(rdt, copy=False), filt[0], env_out, cdt, e, paired, *want, spectra=memo)
             spare = zbuf = None
         elif k:
             spare, zbuf = _intensity_pairs(fr[:k].astype(rdt, copy=False), fa, fb, cdt, e[:k])

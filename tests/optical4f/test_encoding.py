@@ -79,3 +79,31 @@ def test_pixel_model_conv_is_close_to_torch_but_not_exact():
     y = optical4f.conv2d(x, w, padding=1, config=cfg.replace(lens={"focal_length_m": 64 * 20e-6 * 16e-6 / 532e-9}))
     err = np.linalg.norm(y - ref) / np.linalg.norm(ref)
     assert 1e-5 < err < 0.02, err  # half-pixel sampling of the spectrum by the pixel pair: small, not zero
+
+
+def test_quantised_phases_are_the_rounded_phasors():
+    # independent: exp(i·round(p/step)·step) of the double-phase pair, on the checkerboard
+    h, t2 = _filter(bits=6, fill=0.0)
+    step = 2 * np.pi / 64
+    theta = np.arccos(np.clip(np.abs(h), 0, 1))
+    p0 = np.exp(1j * np.round((np.angle(h) + theta) / step) * step)
+    p1 = np.exp(1j * np.round((np.angle(h) - theta) / step) * step)
+    np.testing.assert_allclose(t2[0::2, 0::2], p0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(t2[1::2, 1::2], p0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(t2[0::2, 1::2], p1, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(t2[1::2, 0::2], p1, rtol=0, atol=1e-12)
+
+
+def test_kept_spectra_give_the_same_intensities_through_other_filters():
+    rng = np.random.default_rng(2)
+    frames = rng.random((5, N, N)).astype(np.float32)
+    env = output_envelope(N, 0.95)
+    kept = {}
+    for seed in (0, 1):  # the same frames through two filters, the second reusing the first's spectra
+        _, t2 = _filter(bits=6, seed=seed)
+        t2 = t2.astype(np.complex64)
+        fresh, reused = np.empty_like(frames), np.empty_like(frames)
+        intensity_pixels(frames, t2, env, np.complex64, fresh)
+        intensity_pixels(frames, t2, env, np.complex64, reused, spectra=kept)
+        np.testing.assert_array_equal(reused, fresh)
+    assert set(kept) == {"pairs", "single"}
