@@ -25,9 +25,10 @@ from types import SimpleNamespace
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles
 
-from tb_moe_expert import Buffer, Words, _args, _diff
+from engine_tb import engine_args, run_instr
+from tb_moe_expert import Buffer, Words, _diff
 
 from fpga.hdl.engine_layernorm import layernorm_cycles
 from fpga.hdl.layernorm import eps_code
@@ -35,23 +36,6 @@ from hwgen.fixedpoint import FixedFormat
 from hwgen.numerics.layernorm import layernorm_codes
 
 X_BASE, G_BASE, Y_BASE = 0, 1000, 1300
-
-
-async def _run_instr(dut, args: int, eps: int, limit: int = 200_000) -> int:
-    """Pulse ``start``; return the cycles from the cycle after it to ``done`` inclusive."""
-    await RisingEdge(dut.clk)
-    dut.args.value = args
-    dut.eps_code.value = eps
-    dut.start.value = 1
-    await RisingEdge(dut.clk)
-    dut.start.value = 0
-    dut.args.value = 0
-    for cycles in range(1, limit):
-        await ReadOnly()
-        if int(dut.done.value):
-            return cycles
-        await RisingEdge(dut.clk)
-    raise AssertionError(f"done not seen in {limit} cycles")
 
 
 @cocotb.test()
@@ -109,7 +93,7 @@ async def rows_match_reference(dut):
                 for k in range(nw):
                     want[Y_BASE + t * stride + k] = w.pack((list(y[t]) + pad)[k * lanes:(k + 1) * lanes])
             ins = dict(src0=X_BASE, src1=G_BASE, dst=Y_BASE, length=rows, aux=d, ext_addr=stride if extra else 0)
-            cycles = await _run_instr(dut, _args(**ins), eps_code(eps, fmt))
+            cycles, _ = await run_instr(dut, engine_args(**ins), {"eps_code": eps_code(eps, fmt)})
             errors += _diff(buf.words, want, f"case {case} (rows {rows}, D {d}, stalls {stalls})")
             documented = layernorm_cycles(rows, d, config)
             dut._log.info("case %d: %d rows of %d, %d cycles (documented %d), stalls %s", case, rows, d, cycles,

@@ -20,12 +20,8 @@ cycle).
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import tempfile
 from collections import deque
-from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -33,30 +29,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from top_program import pack_words
+from engine_tb import engine_args, tb_params
 
-from fpga.config import AcceleratorConfig
 from fpga.hdl.dma import ADDR_BITS
 from fpga.hdl.engine_linear import linear_cycles, weight_words
-from fpga.isa import FIELDS
 from hwgen.numerics.linear import linear_codes
-
-
-def _params():
-    p = json.loads(os.environ["HWGEN_TB_PARAMS"])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "acc.toml"
-        path.write_text("[accelerator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in p["config"].items()))
-        config = AcceleratorConfig.from_toml(path)
-    return config, p
-
-
-def _args(**fields) -> int:
-    """The engine's ``args`` port: every instruction field but the opcode, flags at bit 0."""
-    word, pos = 0, 0
-    for name, _, width in FIELDS[1:]:
-        word |= (fields.get(name, 0) & ((1 << width) - 1)) << pos
-        pos += width
-    return word
 
 
 class Env:
@@ -144,7 +121,7 @@ async def _run_linear(dut, env: Env, config, rng, m: int, n: int, k: int, gelu: 
     before = dict(env.buf)
 
     await RisingEdge(dut.clk)
-    dut.args.value = _args(flags=int(gelu), src0=xb, dst=yb, length=m, aux=k, src1=n,
+    dut.args.value = engine_args(flags=int(gelu), src0=xb, dst=yb, length=m, aux=k, src1=n,
                            ext_addr=wb * env.bytes_per_word)
     dut.start.value = 1
     await ReadOnly()
@@ -173,7 +150,7 @@ async def _run_linear(dut, env: Env, config, rng, m: int, n: int, k: int, gelu: 
 
 @cocotb.test()
 async def linear_engine(dut):
-    config, p = _params()
+    config, p = tb_params()
     seed = int(p.get("seed", 0))
     rng = np.random.default_rng(seed)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())

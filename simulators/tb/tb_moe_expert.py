@@ -22,11 +22,7 @@ again with the stalls.
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import tempfile
-from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -34,30 +30,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from top_program import designed_routing
+from engine_tb import engine_args, run_instr, tb_params
 
 from fpga.cost.cycles import combine_cycles, gather_cycles
-from fpga.config import AcceleratorConfig
-from fpga.isa import FIELDS
 from hwgen.numerics.moe import combine_codes
 from hwgen.numerics.topk import expert_schedule, route
-
-
-def _params():
-    p = json.loads(os.environ["HWGEN_TB_PARAMS"])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "acc.toml"
-        path.write_text("[accelerator]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in p["config"].items()))
-        config = AcceleratorConfig.from_toml(path)
-    return config, p
-
-
-def _args(**fields) -> int:
-    """The engine's ``args`` port: every instruction field but the opcode, flags at bit 0."""
-    word, pos = 0, 0
-    for name, _, width in FIELDS[1:]:
-        word |= (fields.get(name, 0) & ((1 << width) - 1)) << pos
-        pos += width
-    return word
 
 
 class Words:
@@ -122,26 +99,12 @@ async def _start(dut):
     dut.rst.value = 0
 
 
-async def _run_instr(dut, args: int, inputs: dict, limit: int = 100_000) -> tuple[int, dict]:
-    """Pulse ``start`` with ``args`` and the register ``inputs``; wait for ``done``.
+_OUTPUTS = ("reg_we", "cursor_out", "rows_out")
 
-    Returns (cycles from start to done, the DUT's outputs sampled with done)."""
-    await RisingEdge(dut.clk)
-    dut.args.value = args
-    dut.start.value = 1
-    for name, value in inputs.items():
-        getattr(dut, name).value = value
-    await RisingEdge(dut.clk)
-    dut.start.value = 0
-    dut.args.value = 0
-    for cycles in range(1, limit):
-        await ReadOnly()
-        if int(dut.done.value):
-            outs = {name: int(getattr(dut, name).value) for name in ("reg_we", "cursor_out", "rows_out")
-                    if hasattr(dut, name)}
-            return cycles, outs
-        await RisingEdge(dut.clk)
-    raise AssertionError(f"done not seen in {limit} cycles")
+
+async def _run_instr(dut, args: int, inputs: dict) -> tuple[int, dict]:
+    """:func:`engine_tb.run_instr` with the MoE engines' register outputs."""
+    return await run_instr(dut, args, inputs, _OUTPUTS, limit=100_000)
 
 
 def _diff(got: dict, want: dict, what: str) -> list[str]:
@@ -187,7 +150,7 @@ def _gather_images(rng: np.random.Generator, k: int, n_e: int, max_tok: int):
 
 @cocotb.test()
 async def gather_matches_spec(dut):
-    config, p = _params()
+    config, p = tb_params()
     k, n_e, lanes, act = config.moe_k, config.moe_experts, config.lanes, config.act_fmt
     w = Words(lanes, act.width)
     rng = np.random.default_rng(p["seed"])
@@ -226,7 +189,7 @@ async def gather_matches_spec(dut):
                     ins = dict(src0=X_BASE, dst=G_BASE, src1=L_BASE, aux=e, length=t_max,
                                ext_addr=s | (R_BASE << 16))
                     want_rows, want_cursor = gather_model(mem, cursor, end, ins, k, w)
-                    cycles, outs = await _run_instr(dut, _args(**ins), {"cursor_in": cursor, "end_in": end})
+                    cycles, outs = await _run_instr(dut, engine_args(**ins), {"cursor_in": cursor, "end_in": end})
                     n_instr += 1
                     n_rows += outs["rows_out"]
                     if (outs["reg_we"], outs["rows_out"], outs["cursor_out"]) != (1, want_rows, want_cursor):
@@ -283,7 +246,7 @@ def _combine_cases(rng: np.random.Generator, fmt, n_y: int):
 
 @cocotb.test()
 async def combine_matches_reference(dut):
-    config, p = _params()
+    config, p = tb_params()
     fmt, lanes = config.act_fmt, config.lanes
     w = Words(lanes, fmt.width)
     rng = np.random.default_rng(p["seed"])
@@ -326,7 +289,7 @@ async def combine_matches_reference(dut):
                     hv = np.array(w.signed(want[H_BASE + i * so + j]))
                     want[Y_BASE + tok * so + j] = w.pack(combine_codes(y, hv, wt, fmt))
             ins = dict(src0=H_BASE, src1=LIST_BASE, dst=Y_BASE, aux=so)
-            cycles, _ = await _run_instr(dut, _args(**ins), {"rows_in": len(rows)})
+            cycles, _ = await _run_instr(dut, engine_args(**ins), {"rows_in": len(rows)})
             n_instr += 1
             n_words += len(rows) * so
             errors += _diff(buf.words, want, f"case {case} ({kind}, So={so}, {len(rows)} rows)")

@@ -8,28 +8,20 @@ AcceleratorConfig as a dict of TOML values, ``ops``: opcode names, ``seed``).
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import tempfile
-from pathlib import Path
 
 import cocotb
+from engine_tb import tb_params
 from program_host import InstructionMemory, start_program, wait_done
 from tb_dma import ExternalMemory
 from top_program import build
 
-from fpga.config import AcceleratorConfig
 from fpga.isa import Op, encode
 
 
 def _params():
-    p = json.loads(os.environ["HWGEN_TB_PARAMS"])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "acc.toml"
-        path.write_text("[accelerator]\n" + "".join(
-            f"{k} = {json.dumps(v)}\n" for k, v in p["config"].items()))
-        config = AcceleratorConfig.from_toml(path)
+    config, p = tb_params()
     return config, [Op[o] for o in p["ops"]], int(p.get("seed", 0))
 
 
