@@ -4,36 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
-from hwgen.ir import Graph, Node, Tensor
 from optical4f import load_config
 from optical4f.mapping import FramePlan, plan_graph
 from optical4f.pipeline import schedule, serial_latency
-
-F32 = np.dtype(np.float32)
-
-
-def _graph():
-    """x[2,3,8,8] -> Conv (w[4,3,3,3], pads 1) -> Relu -> depthwise Conv (one shared 3x3 kernel)."""
-    rng = np.random.default_rng(0)
-    g = Graph("tiny")
-    g.add_tensor(Tensor("x", (2, 3, 8, 8), F32))
-    g.inputs = ["x"]
-    g.add_const("wa", rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
-    g.add_tensor(Tensor("a", (2, 4, 8, 8), F32))
-    g.add_tensor(Tensor("r", (2, 4, 8, 8), F32))
-    g.add_const("wb", np.tile(rng.standard_normal((1, 1, 3, 3)).astype(np.float32), (4, 1, 1, 1)))
-    g.add_tensor(Tensor("b", (2, 4, 8, 8), F32))
-    g.nodes = [
-        Node("Conv", "convA", ["x", "wa"], ["a"], {"pads": [1, 1, 1, 1], "group": 1, "kernel_shape": [3, 3]}),
-        Node("Relu", "relu", ["a"], ["r"]),
-        Node("Conv", "convB", ["r", "wb"], ["b"], {"pads": [1, 1, 1, 1], "group": 4, "kernel_shape": [3, 3]}),
-    ]
-    g.outputs = ["b"]
-    g.check()
-    return g
+from test_mapping import _graph  # the same two-Conv graph, frame counts worked out there
 
 _H, _C = 6.62607015e-34, 299792458.0
 
