@@ -9,7 +9,6 @@ report), measured cycles per layer stand next to the estimate.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import OrderedDict
 
 import numpy as np
@@ -22,7 +21,7 @@ from ..cost.routing import RowsOfInstr, instruction_rows
 from .compiler import Binding, Compiled
 from .report_latency import edge_moe_comparison, latency_section
 
-__all__ = ["binding_costs", "build_report", "energy_report", "first_order_resources", "latency_figures"]
+__all__ = ["binding_costs", "build_report", "energy_report", "latency_figures"]
 
 
 def binding_costs(compiled: Compiled, b: Binding, moe_choices: dict | None = None) -> dict:
@@ -65,17 +64,6 @@ def binding_costs(compiled: Compiled, b: Binding, moe_choices: dict | None = Non
                 total[k] += act[k]
     return {"nodes": per_node, "total": total, "by_op": by_op, "instr_cycles": instr_cycles,
             "moe_rows_exact": rows_of.exact}
-
-
-def first_order_resources(config) -> dict:
-    """Resources known without synthesis: the MAC array's DSPs and the buffer's BRAM36."""
-    buf_bits = config.buffer_words * config.mem_port_bits
-    w_bits = config.weight_buffer_bytes * 8
-    return {
-        "dsp_mac_array": config.mac_rows * config.mac_cols,
-        "bram36_activation_buffer": math.ceil(buf_bits / 36864),
-        "bram36_weight_banks": math.ceil(w_bits / 36864),
-    }
 
 
 def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth: dict | None = None,
@@ -154,7 +142,6 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
              "energy_breakdown_j": {k: float(v) for k, v in energy.items()},
              "energy": {k: en["total"][k] for k in ("average_power_w", "gop_per_s", "gop_per_j")}
              | {"per_action_j": en["per_action_j"]},
-             "resources": first_order_resources(c),
              "programs": [{"name": b.name, "bind": b.bind, **b.stats,
                            "cycles_estimated": round(binding_costs(compiled, b)["total"]["cycles"])}
                           for b in compiled.bindings],

@@ -72,8 +72,6 @@ MEM_LATENCY = 4
 BURST = 16
 #: Controller cycles per instruction besides the memory latency (NEXT, FETCH, DECODE).
 FETCH_CYCLES = 3
-#: The buffer reader's round trip (request, word in the queue, taken).
-_READ_TRIP = 2
 
 
 def memory_latency(config) -> int:
