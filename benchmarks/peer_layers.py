@@ -136,6 +136,25 @@ def gemms(compiled, binding=None, rows: dict | None = None) -> list[Gemm]:
     return list(out.values())
 
 
+def add_source_args(ap) -> None:
+    """The arguments every peer benchmark takes: what to compare and how to route."""
+    ap.add_argument("source", help="hwgen compile OUT directory or a model name")
+    ap.add_argument("--sim", default=None, help="sim.json of an RTL run (hwgen simulate) for measured cycles")
+    ap.add_argument("--binding", default=None, help="program set (default: the first)")
+    ap.add_argument("--uniform", action="store_true", help="uniform routing estimate instead of a measured run")
+    ap.add_argument("--json", default=None, help="write the results to this file")
+
+
+def load_gemms(args):
+    """``(compiled, binding, rows, gemms, shapes)`` for :func:`add_source_args`' arguments:
+    the GEMMs with at least one row and their distinct ``(M, K, N)`` shapes, sorted."""
+    c = load_compiled(args.source)
+    b = c.binding(args.binding)
+    rows = None if args.uniform else measured_rows(c, b.name)
+    gs = [g for g in gemms(c, b.name, rows) if g.m > 0]
+    return c, b, rows, gs, sorted({(g.m, g.k, g.n) for g in gs})
+
+
 def sim_layer_cycles(path: str | None, binding_name: str) -> dict:
     """Measured cycles per IR node (``layer_cycles``) of one program set in a ``sim.json``."""
     if not path:

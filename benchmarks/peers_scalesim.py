@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_layers import gemms, load_compiled, measured_rows, sim_layer_cycles  # noqa: E402
+from peer_layers import add_source_args, load_gemms, sim_layer_cycles  # noqa: E402
 
 DEFAULT_VENV = "/work/venvs/scalesim"
 HOWTO = ('python -m venv {v} && {v}/bin/pip install "numpy<2" scalesim==3.0.0')
@@ -128,22 +128,14 @@ def run_scalesim(shapes: list[tuple[int, int, int]], cfg, dataflow: str, bandwid
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("source", help="hwgen compile OUT directory or a model name")
-    ap.add_argument("--sim", default=None, help="sim.json of an RTL run (hwgen simulate) for measured cycles")
-    ap.add_argument("--binding", default=None, help="program set (default: the first)")
+    add_source_args(ap)
     ap.add_argument("--dataflows", default="os,ws")
-    ap.add_argument("--uniform", action="store_true", help="uniform routing estimate instead of a measured run")
     ap.add_argument("--bandwidth", type=int, default=None, help="USER interface bandwidth in elements/cycle")
-    ap.add_argument("--json", default=None, help="write the results to this file")
     args = ap.parse_args(argv)
 
     scalesim_python()
     t0 = time.time()
-    c = load_compiled(args.source)
-    b = c.binding(args.binding)
-    rows = None if args.uniform else measured_rows(c, b.name)
-    gs = [g for g in gemms(c, b.name, rows) if g.m > 0]
-    shapes = sorted({(g.m, g.k, g.n) for g in gs})
+    c, b, rows, gs, shapes = load_gemms(args)
     print(f"{len(gs)} GEMMs ({len(shapes)} distinct shapes), {sum(g.m * g.k * g.n for g in gs):,} MACs; "
           f"routing: {'uniform estimate' if rows is None else 'measured (isa_sim, seeded input)'}")
     dfs = [d.strip() for d in args.dataflows.split(",") if d.strip()]

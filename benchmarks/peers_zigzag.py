@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_layers import gemms, load_compiled, measured_rows, sim_layer_cycles  # noqa: E402
+from peer_layers import add_source_args, load_gemms, sim_layer_cycles  # noqa: E402
 
 DEFAULT_VENV = "/work/venvs/zigzag"
 HOWTO = "python -m venv {v} && {v}/bin/pip install zigzag-dse==3.9.1 six"
@@ -150,11 +150,7 @@ def run_zigzag(shapes, cfg, work: Path) -> dict:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("source", help="hwgen compile OUT directory or a model name")
-    ap.add_argument("--sim", default=None, help="sim.json of an RTL run for measured cycles")
-    ap.add_argument("--binding", default=None)
-    ap.add_argument("--uniform", action="store_true", help="uniform routing estimate instead of a measured run")
-    ap.add_argument("--json", default=None)
+    add_source_args(ap)
     ap.add_argument("--keep", default=None, help="keep ZigZag's files in this directory")
     args = ap.parse_args(argv)
 
@@ -162,11 +158,7 @@ def main(argv=None) -> dict:
 
     zigzag_python()
     t0 = time.time()
-    c = load_compiled(args.source)
-    b = c.binding(args.binding)
-    rows = None if args.uniform else measured_rows(c, b.name)
-    gs = [g for g in gemms(c, b.name, rows) if g.m > 0]
-    shapes = sorted({(g.m, g.k, g.n) for g in gs})
+    c, b, rows, gs, shapes = load_gemms(args)
     print(f"{len(gs)} GEMMs ({len(shapes)} distinct shapes); routing: {'uniform' if rows is None else 'measured'}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
