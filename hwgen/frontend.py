@@ -114,6 +114,7 @@ def from_onnx(model, batch: int = 1, source: str = "<memory>") -> Graph:
             model = inliner.inline_local_functions(model)
         except Exception as e:
             raise ModelError(f"{source}: cannot inline the model's local functions: {_first_line(e)}") from e
+    _check_text_fields(model, source)
     # hwgen's own structural checks first: their messages name the node and the op
     opset = check_ops(model, source)
     g = Graph(model.graph.name or Path(source).stem, opset=opset, source=source)
@@ -135,6 +136,33 @@ def from_onnx(model, batch: int = 1, source: str = "<memory>") -> Graph:
 
 
 # --- helpers --------------------------------------------------------------------------
+def _check_text_fields(message, source: str, path: str = "model") -> None:
+    """Refuse a model whose protobuf ``string`` fields are not valid UTF-8.
+
+    ONNX's schema is proto2, so the protobuf runtime hands a corrupted name, op type or
+    domain back as ``bytes`` instead of refusing the file; every later message would
+    then fail on it. Walks every set field (initializer payloads are ``bytes`` fields
+    and are not touched).
+    """
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for field, value in message.ListFields():
+        repeated = field.is_repeated
+        values = value if repeated else (value,)
+        if field.type == FieldDescriptor.TYPE_STRING:
+            for i, v in enumerate(values):
+                if isinstance(v, bytes):
+                    where = f"{path}.{field.name}" + (f"[{i}]" if repeated else "")
+                    raise ModelError(
+                        f"{source}: corrupted model: {where} is not valid UTF-8 text ({v[:40]!r})"
+                    )
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                continue
+            for i, v in enumerate(values):
+                _check_text_fields(v, source, f"{path}.{field.name}" + (f"[{i}]" if repeated else ""))
+
+
 def _first_line(e: Exception) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0][:300]

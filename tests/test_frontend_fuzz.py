@@ -79,3 +79,27 @@ def test_structural_mutations(mlp_model, tmp_path, data):
             hwgen.interpret(g, {g.inputs[0]: x} if g.inputs else {})
         except HwgenError:
             pass
+
+
+def test_invalid_utf8_name_is_a_clear_error(mlp_model, tmp_path):
+    """ONNX is proto2: protobuf returns a corrupted string field as bytes instead of
+    refusing the file (found by test_byte_mutations in CI)."""
+    raw = mlp_model.SerializeToString()
+    assert raw.count(b"relu") == 1
+    p = tmp_path / "m.onnx"
+    p.write_bytes(raw.replace(b"relu", b"r\x80lu"))
+    with pytest.raises(HwgenError, match=r"m\.onnx: corrupted model: model\.graph\.node\[1\]\.name is not valid UTF-8"):
+        hwgen.load(p)
+
+
+def test_every_single_byte_flip(mlp_model, tmp_path):
+    """Deterministic companion of the random mutations: flipping the top bit of each
+    byte in turn (which turns text into invalid UTF-8, tags into other wire types and
+    lengths into overruns) never escapes as anything but HwgenError."""
+    raw = mlp_model.SerializeToString()
+    loaded = 0
+    for pos in range(len(raw)):
+        b = bytearray(raw)
+        b[pos] ^= 0x80
+        loaded += _try_load(tmp_path, bytes(b)) is not None
+    assert loaded < len(raw)  # most flips must be refused, not silently accepted
