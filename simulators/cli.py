@@ -188,12 +188,16 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles, stric
     plot_roofline(report, out / "roofline.png")
     t = Table("program set", "input", "cycles", "latency", "layers", "bit-exact", "max |err| vs float", title_justify="left",
               title=f"hwgen simulate {out} ({simulator})")
+    # latency at the clock the report uses (the lower of the target and the Fmax estimate)
+    clock = report.get("clock") or {}
+    f_used = clock.get("clock_used_hz") or compiled.config.clock_hz
     for r in results:
-        lat = f"{r.cycles / compiled.config.clock_hz * 1e3:.4g} ms" if r.cycles else "-"
+        lat = f"{r.cycles / f_used * 1e3:.4g} ms" if r.cycles else "-"
         t.add_row(r.name, r.extra.get("input", ""), f"{r.cycles:,}" if r.cycles else "-", lat, str(len(r.layers)),
                   "yes" if r.bit_exact else "NO", f"{r.max_abs_error_vs_float:.3g}"
                   + ("" if r.within_tolerance else f" > {r.float_tolerance:.3g}"))
     Console().print(t)
+    click.echo(_clock_line(clock, compiled.config.clock_hz, total_cycles))
     if "cycles_per_s" in sim:
         click.echo(f"simulated {cyc_sum:,} cycles in {sim['sim_wall_s']:.1f} s ({sim['cycles_per_s']:,.0f} cycles/s)")
     for r in results:
@@ -211,3 +215,18 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles, stric
     click.echo(f"wrote {out / 'sim.json'}")
     if not ok:
         raise SystemExit(1)
+
+
+def _clock_line(clock: dict, target_hz: float, cycles: int | None) -> str:
+    """One line saying which clock the latency column uses, and the target-clock figure when they differ."""
+    used = clock.get("clock_used_hz") or target_hz
+    fmax = clock.get("fmax_estimated_hz")
+    line = f"latency at {used / 1e6:.4g} MHz"
+    if used < target_hz:
+        line += (f": the Fmax estimate ({fmax / 1e6:.3g} MHz, report key clock) is below the target "
+                 f"{target_hz / 1e6:.4g} MHz")
+        if cycles:
+            line += f"; at the target clock the program would take {cycles / target_hz * 1e3:.4g} ms"
+    elif fmax:
+        line += f" (target; Fmax estimate {fmax / 1e6:.3g} MHz)"
+    return line

@@ -75,6 +75,11 @@ def test_cli_compile_and_simulate_vit_tiny_on_the_default_configuration(tmp_path
     md = (out / "report.md").read_text()
     assert "| model cycles | RTL cycles | model - RTL |" in md and f"{sim['cycles']:,}" in md
     assert (out / "roofline.png").is_file()
+    # the console's latency uses the report's clock (the lower of the target and the Fmax estimate)
+    used = report["clock"]["clock_used_hz"]
+    assert f"latency at {used / 1e6:.4g} MHz" in r.stdout
+    if used < report["config"]["clock_hz"]:
+        assert f"at the target clock the program would take {sim['cycles'] / report['config']['clock_hz'] * 1e3:.4g} ms" in r.stdout
 
 
 @pytest.fixture(scope="module")
