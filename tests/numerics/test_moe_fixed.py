@@ -187,10 +187,23 @@ def test_interpreter_runs_the_bit_level_moe_within_a_derived_bound_of_float(gate
     print(f"largest error / bound: {worst:.2f}")
 
 
-def test_silu_experts_are_refused_by_name():
+def test_silu_experts_fall_back_to_float_by_name():
+    """No engine runs silu experts: the fixed-point reference says so by name and computes
+    the MoE in float on the quantized inputs (what the host runs), quantized."""
+    from hwgen.numerics.fallback import FixedFallbackWarning
+
+    from hwgen.passes.formats import assign_formats
+
     g = hwgen.canonicalize(hwgen.load("m3vit-tiny"))
+    assign_formats(g)
     moe = next(n for n in g.nodes if n.op == "MoE")
     moe.attrs["activation"] = "silu"
-    x = np.zeros((1, 1, 8, 8), dtype=np.float32)
-    with pytest.raises(UnsupportedOpError, match="activation 'silu'"):
-        hwgen.interpret(g, {"image": x, "task": np.array(0, dtype=np.int64)}, numerics="fixed")
+    x = np.random.default_rng(0).standard_normal((1, 1, 8, 8)).astype(np.float32)
+    feeds = {"image": x, "task": np.array(0, dtype=np.int64)}
+    with pytest.warns(FixedFallbackWarning, match="activation 'silu'"):
+        fixed = hwgen.interpret(g, feeds, numerics="fixed", keep_all=True)
+    flt = hwgen.interpret(g, feeds, keep_all=True)
+    y = moe.outputs[0]
+    fmt = g.tensors[y].fmt
+    assert np.all(fixed[y] * 2.0**fmt.frac_bits == np.round(fixed[y] * 2.0**fmt.frac_bits))  # on the output's grid
+    assert np.max(np.abs(fixed[y] - flt[y])) < 0.05 * np.max(np.abs(flt[y])) + 2.0**-fmt.frac_bits

@@ -3,4 +3,4 @@
 Importing this package fills :data:`hwgen.interp.registry.FLOAT_OPS`.
 """
 
-from . import elementwise, index, nn, reduce, shape  # noqa: F401
+from . import elementwise, index, nn, onnx_reference, reduce, shape  # noqa: F401

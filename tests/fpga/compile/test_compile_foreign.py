@@ -88,3 +88,87 @@ def test_foreign_vit_bit_exact_on_the_accelerator(case, tmp_path):
         np.testing.assert_array_equal(outs["logits"], rt.ref["logits"])
         float_out = hwgen.interpret(b.graph, sample_inputs(g, seed=2))["logits"]
         assert np.max(np.abs(outs["logits"] - float_out)) < 1e-3  # fixed point stays close to float
+
+
+def mixtral_like(dim: int = 32, hidden: int = 64, experts: int = 4):
+    """Two pre-norm blocks of torch's MultiheadAttention and a Mixtral-style MoE
+    (softmax, top-2, renormalised; SwiGLU experts, no biases), written as people write it."""
+    F = torch.nn.functional
+
+    class Expert(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w1 = torch.nn.Linear(dim, hidden, bias=False)
+            self.w3 = torch.nn.Linear(dim, hidden, bias=False)
+            self.w2 = torch.nn.Linear(hidden, dim, bias=False)
+
+        def forward(self, x):
+            return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+    class MoE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate = torch.nn.Linear(dim, experts, bias=False)
+            self.experts = torch.nn.ModuleList(Expert() for _ in range(experts))
+
+        def forward(self, x):
+            b, t, d = x.shape
+            xf = x.reshape(-1, d)
+            w, idx = torch.topk(torch.softmax(self.gate(xf), -1), 2, -1)
+            w = w / w.sum(-1, keepdim=True)
+            out = torch.zeros_like(xf)
+            for e, ex in enumerate(self.experts):
+                out = out + (w * (idx == e)).sum(-1, keepdim=True) * ex(xf)
+            return out.reshape(b, t, d)
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = torch.nn.LayerNorm(dim), torch.nn.LayerNorm(dim)
+            self.att = torch.nn.MultiheadAttention(dim, 2, batch_first=True)
+            self.moe = MoE()
+
+        def forward(self, x):
+            h = self.ln1(x)
+            x = x + self.att(h, h, h, need_weights=False)[0]
+            return x + self.moe(self.ln2(x))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Linear(16, dim)
+            self.blocks = torch.nn.Sequential(Block(), Block())
+            self.head = torch.nn.Linear(dim, 10)
+
+        def forward(self, x):
+            return self.head(self.blocks(self.embed(x)).mean(1))
+
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript17", "dynamo18"])
+def test_gated_moe_runs_on_the_host_and_the_rest_on_the_accelerator(dynamo, tmp_path):
+    """SwiGLU experts have no engine: the MoE is fused (so inspect and the report name it),
+    left on the host with its reason, and the programs around it stay bit-exact."""
+    from hwgen.numerics.fallback import FixedFallbackWarning
+
+    p = tmp_path / "mixtral.onnx"
+    _export(mixtral_like(), torch.randn(1, 17, 16), p, dynamo, 18 if dynamo else 17, (["x"], ["y"]))
+    g = hwgen.canonicalize(hwgen.load(p))
+    moes = [n for n in g.nodes if n.op == "MoE"]
+    assert len(moes) == 2 and all(len(n.inputs) > 7 and n.inputs[7] for n in moes)  # gated: w3 present
+    c = compile_graph(g, AcceleratorConfig())
+    b = c.bindings[0]
+    assert {n.name for n in moes} <= set(b.host_reasons)
+    assert all("gated" in b.host_reasons[n.name] for n in moes)
+    on_host = {n.op for n in b.graph.nodes if n.name in b.host_reasons}
+    assert on_host == {"MoE", "ReduceMean"}, on_host  # attention, LayerNorm, linears stay on engines
+    with pytest.warns(FixedFallbackWarning, match="gated"):
+        outs, rt = run_isa(c, sample_inputs(g, seed=3))
+    assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values() if not r.bit_exact]
+    np.testing.assert_array_equal(outs["y"], rt.ref["y"])
+    import onnxruntime as ort
+
+    want = ort.InferenceSession(str(p)).run(None, sample_inputs(g, seed=3))[0]
+    assert np.max(np.abs(outs["y"] - want)) < 0.02 * np.max(np.abs(want)) + 1e-3
