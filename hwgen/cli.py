@@ -109,6 +109,28 @@ def _load(model: str, batch: int, canonical: bool = True):
         return g, canonicalize(g)
 
 
+_DEVICE = {"fpga": "accelerator's engines", "optical4f": "optics"}
+
+
+def _placements(g, targets: dict) -> dict[str, dict]:
+    """Per installed target with a ``placement(graph)`` hook: node name -> ``{"op", "where"}``
+    (or ``{"error": why}`` when the target cannot place this model). ``targets`` receives
+    the target objects by name."""
+    from .targets import available_targets
+
+    out: dict[str, dict[str, str]] = {}
+    for name, ep in sorted(available_targets().items()):
+        try:
+            target = targets[name] = ep.load()()
+            if hasattr(target, "placement"):
+                out[name] = target.placement(g)
+        except HwgenError as e:
+            out[name] = {"error": str(e).splitlines()[0]}
+        except Exception as e:  # a target's bug must not break inspect
+            out[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+    return out
+
+
 @cli.command()
 @click.argument("model")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Value of a dynamic batch dimension.")
@@ -116,7 +138,7 @@ def _load(model: str, batch: int, canonical: bool = True):
 def inspect(model: str, batch: int, as_json: bool):
     """Summarise MODEL (an .onnx path or a bundled model's name): inputs, outputs, ops,
     parameters, MACs, the attention / MoE / LayerNorm / GELU patterns found, and any op
-    no installed target supports."""
+    no installed target supports, and where each target runs each node (engine or host)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -136,6 +158,8 @@ def inspect(model: str, batch: int, as_json: bool):
             continue
         unsupported[name] = sorted(ops_used - set(ops)) if ops is not None else []
     no_target = sorted(set.intersection(*(set(v) for v in unsupported.values()))) if unsupported else sorted(ops_used)
+    targets: dict = {}
+    placement = _placements(g, targets)
     summary = {
         "model": str(model),
         "source": g.source,
@@ -153,6 +177,7 @@ def inspect(model: str, batch: int, as_json: bool):
         "rejected": rejected,
         "unsupported_by_target": unsupported,
         "unsupported_by_every_target": no_target,
+        "placement": placement,
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -195,6 +220,24 @@ def inspect(model: str, batch: int, as_json: bool):
         con.print(t)
     for name, ops_ in unsupported.items():
         con.print(f"ops target {name} does not support: {', '.join(ops_) if ops_ else 'none'}")
+    for name, where in placement.items():
+        if "error" in where:
+            con.print(f"target {name}: placement not computed ({where['error']})")
+            continue
+        host: dict[str, list[str]] = {}
+        for node in where.values():
+            if node["where"].startswith("host"):
+                host.setdefault(node["op"], []).append(node["where"].split(": ", 1)[1])
+        on_target = sum(1 for node in where.values() if not node["where"].startswith("host"))
+        scope = getattr(targets[name], "placement_scope", "nodes")
+        con.print(f"target {name} (default configuration): {on_target} of {len(where)} {scope} on the "
+                  f"{_DEVICE.get(name, 'target')}, {len(where) - on_target} on the host"
+                  + (f" ({targets[name].placement_note})" if hasattr(targets[name], "placement_note") else ""))
+        if host:
+            t = Table("op", "nodes on the host", "why (first node)", title=f"{name}: ops on the host", title_justify="left")
+            for op, reasons in sorted(host.items()):
+                t.add_row(op, str(len(reasons)), reasons[0])
+            con.print(t)
     con.print(f"ops no installed target supports: {', '.join(no_target) if no_target else 'none'}")
 
 

@@ -196,6 +196,17 @@ class Optical4fTarget:
     name = "optical4f"
     help = "ConvShareViT-style convolutions on a simulated 4f optical correlator (latency, energy, accuracy)"
 
+    #: what :meth:`placement` covers, and what ``hwgen inspect`` adds about the rest
+    placement_scope = "convolutions"
+    placement_note = "every other op runs in electronics"
+
+    def placement(self, graph: Graph) -> dict[str, dict]:
+        """Where each Conv runs on the default configuration: node name -> ``{"op": "Conv",
+        "where": "optics" or "host: reason"}`` (the mapper's decision, both costs quoted)."""
+        plan = plan_graph(graph, load_config(None, {}), frozenset())
+        return {d.name: {"op": "Conv", "where": "optics" if d.device == "optics" else f"host: {d.reason}"}
+                for d in plan.decisions}
+
     def compile(self, graph: Graph, out_dir: Path, options: dict) -> dict:
         out_dir = Path(out_dir)
         overrides = dict(options.get("overrides") or {})

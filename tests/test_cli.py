@@ -50,6 +50,37 @@ def test_inspect_json_counts(mlp_model, save):
     assert s["parameters"] == 8 * 4 + 8 + 8 * 3
     assert s["macs"] == 4 * 8 + 8 * 3
     assert s["inputs"]["x"][0] == [1, 4]
+    # where each target runs each node: the mlp's Relu has no FPGA engine, the optics place convolutions only
+    fpga = s["placement"]["fpga"]
+    assert fpga["relu"] == {"op": "Relu", "where": "host: no engine runs Relu"}
+    assert [v["where"] for k, v in fpga.items() if k != "relu"] == ["engine", "engine"]  # fc1, fc2 as LINEARs
+    assert s["placement"]["optical4f"] == {}
+
+
+def test_inspect_says_where_a_cnn_runs(save):
+    """A conv net with padding and pooling: the FPGA runs padded 3x3 convs and MaxPool on the
+    host and says why; the optics take the convolutions."""
+    import json
+
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    from conftest import make_model
+
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["c"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2])]
+    m = make_model(nodes, [("x", TensorProto.FLOAT, [1, 1, 8, 8])], [("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+                   [("w", rng.standard_normal((4, 1, 3, 3)).astype(np.float32))])
+    r = run("inspect", str(save(m)), "--json")
+    assert r.returncode == 0, r.stderr
+    where = json.loads(r.stdout)["placement"]
+    assert where["fpga"]["pool"] == {"op": "MaxPool", "where": "host: no engine runs MaxPool"}
+    assert where["fpga"]["conv"]["where"].startswith("host: ") and "stride" in where["fpga"]["conv"]["where"]
+    assert set(where["optical4f"]) == {"conv"}
+    r = run("inspect", str(save(m)))
+    assert r.returncode == 0, r.stderr
+    assert "fpga: ops on the host" in r.stdout and "MaxPool" in r.stdout
 
 
 def test_run_prints_outputs(mlp_model, save):

@@ -192,6 +192,16 @@ class FpgaTarget:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = self._future = self._cfg = None
 
+    def placement(self, graph) -> dict[str, dict]:
+        """Where each node of the hardware graph of the canonical ``graph`` runs on the
+        default configuration (a cost-only compile, ~0.5 s): node name -> ``{"op": op type,
+        "where": "engine" or "host: reason"}``. The hardware graph names a fused Linear
+        ``<node>_linear__<i>``."""
+        b = compile_graph(graph, AcceleratorConfig(), cost_only=True).bindings[0]
+        return {n.name: {"op": f"{n.domain}.{n.op}" if n.domain else n.op,
+                         "where": f"host: {b.host_reasons[n.name]}" if n.name in b.host_reasons else "engine"}
+                for n in b.graph.nodes}
+
     def compile(self, graph, out_dir: Path, options: dict) -> dict:
         from rich.console import Console
 
