@@ -3,7 +3,8 @@
 Edge-MoE's choice is the default: every floating activation (and every other float
 constant: biases, LayerNorm scales, ...) is ``fixed<32,10>``; the weight operand of the
 linear ops (``MatMul`` input 1 when constant, ``Gemm`` B, ``Conv`` W, ``hwgen.Linear`` W, a constant gate
-and the expert weights of ``hwgen.MoE``) is ``fixed<16,2>``. Integer and boolean tensors carry no format. A
+and the expert weights of ``hwgen.MoE``) is ``fixed<16,2>``. A float cast from an integer tensor gets an
+integer format of the source type's range. Integer and boolean tensors carry no format. A
 format already set on a tensor is kept, so a user or a later pass can override any one.
 """
 
@@ -33,8 +34,27 @@ def weight_tensors(g: Graph) -> set[str]:
 def assign_formats(g: Graph, act: FixedFormat = ACT_DEFAULT, weight: FixedFormat = WEIGHT_DEFAULT) -> Graph:
     """Set ``Tensor.fmt`` on every floating tensor without one (in place); return ``g``."""
     weights = weight_tensors(g)
+    integers = _integer_casts(g)
     for t in g.tensors.values():
         if t.fmt is not None or not np.issubdtype(np.dtype(t.dtype), np.floating):
             continue
-        t.fmt = weight if t.name in weights else act
+        t.fmt = integers.get(t.name) or (weight if t.name in weights else act)
     return g
+
+
+def _integer_casts(g: Graph) -> dict[str, FixedFormat]:
+    """Float tensors cast from integers (a quantized model's int32 accumulator cast to float
+    before its scale, say) hold integers of the source type's range: an integer format
+    ``fixed<w,w>`` of that range (``w`` = its bits, +1 for unsigned, at most 48) keeps them
+    exact, where the activation format would saturate them (±512 for ``fixed<32,10>``)."""
+    out = {}
+    for n in g.nodes:
+        if n.op != "Cast" or n.domain or not n.inputs or n.inputs[0] not in g.tensors:
+            continue
+        src = np.dtype(g.tensors[n.inputs[0]].dtype)
+        if not np.issubdtype(src, np.integer) and src != np.bool_:
+            continue
+        bits = 1 if src == np.bool_ else 8 * src.itemsize + (not np.issubdtype(src, np.signedinteger))
+        w = min(48, max(2, bits))
+        out[n.outputs[0]] = FixedFormat(w, w)
+    return out
