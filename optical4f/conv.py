@@ -297,11 +297,16 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
         filts, kranges = [], []
         for kc_i in range(plan.kernel_chunks):
             ks = range(kc_i * kpf, min((kc_i + 1) * kpf, ke))
-            plane = np.zeros((n, n), np.float64)
-            for j, kk in enumerate(ks):
-                r0, c0 = offsets[j]
-                plane[np.ix_((np.arange(kh) - r0) % n, (np.arange(kw) - c0) % n)] = kp[kk]
-            filt, hscales[ks.start:ks.stop] = written_filter(plane, cfg, geom)
+
+            def plane(ks=ks):  # the kernels of the chunk at their offsets on the Fourier filter's plane
+                p = np.zeros((n, n), np.float64)
+                for j, kk in enumerate(ks):
+                    r0, c0 = offsets[j]
+                    p[np.ix_((np.arange(kh) - r0) % n, (np.arange(kw) - c0) % n)] = kp[kk]
+                return p
+
+            plane_id = repr((n, kh, kw, offsets[:len(ks)])).encode() + kp[ks.start:ks.stop].astype(np.float64).tobytes()
+            filt, hscales[ks.start:ks.stop] = written_filter(plane, cfg, geom, plane_id)
             filts.append(filt)
             kranges.append(ks)
         # the camera pixels read: up to the last tile row / column of the fullest frame

@@ -40,6 +40,7 @@ phase-response nonlinearity (assumed calibrated by its look-up table), lens aber
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,16 @@ __all__ = ["signed_bins", "input_envelope", "output_envelope", "PixelField", "pi
            "pixel_intensities", "intensity_pixels"]
 
 _WORKERS = 1
+_SCRATCH = threading.local()  # per thread: reused work arrays (a fresh 8 MB array costs its page faults)
+
+
+def _scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A work array of this thread, reused while the shape and dtype stay the same."""
+    arrays = _SCRATCH.__dict__.setdefault("arrays", {})
+    a = arrays.get(name)
+    if a is None or a.shape != tuple(shape) or a.dtype != np.dtype(dtype):
+        a = arrays[name] = np.empty(shape, dtype)
+    return a
 
 
 def signed_bins(n: int, step: float = 1.0) -> np.ndarray:
@@ -103,9 +114,10 @@ class PixelField:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.levels, self.lut, self.unit, *(self.envelope or ())) if a is not None)
 
-    def phasors(self) -> np.ndarray:
-        """The unit phasors [2N, 2N] (a new array when looked up, else the stored read-only one)."""
-        return self.unit if self.levels is None else np.take(self.lut, self.levels)
+    def phasors(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The unit phasors [2N, 2N] (looked up into ``out`` or a new array; unquantised, the
+        stored read-only one)."""
+        return self.unit if self.levels is None else np.take(self.lut, self.levels, out=out, mode="clip")
 
     def dense(self) -> np.ndarray:
         """The field ``T2`` [2N, 2N], envelope included (a new array)."""
@@ -158,46 +170,41 @@ def pixel_filter(h: np.ndarray, mod: Modulator, fourier_samples: tuple, input_fi
     return pixel_field(h, mod, fourier_samples, input_fill, dtype).dense()
 
 
-def _fft_padded(z: np.ndarray, cdt, lit: int, col_scale: np.ndarray | None = None,
-                out: np.ndarray | None = None) -> np.ndarray:
-    """2N x 2N FFT of frames [G, N, N] zero-padded to 2N whose rows ``lit`` and on are zero
-    (rows first: only the lit rows are transformed), each spectrum column times
-    ``col_scale`` [2N] if given; into ``out`` [G, 2N, 2N] if given."""
-    g, n = z.shape[0], z.shape[-1]
-    zr = np.zeros((g, lit, 2 * n), cdt)
-    zr[:, :, :n] = z[:, :lit]
-    zr = sfft.fft(zr, axis=-1, workers=_WORKERS, overwrite_x=True)
-    if col_scale is not None:
-        zr *= col_scale.astype(zr.dtype)
-    big = np.empty((g, 2 * n, 2 * n), cdt) if out is None else out
-    big[:, :lit] = zr
-    big[:, lit:] = 0
-    return sfft.fft(big, axis=-2, workers=_WORKERS, overwrite_x=True)
-
-
-def _pair_spectra(pair: np.ndarray, lit: int, cdt, envelope, out: np.ndarray) -> None:
-    """The spectra ``FFT_2N(u)`` of two real frames [2, N, N] into ``out`` [2, 2N, 2N], from one
-    complex transform ``Z = FFT(u1 + i u2)``: ``U1 = (Z(k) + conj Z(-k)) / 2``, ``U2 = (Z(k) -
-    conj Z(-k)) / 2i``, each times the SLM envelope (applied to ``Z`` when it is even,
-    ``E(-k) = E(k)``; an aperture that clips macro-pixels is not). (``U2`` is stored times
-    ``i``: a global phase the camera does not see.)"""
-    z = np.empty((1,) + pair.shape[1:], cdt)
-    z.real = pair[0]
-    z.imag = pair[1]
+def _pair_spectra(pair: np.ndarray, lit: int, envelope, out: np.ndarray) -> None:
+    """The spectra ``FFT_2N(u)`` of two real frames [2, N, N] (zero beyond row ``lit``) into
+    ``out`` [2, 2N, 2N], from one complex transform ``Z = FFT_2N(u1 + i u2)`` (rows first: only
+    the lit rows are transformed): ``U1 = (Z(k) + conj Z(-k)) / 2``, ``U2 = (Z(k) - conj Z(-k))
+    / 2i``, each times the SLM envelope (applied to ``Z`` when it is even, ``E(-k) = E(k)``; an
+    aperture that clips macro-pixels is not). (``U2`` is stored times ``i``: a global phase the
+    camera does not see.)"""
+    n, size = pair.shape[-1], out.shape[-1]
     rdt = out.real.dtype
-    size = out.shape[-1]
     even = envelope is None or all(np.array_equal(e, e[-np.arange(size) % size]) for e in envelope)
+    z = out[0]
+    zv = z.view(rdt).reshape(size, size, 2)  # [re, im] pairs
+    zv[:lit, :n, 0] = pair[0, :lit]
+    zv[:lit, :n, 1] = pair[1, :lit]
+    z[:lit, n:] = 0
+    z[lit:] = 0
+    head = sfft.fft(z[:lit], axis=-1, workers=_WORKERS, overwrite_x=True)  # in place (contiguous rows)
+    if not np.shares_memory(head, z):
+        z[:lit] = head
+    if envelope is not None and even:  # a real factor per column
+        zv[:lit] *= envelope[1][:, None]
+    z = sfft.fft(z, axis=-2, workers=_WORKERS, overwrite_x=True)
+    if not np.shares_memory(z, out):
+        out[0] = z
+        z = out[0]
     er = np.full(size, 0.5, rdt) if envelope is None or not even else (0.5 * envelope[0]).astype(rdt)
-    z = _fft_padded(z, cdt, lit, envelope[1] if envelope is not None and even else None, out[:1])[0]
-    z.view(rdt).reshape(z.shape + (2,))[...] *= er[:, None, None]
-    m = np.empty_like(z)  # conj Z(-k): index -k mod 2N
+    z.view(rdt).reshape(size, size, 2)[...] *= er[:, None, None]
+    m = _scratch("mirror", z.shape, z.dtype)  # conj Z(-k): index -k mod 2N
     m[0, 0] = z[0, 0]
     m[0, 1:] = z[0, :0:-1]
     m[1:, 0] = z[:0:-1, 0]
     m[1:, 1:] = z[:0:-1, :0:-1]
     np.conjugate(m, out=m)
     np.subtract(z, m, out=out[1])
-    np.add(z, m, out=out[0])  # z is out[0]
+    np.add(z, m, out=out[0])
     if not even:
         out.view(rdt).reshape(out.shape + (2,))[...] *= envelope[0][:, None, None]
         out *= envelope[1]
@@ -209,9 +216,10 @@ def pixel_intensities(frames: np.ndarray, fields: list, env_out: np.ndarray, cdt
     (:class:`PixelField`, one envelope for all): ``|IFFT_2N(T2 · FFT_2N(u)) · env|²`` on the
     frame window, rows [0, ``rows``) and columns [0, ``cols``) only.
 
-    Calls ``sink(k, f0, inten)`` with ``inten`` [nf, rows, cols] (float, cdt's precision) for
-    field ``k`` and frames ``f0 .. f0 + nf - 1``, frames in chunks of ``chunk``; with
-    ``threads`` > 1 from that many threads (the sink must take distinct ``k`` / ``f0`` at once).
+    Calls ``sink(k, f0, inten)`` with ``inten`` [nf, rows, cols] (float, cdt's precision; a
+    work array, reused after the call) for field ``k`` and frames ``f0 .. f0 + nf - 1``, frames
+    in chunks of ``chunk``; with ``threads`` > 1 from that many threads (the sink must take
+    distinct ``k`` / ``f0`` at once).
     Each chunk's spectra are computed once (two real frames per complex transform, split by
     symmetry) and met by every field: per frame and field one product and one inverse
     transform, columns first, then only the ``rows`` wanted. Frame rows dark in every frame
@@ -231,13 +239,14 @@ def pixel_intensities(frames: np.ndarray, fields: list, env_out: np.ndarray, cdt
     lit = int(lit_rows[-1]) + 1 if lit_rows.size else 1
     env2 = ((env_out[:rows, None] * env_out[None, :cols]) ** 2).astype(rdt)
     run = _pool(threads).map if threads > 1 else map
+    spectra = _scratch("spectra", (min(f + f % 2, chunk + chunk % 2), 2 * n, 2 * n), cdt)
     for f0 in range(0, f, chunk):
         fr = frames[f0:f0 + chunk]
         nf = fr.shape[0]
         if nf % 2:
             fr = np.concatenate([fr, np.zeros((1,) + fr.shape[1:], fr.dtype)])
-        spec = np.empty((fr.shape[0], 2 * n, 2 * n), cdt)
-        list(run(lambda j: _pair_spectra(fr[j:j + 2], lit, cdt, envelope, spec[j:j + 2]), range(0, nf, 2)))
+        spec = spectra[:fr.shape[0]]
+        list(run(lambda j: _pair_spectra(fr[j:j + 2], lit, envelope, spec[j:j + 2]), range(0, nf, 2)))
         # work items: a field and some of the chunk's frames (split when there are fewer fields than threads)
         parts = max(1, min(nf, -(-threads // len(fields))))
         cuts = np.linspace(0, nf, parts + 1).astype(int)
@@ -245,9 +254,10 @@ def pixel_intensities(frames: np.ndarray, fields: list, env_out: np.ndarray, cdt
 
         def item(it, f0=f0, spec=spec):
             k, j0, j1 = it
-            t2 = fields[k].phasors()
-            buf = np.empty((2 * n, 2 * n), cdt)
-            inten = np.empty((j1 - j0, rows, cols), rdt)
+            t2 = fields[k].phasors(_scratch("phasors", (2 * n, 2 * n), fields[k].lut.dtype)
+                                   if fields[k].levels is not None else None)
+            buf = _scratch("product", (2 * n, 2 * n), cdt)
+            inten = _scratch("intensity", (j1 - j0, rows, cols), rdt)
             for j in range(j0, j1):
                 np.multiply(t2, spec[j], out=buf)
                 y = sfft.ifft(buf, axis=-2, workers=_WORKERS, overwrite_x=True)[:rows]

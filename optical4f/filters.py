@@ -119,23 +119,29 @@ _FILTER_CACHE: "OrderedDict[bytes, tuple]" = OrderedDict()
 _FILTER_CACHE_BYTES = 512 << 20
 
 
-def written_filter(plane: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry) -> tuple:
-    """The filter the Fourier modulator applies for one kernel plane [N, N], in the
+def written_filter(plane, cfg: OpticalConfig, geom: FrameGeometry, plane_id: bytes | None = None) -> tuple:
+    """The filter the Fourier modulator applies for one kernel plane [N, N] (float64), in the
     simulation's precision, and its normalisation ``max|FFT(plane)|`` (so that the ideal
     filter is ``conj(FFT(plane)) / scale``); cached (the patterns are fixed at compile time,
-    the same in every evaluation run). See :func:`write_filter` for the filter's form."""
+    the same in every evaluation run). See :func:`write_filter` for the filter's form.
+
+    ``plane_id``: bytes that name the plane exactly (its size, kernels and their places);
+    then ``plane`` may be a function that builds it, called only when the cache misses.
+    Without it the plane is named by its nonzero entries."""
     cdt = np.complex128 if cfg.sim.precision == "complex128" else np.complex64
-    nonzero = np.flatnonzero(plane)  # a kernel plane is mostly zeros: key it by its nonzero entries
-    digest = hashlib.blake2b(nonzero.tobytes(), digest_size=20)
-    digest.update(np.ascontiguousarray(plane.reshape(-1)[nonzero]).tobytes())
-    digest.update(repr((plane.shape, plane.dtype.str, cfg.fourier_modulator, cfg.input_modulator.fill_factor, geom,
-                        np.dtype(cdt).str, cfg.sim.slm_pixels)).encode())
+    if plane_id is None:
+        nonzero = np.flatnonzero(plane)  # a kernel plane is mostly zeros
+        values = plane.reshape(-1)[nonzero].astype(np.float64)
+        plane_id = repr(plane.shape).encode() + nonzero.tobytes() + values.tobytes()
+    digest = hashlib.blake2b(plane_id, digest_size=20)
+    digest.update(repr((cfg.fourier_modulator, cfg.input_modulator.fill_factor, geom, np.dtype(cdt).str,
+                        cfg.sim.slm_pixels)).encode())
     key = digest.digest()
     hit = _FILTER_CACHE.get(key)
     if hit is not None:
         _FILTER_CACHE.move_to_end(key)
         return hit
-    filt, hscale = write_filter(plane, cfg, geom)
+    filt, hscale = write_filter(np.asarray(plane() if callable(plane) else plane, np.float64), cfg, geom)
     if isinstance(filt, np.ndarray):
         filt.setflags(write=False)
     out = (filt, hscale)
