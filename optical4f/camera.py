@@ -34,9 +34,10 @@ import numpy as np
 from .devices import Camera
 from .physics import standard_normals
 
-__all__ = ["POISSON_BELOW", "camera_pattern", "pattern_at", "detect_pixels", "exposure_time_s"]
+__all__ = ["POISSON_BELOW", "BLOCK_PIXELS", "camera_pattern", "pattern_at", "detect_pixels", "exposure_time_s"]
 
 POISSON_BELOW = 20.0
+BLOCK_PIXELS = 1 << 17  # pixels per block of the camera model (~0.5 MB a float32 array: the L2 cache)
 
 
 @lru_cache(maxsize=16)
@@ -71,7 +72,7 @@ def pattern_at(cam: Camera, window: int, pixels: np.ndarray) -> tuple[np.ndarray
 
 
 def detect_pixels(inten: np.ndarray, exposure_e, cam: Camera, noise: bool, rng: np.random.Generator,
-                  pattern: tuple | None = None) -> np.ndarray:
+                  pattern: tuple | None = None, threads: int = 1) -> np.ndarray:
     """Estimated amplitude ``√I'`` of read-out pixels (``inten``'s shape; float32, or
     float64 when ``inten`` is).
 
@@ -83,11 +84,47 @@ def detect_pixels(inten: np.ndarray, exposure_e, cam: Camera, noise: bool, rng: 
         Electrons per unit intensity (the calibrated exposure x quantum efficiency).
     pattern : (1 + PRNU, DSNU, dark reference), arrays broadcasting to ``inten``
         (:func:`pattern_at`), or None: no fixed pattern.
+    threads : int
+        Blocks of pixels run on this many threads; the result does not depend on it.
+
+    The pixels go in blocks of ~``BLOCK_PIXELS`` along the first axis (a block's arrays
+    stay in the CPU caches); with more than one block, each block draws its noise from its
+    own generator spawned from ``rng``.
     """
-    dt = np.result_type(np.asarray(inten).dtype, np.float32)
-    f = dt.type
+    from .physics import _chunk_rngs, _pool
+
+    inten = np.asarray(inten)
+    dt = np.result_type(inten.dtype, np.float32)
+    if inten.ndim == 0:
+        return detect_pixels(inten[None], exposure_e, cam, noise, rng, pattern, threads)[0]
+    lead = inten.shape[0]
+    step = max(1, BLOCK_PIXELS // max(1, inten.size // max(lead, 1)))
+    starts = range(0, lead, step)
+    rngs = _chunk_rngs(rng, len(starts))
     exp = np.asarray(exposure_e, dt)
-    e = np.multiply(inten, exp, dtype=dt)
+    out = np.empty(inten.shape, dt)
+
+    def rows(a, t0):  # the block's part of an operand that broadcasts to inten
+        return a[t0:t0 + step] if a.ndim == inten.ndim and a.shape[0] == lead > 1 else a
+
+    def block(i: int):
+        t0 = starts[i]
+        pat = tuple(rows(np.asarray(a), t0) for a in pattern) if pattern is not None else None
+        _detect_block(inten[t0:t0 + step], rows(exp, t0), cam, noise, rngs[i], pat, out[t0:t0 + step])
+
+    if threads > 1 and len(starts) > 1:
+        list(_pool(threads).map(block, range(len(starts))))
+    else:
+        for i in range(len(starts)):
+            block(i)
+    return out
+
+
+def _detect_block(inten: np.ndarray, exp: np.ndarray, cam: Camera, noise: bool, rng: np.random.Generator,
+                  pattern: tuple | None, e: np.ndarray) -> None:
+    """:func:`detect_pixels` of one block, into ``e`` (inten's shape, the output dtype)."""
+    f = e.dtype.type
+    np.multiply(inten, exp, out=e)
     if pattern is not None:
         gain, offset, dark_ref = pattern
         if cam.prnu > 0:
@@ -108,7 +145,8 @@ def detect_pixels(inten: np.ndarray, exposure_e, cam: Camera, noise: bool, rng: 
             if small.size:
                 ev[small] = rng.poisson(lam) + z.reshape(-1)[small] * f(cam.read_noise_e)
         else:
-            e += z * f(cam.read_noise_e)
+            z *= f(cam.read_noise_e)
+            e += z
     if pattern is not None and cam.dsnu_e > 0:
         e += offset
     np.clip(e, 0, cam.full_well_e, out=e)
@@ -129,4 +167,3 @@ def detect_pixels(inten: np.ndarray, exposure_e, cam: Camera, noise: bool, rng: 
     e /= exp
     np.maximum(e, 0, out=e)
     np.sqrt(e, out=e)
-    return e

@@ -21,6 +21,7 @@ How a convolution becomes frames
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import warnings
 from collections import OrderedDict
@@ -34,9 +35,9 @@ from hwgen.errors import TargetError
 from .calibration import LayerCalibration
 from .devices import OpticalConfig, load_config
 from .camera import detect_pixels, pattern_at
-from .encoding import output_envelope
+from .encoding import output_envelope, pixel_intensities
 from .filters import written_filter
-from .physics import encode_amplitude, frame_geometry, run_frames
+from .physics import _threads, encode_amplitude, frame_geometry, run_frames
 
 __all__ = ["conv2d", "TilePlan", "plan_tiles", "set_plan", "encoded_counts", "electronic_flops", "correlation_sets",
            "dilate_kernels", "resolve_padding", "ConvInfo"]
@@ -291,41 +292,57 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
     inten = np.zeros((te, ke, ho, wo), rdt) if cached is None else inten  # noiseless intensity of every read output
     hscales = np.zeros(ke, np.float64) if cached is None else hscales
     peaks = []
-    spectra = {}  # frame chunk -> its frames' spectra (pixel-level filter), reused by every kernel chunk
+    flat = sim.slm_pixels and cfg.fourier_modulator.modulation == "phase"  # the SLM simulated pixel by pixel
+    if cached is None:
+        filts, kranges = [], []
+        for kc_i in range(plan.kernel_chunks):
+            ks = range(kc_i * kpf, min((kc_i + 1) * kpf, ke))
+
+            def plane(ks=ks):  # the kernels of the chunk at their offsets on the Fourier filter's plane
+                p = np.zeros((n, n), np.float64)
+                for j, kk in enumerate(ks):
+                    r0, c0 = offsets[j]
+                    p[np.ix_((np.arange(kh) - r0) % n, (np.arange(kw) - c0) % n)] = kp[kk]
+                return p
+
+            plane_id = repr((n, kh, kw, offsets[:len(ks)])).encode() + kp[ks.start:ks.stop].astype(np.float64).tobytes()
+            filt, hscales[ks.start:ks.stop] = written_filter(plane, cfg, geom, plane_id)
+            filts.append(filt)
+            kranges.append(ks)
+        # the camera pixels read: up to the last tile row / column of the fullest frame
+        used = (math.ceil(min(tpf, te) / bc) * ch, min(tpf, te, bc) * cw)
+        read = ((plan.kernel_grid[0] - 1) * bh + used[0], (kc - 1) * bw + used[1])
+
+        def store(kc_i: int, f0: int, inten_f: np.ndarray):
+            """The read outputs of frames f0 .. through filter kc_i (camera rows/cols from 0)."""
+            nf = inten_f.shape[0]
+            t_lo, t_hi = f0 * tpf, min(te, (f0 + nf) * tpf)
+            for j, kk in enumerate(kranges[kc_i] if t_hi > t_lo else ()):
+                r0, c0 = offsets[j]
+                part = inten_f[:, r0:r0 + bh, c0:c0 + bw]
+                reg = np.zeros((nf, bh, bw), rdt)
+                reg[:, :part.shape[1], :part.shape[2]] = part
+                reg = reg.reshape(nf, br, ch, bc, cw)[:, :, :ho, :, :wo]
+                inten[t_lo:t_hi, kk] = reg.transpose(0, 1, 3, 2, 4).reshape(nf * tpf, ho, wo)[: t_hi - t_lo]
+
+        if flat:  # every frame chunk's spectra once, met by every filter
+            pixel_intensities(frames, filts, output_envelope(n, cfg.fourier_modulator.fill_factor),
+                              np.complex128 if sim.precision == "complex128" else np.complex64, store, *read,
+                              threads=_threads(cfg), chunk=_CHUNK)
+        else:
+            for kc_i, f0 in itertools.product(range(plan.kernel_chunks), range(0, tchunks, _CHUNK)):
+                fr = frames[f0:f0 + _CHUNK]
+                store(kc_i, f0, run_frames(fr, filts[kc_i], cfg, geom, rng, detect=False, rows=read))
+        if keep_planes:  # the first frame chunk through the first filter again, its planes kept
+            _, info.planes = run_frames(frames[:_CHUNK], filts[0], cfg, geom, rng, keep_planes=True, detect=False,
+                                        rows=read)
+            info.planes.update(n=n, pitch_m=geom.pitch_m, fourier_pitch_m=geom.fourier_pitch_m)
     for kc_i in range(plan.kernel_chunks if cached is None else 0):
         ks = range(kc_i * kpf, min((kc_i + 1) * kpf, ke))
-        plane = np.zeros((n, n), np.float64)
-        for j, kk in enumerate(ks):
-            r0, c0 = offsets[j]
-            plane[np.ix_((np.arange(kh) - r0) % n, (np.arange(kw) - c0) % n)] = kp[kk]
-        filt, hscale = written_filter(plane, cfg, geom)
-        for f0 in range(0, tchunks, _CHUNK):
-            fr = frames[f0:f0 + _CHUNK]
-            want = keep_planes and kc_i == 0 and f0 == 0
-            # the camera pixels read: up to the last tile row / column of the fullest frame of the chunk
-            tiles_in = min(tpf, te - f0 * tpf)
-            used = (math.ceil(tiles_in / bc) * ch, min(tiles_in, bc) * cw)
-            read = ((plan.kernel_grid[0] - 1) * bh + used[0], (kc - 1) * bw + used[1])
-            res = run_frames(fr, filt, cfg, geom, rng, keep_planes=want, detect=False, rows=read,
-                             spectra=spectra.setdefault(f0, {}))
-            if want:
-                inten_f, info.planes = res
-                info.planes["n"], info.planes["pitch_m"], info.planes["fourier_pitch_m"] = n, geom.pitch_m, geom.fourier_pitch_m
-                keep_planes = False
-            else:
-                inten_f = res
-            nf = fr.shape[0]
-            t_lo, t_hi = f0 * tpf, min(te, (f0 + nf) * tpf)
-            if t_hi <= t_lo:
-                continue
-            for j, kk in enumerate(ks):
-                r0, c0 = offsets[j]
-                reg = inten_f[:, r0:r0 + bh, c0:c0 + bw].reshape(nf, br, ch, bc, cw)[:, :, :ho, :, :wo]
-                inten[t_lo:t_hi, kk] = reg.transpose(0, 1, 3, 2, 4).reshape(nf * tpf, ho, wo)[: t_hi - t_lo]
         peak = float(inten[:, ks.start:ks.stop].max()) if te else 0.0
         peaks.append(peak)
-        exposure[ks.start:ks.stop] = lcal.exposure(f"{set_index}/{kc_i}", peak, sim.exposure_fill, cam.full_well_e, where)
-        hscales[ks.start:ks.stop] = hscale
+        exposure[ks.start:ks.stop] = lcal.exposure(f"{set_index}/{kc_i}", peak, sim.exposure_fill, cam.full_well_e,
+                                                   where)
     if cached is None and key is not None:
         inten.setflags(write=False)
         _OPTICS[key] = (inten, hscales, peaks)
@@ -333,16 +350,16 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
             _OPTICS.popitem(last=False)
     # --- the camera, at the read pixels only (its noise is independent per pixel)
     fixed = cam.prnu > 0 or cam.dsnu_e > 0 or cam.read_noise_e > 0 and cam.dark_frames > 0
-    flat = sim.slm_pixels and cfg.fourier_modulator.modulation == "phase"
     pix = _read_pixels(plan, offsets, (ho, wo)) if fixed or flat else None
     pattern = pattern_at(cam, n, pix) if fixed else None
-    enc = detect_pixels(inten, exposure[None, :, None, None], cam, sim.noise, rng, pattern).astype(np.float64)
+    det = detect_pixels(inten, exposure[None, :, None, None], cam, sim.noise, rng, pattern, threads=_threads(cfg))
+    # electronics: flat field, weights (sign, full scale, bit-plane, filter normalisation) and
+    # sums over the parts; the part of encoded tile i is tile i % T (parts are concatenated), same for kernels
+    tile_w = np.broadcast_to(t_weight[:, None, None, None], (te, 1, 1, 1))
     if flat:  # flat-field: the SLM pixels' output envelope (vignetting), measured at calibration, divided out
         env = output_envelope(n, cfg.fourier_modulator.fill_factor)
-        enc /= np.outer(env, env).reshape(-1)[pix]
-    # electronics: weights (sign, full scale, bit-plane, filter normalisation) and sums over
-    # the parts; the part of encoded tile i is tile i % T (parts are concatenated), same for kernels
-    enc *= t_weight[:, None, None, None]
+        tile_w = tile_w / np.outer(env, env).reshape(-1)[pix]  # [te, 1 or ke, ho, wo]
+    enc = np.multiply(det, tile_w, dtype=np.float64)
     enc *= (k_sign * hscales)[None, :, None, None]
     out = enc.reshape(te // T, T, ke // K, K, ho, wo).sum(axis=(0, 2))
     if sim.signed == "bias":  # remove the offset terms in electronics

@@ -6,6 +6,7 @@ phase-only modulator with ``sim.slm_pixels``, pixel by pixel (:mod:`optical4f.en
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -112,24 +113,37 @@ def constrain_filter(h: np.ndarray, mod: Modulator, geom: FrameGeometry) -> np.n
     return out
 
 
-_FILTER_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
-_FILTER_CACHE_BYTES = 512 << 20  # written filters kept per process (compile-time patterns, reused across runs)
+_FILTER_CACHE: "OrderedDict[bytes, tuple]" = OrderedDict()
+# written filters kept per process (compile-time patterns, reused across runs): a pixel-level
+# filter of a 512 x 512 frame takes 1 MB (phase levels), a sample-level one 2 MB (complex64)
+_FILTER_CACHE_BYTES = 512 << 20
 
 
-def written_filter(plane: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry) -> tuple[np.ndarray, float]:
-    """The filter the Fourier modulator applies for one kernel plane [N, N], in the
+def written_filter(plane, cfg: OpticalConfig, geom: FrameGeometry, plane_id: bytes | None = None) -> tuple:
+    """The filter the Fourier modulator applies for one kernel plane [N, N] (float64), in the
     simulation's precision, and its normalisation ``max|FFT(plane)|`` (so that the ideal
     filter is ``conj(FFT(plane)) / scale``); cached (the patterns are fixed at compile time,
-    the same in every evaluation run)."""
+    the same in every evaluation run). See :func:`write_filter` for the filter's form.
+
+    ``plane_id``: bytes that name the plane exactly (its size, kernels and their places);
+    then ``plane`` may be a function that builds it, called only when the cache misses.
+    Without it the plane is named by its nonzero entries."""
     cdt = np.complex128 if cfg.sim.precision == "complex128" else np.complex64
-    key = (plane.tobytes(), plane.shape, repr(cfg.fourier_modulator), repr(cfg.input_modulator.fill_factor),
-           repr(geom), np.dtype(cdt).str, cfg.sim.slm_pixels)
+    if plane_id is None:
+        nonzero = np.flatnonzero(plane)  # a kernel plane is mostly zeros
+        values = plane.reshape(-1)[nonzero].astype(np.float64)
+        plane_id = repr(plane.shape).encode() + nonzero.tobytes() + values.tobytes()
+    digest = hashlib.blake2b(plane_id, digest_size=20)
+    digest.update(repr((cfg.fourier_modulator, cfg.input_modulator.fill_factor, geom, np.dtype(cdt).str,
+                        cfg.sim.slm_pixels)).encode())
+    key = digest.digest()
     hit = _FILTER_CACHE.get(key)
     if hit is not None:
         _FILTER_CACHE.move_to_end(key)
         return hit
-    filt, hscale = write_filter(plane, cfg, geom)
-    filt.setflags(write=False)
+    filt, hscale = write_filter(np.asarray(plane() if callable(plane) else plane, np.float64), cfg, geom)
+    if isinstance(filt, np.ndarray):
+        filt.setflags(write=False)
     out = (filt, hscale)
     _FILTER_CACHE[key] = out
     while sum(v[0].nbytes for v in _FILTER_CACHE.values()) > _FILTER_CACHE_BYTES:
@@ -137,14 +151,15 @@ def written_filter(plane: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry) -
     return out
 
 
-def write_filter(plane: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry) -> tuple[np.ndarray, float]:
-    """:func:`written_filter` without the cache: ``[1, N, N]`` on the sample grid, or
-    ``[1, 2N, 2N]`` on the pixel grid (``sim.slm_pixels``, phase-only modulator)."""
+def write_filter(plane: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry) -> tuple:
+    """:func:`written_filter` without the cache: ``[1, N, N]`` on the sample grid, or the
+    SLM's pixels (``sim.slm_pixels``, phase-only modulator) as an
+    :class:`optical4f.encoding.PixelField` (its field is ``[2N, 2N]``)."""
     cdt = np.complex128 if cfg.sim.precision == "complex128" else np.complex64
     h, hscale = kernel_filter(plane[None], cdt)
     fm = cfg.fourier_modulator
     if cfg.sim.slm_pixels and fm.modulation == "phase":
-        from .encoding import input_envelope, pixel_filter
+        from .encoding import input_envelope, pixel_field
 
         fill = cfg.input_modulator.fill_factor
         if fill > 0:  # pre-compensate the input pixels' spectrum envelope (known at design time)
@@ -154,7 +169,7 @@ def write_filter(plane: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry) -> 
             if peak > 0:
                 h /= peak
                 hscale = hscale * peak
-        filt = pixel_filter(h[0], fm, geom.fourier_samples, fill, cdt)[None]
+        filt = pixel_field(h[0], fm, geom.fourier_samples, fill, cdt)
     else:
         filt = constrain_filter(h, fm, geom).astype(cdt, copy=False)
     return filt, float(np.asarray(hscale).reshape(-1)[0])

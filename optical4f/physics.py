@@ -37,6 +37,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from .devices import Camera, Modulator, OpticalConfig
+from .encoding import PixelField, intensity_pixels, output_envelope
 from .filters import constrain_filter, kernel_filter, write_filter, written_filter
 
 __all__ = [
@@ -312,19 +313,19 @@ def _chunk_rngs(rng: np.random.Generator, k: int) -> list:
 
 def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom: FrameGeometry,
                rng: np.random.Generator | None = None, keep_planes: bool = False, detect: bool = True,
-               rows: int | None = None, spectra: dict | None = None):
+               rows: int | None = None):
     """Propagate input frames [F, N, N] (amplitudes in [0, 1]) through the 4f system.
 
     ``detect=False``: return the noiseless intensity ``|field|²`` at the camera (read-out
     orientation) instead; the caller applies its own camera model (:mod:`optical4f.camera`).
     ``rows``: (rows, cols); with ``detect=False`` and a pixel-level filter only that corner
     of the camera is computed (the caller reads no other pixel; the rest are zero).
-    ``spectra``: with a pixel-level filter, a dict the caller keeps for these same frames
-    while it runs them through other filters; their forward transforms are kept in it.
 
     ``filters``: the applied Fourier filters, [F, N, N] or [1, N, N] (from
-    :func:`constrain_filter`). Returns the detected amplitude ``sqrt(I)`` read back in
-    input orientation, [F, N, N] real; with ``keep_planes`` also a dict of the input,
+    :func:`constrain_filter`), or one filter written pixel by pixel on the SLM
+    (:class:`optical4f.encoding.PixelField`, or its dense field [1, 2N, 2N]). Returns the
+    detected amplitude ``sqrt(I)`` read back in input orientation, [F, N, N] real; with
+    ``keep_planes`` also a dict of the input,
     Fourier-plane and camera arrays of the first frame (for pictures).
 
     The two lenses scale the field by ``p²/(iλf) · p_F²/(iλf) = -1/N²`` and lens 2 inverts
@@ -342,32 +343,29 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
     rng = rng if rng is not None else np.random.default_rng(cfg.sim.seed)
     frames = np.asarray(frames)
     nf, n = frames.shape[0], frames.shape[-1]
-    filt = np.asarray(filters).astype(cdt, copy=False)
-    shared = filt.shape[0] == 1
+    pixels = isinstance(filters, PixelField) or np.shape(filters)[-1] == 2 * n  # on the SLM's pixel grid
+    filt = filters if isinstance(filters, PixelField) else np.asarray(filters).astype(cdt, copy=False)
+    shared = pixels or filt.shape[0] == 1
     paired = shared and nf > 1 and not np.iscomplexobj(frames)
-    pixels = filt.shape[-1] == 2 * n  # an SLM field on its pixel grid (optical4f.encoding)
-    if pixels:
-        from .encoding import intensity_pixels, output_envelope
-
-        if not shared or np.iscomplexobj(frames):
-            raise ValueError("the pixel-level SLM model takes real frames and one shared filter")
-        env_out = output_envelope(n, cfg.fourier_modulator.fill_factor)
-    elif paired:
+    if pixels and (not shared or np.iscomplexobj(frames)):
+        raise ValueError("the pixel-level SLM model takes real frames and one shared filter")
+    if paired and not pixels:
         fa, fb = hermitian_split(filt)
     step = max(2, _CACHE_PIXELS // (n * n) // 2 * 2)  # frames per pass (even)
     starts = list(range(0, nf, step))
     rngs = _chunk_rngs(rng, len(starts))
     amp = np.empty(frames.shape, rdt)
     cam, fill, noise = cfg.camera, cfg.sim.exposure_fill, cfg.sim.noise
+    if pixels:  # the optics of every frame first (no random numbers), then the camera by passes
+        want = (None, None) if detect or rows is None else rows
+        intensity_pixels(frames.astype(rdt, copy=False), filt if isinstance(filt, PixelField) else filt[0],
+                         output_envelope(n, cfg.fourier_modulator.fill_factor), cdt, amp, *want, threads=_threads(cfg))
 
     def one(i: int):
         fs = slice(starts[i], starts[i] + step)
         fr, e = frames[fs], amp[fs]  # the intensity, then the detected amplitude, is made in amp
         k = fr.shape[0] // 2 * 2 if paired else 0
         if pixels:
-            want = (None, None) if detect or rows is None else rows
-            memo = spectra.setdefault(i, {}) if spectra is not None else None
-            intensity_pixels(fr.astype(rdt, copy=False), filt[0], env_out, cdt, e, paired, *want, spectra=memo)
             spare = zbuf = None
         elif k:
             spare, zbuf = _intensity_pairs(fr[:k].astype(rdt, copy=False), fa, fb, cdt, e[:k])

@@ -51,3 +51,23 @@ def test_saturation_and_adc_codes_with_a_gain_error():
     # the ADC counts in true gain steps (1.5 x nominal): codes 0..10 before the full well clips
     assert np.unique(np.round(e / g_nom, 6)).tolist() == list(range(0, 11))
     assert e.max() == pytest.approx(10 * g_nom)
+
+
+def test_blocks_on_threads_give_the_same_pixels_and_the_noise_follows_the_generator():
+    """Several blocks of pixels (each with its own spawned generator): one thread or two give
+    the same result; another seed another one; the shot noise stays Poisson-sized."""
+    from optical4f.camera import BLOCK_PIXELS
+
+    cam = Camera(prnu=0.01, dsnu_e=0.5, read_noise_e=1.6, bits=16, full_well_e=30000.0, shot_noise=True,
+                 dark_frames=16)
+    tiles = 3 * BLOCK_PIXELS // 64 + 5  # three blocks and a partial one
+    inten = np.full((tiles, 1, 8, 8), 4.0, np.float32)
+    inten[::2] = 0.002  # dark pixels: exact Poisson
+    pat = pattern_at(cam, 64, np.arange(64).reshape(1, 1, 8, 8))
+    one = detect_pixels(inten, 100.0, cam, True, np.random.default_rng(3), pat, threads=1)
+    two = detect_pixels(inten, 100.0, cam, True, np.random.default_rng(3), pat, threads=2)
+    np.testing.assert_array_equal(one, two)
+    assert not np.array_equal(one, detect_pixels(inten, 100.0, cam, True, np.random.default_rng(4), pat))
+    e = one[1::2] ** 2 * 100.0  # 400 e-: shot noise 20 e- rms, read noise 1.6 e-, PRNU 1 % = 4 e- over the pixels
+    assert e.std() == pytest.approx(np.sqrt(400 + 1.6 ** 2 + 4.0 ** 2), rel=0.02)
+    assert e.mean() == pytest.approx(400, rel=0.005)

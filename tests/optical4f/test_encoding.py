@@ -9,7 +9,7 @@ import pytest
 
 from optical4f import load_config
 from optical4f.devices import Modulator
-from optical4f.encoding import intensity_pixels, output_envelope, pixel_filter
+from optical4f.encoding import intensity_pixels, output_envelope, pixel_field, pixel_filter, pixel_intensities
 from optical4f.physics import kernel_filter
 
 N = 32
@@ -42,7 +42,7 @@ def test_paired_pruned_transform_equals_brute_force():
     np.testing.assert_allclose(out[:, :24, :17], np.abs(field[:, :24, :17]) ** 2, rtol=0,
                                atol=1e-12 * np.abs(field).max() ** 2)
     assert not out[:, 24:].any() and not out[:, :, 17:].any()
-    intensity_pixels(frames[:1], t2, env, np.complex128, out[:1], paired=False, rows=24)  # a lone frame
+    intensity_pixels(frames[:1], t2, env, np.complex128, out[:1], rows=24)  # a lone frame
     np.testing.assert_allclose(out[0, :24], np.abs(field[0, :24]) ** 2, rtol=0, atol=1e-12 * np.abs(field).max() ** 2)
 
 
@@ -94,16 +94,30 @@ def test_quantised_phases_are_the_rounded_phasors():
     np.testing.assert_allclose(t2[1::2, 0::2], p1, rtol=0, atol=1e-12)
 
 
-def test_kept_spectra_give_the_same_intensities_through_other_filters():
+def test_fields_sharing_spectra_equal_brute_force_and_the_compact_form_the_dense():
+    """pixel_intensities: 7 frames (pairs and a lone frame, chunks of 4) through three compact
+    fields (8-bit levels, input envelope, an aperture) on two threads, each against its own
+    brute-force 2N x 2N transform; the compact field expands to pixel_filter's."""
     rng = np.random.default_rng(2)
-    frames = rng.random((5, N, N)).astype(np.float32)
+    frames = rng.random((7, N, N))
+    frames[:, 25:] = 0  # dark rows: skipped in the forward transform
     env = output_envelope(N, 0.95)
-    kept = {}
-    for seed in (0, 1):  # the same frames through two filters, the second reusing the first's spectra
-        _, t2 = _filter(bits=6, seed=seed)
-        t2 = t2.astype(np.complex64)
-        fresh, reused = np.empty_like(frames), np.empty_like(frames)
-        intensity_pixels(frames, t2, env, np.complex64, fresh)
-        intensity_pixels(frames, t2, env, np.complex64, reused, spectra=kept)
-        np.testing.assert_array_equal(reused, fresh)
-    assert set(kept) == {"pairs", "single"}
+    mod = Modulator(bits=8, modulation="phase")
+    fields, dense = [], []
+    for seed in (0, 1, 2):
+        h, _ = _filter(seed=seed)
+        fields.append(pixel_field(h, mod, (N - 6, N - 4), 0.9, np.complex128))
+        dense.append(pixel_filter(h, mod, (N - 6, N - 4), 0.9, np.complex128))
+        np.testing.assert_array_equal(fields[-1].dense(), dense[-1])
+    assert fields[0].levels.dtype == np.uint8 and fields[0].nbytes < dense[0].nbytes / 7
+    big = np.zeros((7, 2 * N, 2 * N))
+    big[:, :N, :N] = frames
+    got = np.full((3, 7, 20, 30), np.nan)
+
+    def sink(k, f0, inten):
+        got[k, f0:f0 + inten.shape[0]] = inten
+
+    pixel_intensities(frames, fields, env, np.complex128, sink, rows=20, cols=30, threads=2, chunk=4)
+    for k, t2 in enumerate(dense):
+        field = np.fft.ifft2(np.fft.fft2(big) * t2)[:, :20, :30] * np.outer(env[:20], env[:30])
+        np.testing.assert_allclose(got[k], np.abs(field) ** 2, rtol=0, atol=1e-12 * np.abs(field).max() ** 2)
