@@ -204,7 +204,7 @@ class Lowering:
         kind = "input" if root in self.g.inputs else "host"
         flat = ids.reshape(-1)
         m, k = ids.shape
-        if flat.size == t.size and len(np.unique(flat)) == t.size:
+        if flat.size == t.size and _each_once(flat, t.size):
             mrow, mcol = np.empty(t.size, np.int64), np.empty(t.size, np.int64)
             mrow[flat] = np.repeat(np.arange(m), k)
             mcol[flat] = np.tile(np.arange(k), m)
@@ -257,8 +257,8 @@ class Lowering:
     # --- constants -------------------------------------------------------------------------
     def codes(self, t: str, weight: bool = False) -> np.ndarray:
         data = self.g.tensors[t].data
-        if weight and self.cost_only:  # only the shape matters for the program
-            return np.zeros(np.shape(data), dtype=np.int64)
+        if weight and self.cost_only:  # only the shape matters for the program (no memory: a broadcast zero)
+            return np.broadcast_to(np.int64(0), np.shape(data))
         fmt = self.g.tensors[t].fmt or (self.wfmt if weight else self.act)
         return to_fixed(np.asarray(data, dtype=np.float64), fmt)
 
@@ -751,6 +751,16 @@ class _Rows(Window):
 
 def _row_list(w: Window) -> np.ndarray:
     return w.row_list if isinstance(w, _Rows) else w.row0 + w.step * np.arange(w.rows)
+
+
+def _each_once(ids: np.ndarray, size: int) -> bool:
+    """Whether ``ids`` (``size`` of them) hold each of ``0 .. size - 1`` once (O(size),
+    unlike a sort or hash of ``np.unique``)."""
+    if ids.size != size or (size and (ids.min() < 0 or ids.max() >= size)):
+        return False
+    seen = np.zeros(size, dtype=bool)
+    seen[ids] = True
+    return bool(seen.all())
 
 
 def _runs(xr: np.ndarray, yr: np.ndarray) -> list[tuple[int, int]]:

@@ -129,10 +129,10 @@ def plan_memory(ops: list, capacity: int, outputs: set, pinned: set | None = Non
 
     def words_in_use() -> np.ndarray:
         """Words resident at each op (recomputed only after a split)."""
+        bounds = np.array([(s.start, s.end + 1, s.mat.size) for s in segs], dtype=np.int64).reshape(-1, 3)
         delta = np.zeros(n + 1, dtype=np.int64)
-        for s in segs:
-            delta[s.start] += s.mat.size
-            delta[s.end + 1] -= s.mat.size
+        np.add.at(delta, bounds[:, 0], bounds[:, 2])
+        np.add.at(delta, bounds[:, 1], -bounds[:, 2])
         return np.cumsum(delta)[:n]
 
     # 2. pressure
