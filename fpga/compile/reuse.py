@@ -52,7 +52,7 @@ class CompileReuse:
         Keys kept (a key: one canonical graph object, task binding and format pair). A
         hardware graph shares its constant arrays with the canonical graph: an entry
         costs its node list and the analysis' id arrays (one int64 per element of every
-        non-constant tensor: ~10 MB for m3vit-edge-moe).
+        non-constant tensor: ~47 MB for m3vit-edge-moe).
 
     Members
     -------
