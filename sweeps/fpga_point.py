@@ -6,8 +6,13 @@ with ``cost_only=True`` (no Verilog, no weight image) for one task, the report's
 and energy model (:func:`fpga.compile.report.build_report`), the resources of
 :func:`point_resources` against the part (:func:`fpga.synth.fits`), and where the spec
 asks, the test-split accuracy in the accelerator's fixed point
-(:func:`models.evaluate.evaluate_onnx`, once per format pair in the sweep). Programs depend on every field but the clock, so
-points that differ only in ``clock_hz`` share one compile (a per-process cache).
+(:func:`models.evaluate.evaluate_onnx`, once per format pair in the sweep).
+
+Per process (a worker), two caches: the hardware graph and its storage analysis per
+format pair (:class:`fpga.compile.reuse.CompileReuse`: they read the formats only), and
+whole compiles per :func:`fpga.compile.reuse.cost_only_key` (points differing only in
+the clock, part, weight buffer or attention lanes/chunk share one: the programs do not
+read those). Both give the figures of a compile from scratch (tested).
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-__all__ = ["point_resources", "fpga_config", "evaluate_fpga_point", "shared_work_key"]
+__all__ = ["point_resources", "fpga_config", "evaluate_fpga_point", "shared_work_key", "reset_caches",
+           "cache_stats"]
 
-_COMPILED: "OrderedDict[tuple, object]" = OrderedDict()  # (graph id, config w/o clock, task) -> Compiled
+_COMPILED: "OrderedDict[tuple, tuple]" = OrderedDict()  # (graph id, cost_only_key, task) -> (graph, Compiled)
 _COMPILED_MAX = 4
+_REUSE = None  # fpga.compile.reuse.CompileReuse of this process (made on first use)
+_REUSE_MAX = 4  # format pairs x tasks kept (~47 MB each for m3vit-edge-moe)
 
 
 def point_resources(config) -> dict:
@@ -44,22 +52,48 @@ def fpga_config(base, settings: dict):
 
 
 def _compiled(graph, cfg, task):
-    import dataclasses
-
+    """The cost-only compile of ``cfg`` and whether it was reused: configurations with the
+    same :func:`fpga.compile.reuse.cost_only_key` (differing only in the clock, part,
+    weight buffer or attention lanes/chunk) share one; the hardware graph and its storage
+    analysis are shared by every configuration with the same formats (``_REUSE``)."""
     from fpga.compile import compile_graph
     from fpga.compile.graph import task_inputs
+    from fpga.compile.reuse import cost_only_key
 
-    structure = dataclasses.replace(cfg, clock_hz=1e8).to_dict()  # the program does not depend on the clock
-    key = (id(graph), tuple(sorted(structure.items())), task)
+    key = (id(graph), cost_only_key(cfg), task)
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
-        return _COMPILED[key], True
+        return _COMPILED[key][1], True
     bind_task = task if task is not None else (0 if task_inputs(graph) else None)
-    compiled = compile_graph(graph, cfg, task=bind_task, cost_only=True)
-    _COMPILED[key] = compiled
+    compiled = compile_graph(graph, cfg, task=bind_task, cost_only=True, reuse=_reuse())
+    _COMPILED[key] = (graph, compiled)  # the graph kept: its id is not reused while the entry lives
     while len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.popitem(last=False)
     return compiled, False
+
+
+def _reuse():
+    global _REUSE
+    if _REUSE is None:
+        from fpga.compile.reuse import CompileReuse
+
+        _REUSE = CompileReuse(max_entries=_REUSE_MAX)
+    return _REUSE
+
+
+def cache_stats() -> dict:
+    """This process's caches: ``compiles`` kept, ``graph_hits`` and ``graph_misses`` of the
+    hardware-graph reuse."""
+    return {"compiles": len(_COMPILED), "graph_hits": _REUSE.hits if _REUSE else 0,
+            "graph_misses": _REUSE.misses if _REUSE else 0}
+
+
+def reset_caches() -> None:
+    """Forget this process's compiles and hardware graphs (every point then starts from scratch)."""
+    _COMPILED.clear()
+    if _REUSE is not None:
+        _REUSE.clear()
+        _REUSE.hits = _REUSE.misses = 0
 
 
 def _accuracy_parts(cfg, task, images) -> tuple:
@@ -105,7 +139,7 @@ def evaluate_fpga_point(graph, settings: dict, job: dict) -> dict:
     t = time.perf_counter()
     cfg = fpga_config(job.get("base"), settings)
     compiled, reused = _compiled(graph, cfg, job.get("task"))
-    if reused and compiled.config.clock_hz != cfg.clock_hz:
+    if reused and compiled.config != cfg:
         compiled = dataclasses.replace(compiled, config=cfg)
     timing["compile_s"] = 0.0 if reused else time.perf_counter() - t
     t = time.perf_counter()

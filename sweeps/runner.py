@@ -13,6 +13,7 @@ cluster; the workers there must import hwgen (same version) and the model.
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import json
 import multiprocessing
 import os
@@ -50,11 +51,17 @@ def _label(value) -> object:
 
 
 class _Local:
-    """A process pool (fork: the workers inherit the loaded graph)."""
+    """A process pool, started once a sweep (fork: the workers inherit the loaded graph
+    and the imported modules; jobs and rows are small dicts)."""
 
     def __init__(self, workers: int):
-        self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-        list(self.pool.map(int, range(workers)))  # start the workers now, before any thread of ours
+        gc.collect()
+        gc.freeze()  # what the driver holds (the graph) is never scanned by a worker's collector, so not copied
+        try:
+            self.pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+            list(self.pool.map(int, range(workers)))  # start the workers now, before any thread of ours
+        finally:
+            gc.unfreeze()
 
     def submit(self, job):
         return self.pool.submit(evaluate_point, job)
@@ -174,6 +181,7 @@ class _Driver:
             self.exec = _Dask(self.scheduler)
         else:
             worker.graph_for(self.spec.model, self.spec.batch, str(self.graph_pickle))
+            worker.preload(self.spec.target)
             self.exec = _Local(self.workers) if self.workers > 1 else _Inline()
 
     def run(self, jobs: list[dict]) -> dict[str, dict]:

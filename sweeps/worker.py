@@ -16,7 +16,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-__all__ = ["evaluate_point", "prepare_graph", "graph_for"]
+__all__ = ["evaluate_point", "prepare_graph", "graph_for", "preload"]
 
 _GRAPHS: dict[tuple, object] = {}
 _LOCK = threading.Lock()  # dask runs tasks on threads: one load per process
@@ -27,6 +27,21 @@ def prepare_graph(model: str, batch: int):
     import hwgen
 
     return hwgen.canonicalize(hwgen.load(model, batch=batch))
+
+
+#: modules a point of each target imports (a driver imports them before a process pool
+#: forks, so that each worker does not: ~0.2 s CPU a worker for fpga)
+_PRELOAD = {"fpga": ("fpga.compile", "fpga.compile.report", "fpga.compile.reuse", "fpga.compile.target",
+                     "fpga.cost.resources", "fpga.synth", "sweeps.fpga_point"),
+            "optical4f": ("optical4f.cost", "optical4f.devices", "optical4f.mapping", "sweeps.optical_point")}
+
+
+def preload(target: str) -> None:
+    """Import the modules a point of ``target`` needs."""
+    import importlib
+
+    for name in _PRELOAD.get(target, ()):
+        importlib.import_module(name)
 
 
 def graph_for(model: str, batch: int, pickle_path: str | None = None):

@@ -26,6 +26,8 @@ from .image import Image, pack_rows
 from .layout import Matrix
 from .lower import Lowering, lower
 from .memory import plan_memory
+from .reuse import CompileReuse
+from .roots import analyse_roots
 from .ops import Emitted, EngineOp, HostStep, RegState
 
 __all__ = ["Compiled", "Binding", "Segment", "TensorLoc", "compile_graph"]
@@ -119,13 +121,16 @@ def _loc(name, shape, mat: Matrix, phys, addr, elems=None) -> TensorLoc:
 
 
 def compile_graph(g: Graph, config, *, task: int | None = None, progress=None, tile_budget: float = 0.5,
-                  cost_only: bool = False) -> Compiled:
+                  cost_only: bool = False, reuse: CompileReuse | None = None) -> Compiled:
     """Compile the canonical graph ``g`` for ``config`` (see the module docstring).
 
     ``progress(stage: str)`` is called as stages start (for a progress display).
     ``cost_only=True`` skips what only a run needs: weights are neither quantised nor
     packed and the image holds no bytes (``image == b""``; every address, instruction and
     cost figure is as in a full compile). Such a result is for the cost model only.
+    ``reuse`` keeps hardware graphs and their storage analyses across calls
+    (:class:`~fpga.compile.reuse.CompileReuse`: a sweep compiling one model many times);
+    the result is the same with or without it.
     """
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
@@ -134,12 +139,16 @@ def compile_graph(g: Graph, config, *, task: int | None = None, progress=None, t
     lowered = []
     for name, bind in _bindings(g, task):
         say(f"lowering {name}")
-        hg = hardware_graph(g, config, bind)
+        if reuse is not None:
+            hg, roots = reuse.prepared(g, config, bind)
+        else:
+            hg = hardware_graph(g, config, bind)
+            roots = analyse_roots(hg)  # once for every tile budget tried
         budget = tile_budget
         while True:
-            low = lower(hg, config, tile_budget=budget, cost_only=cost_only)
-            outputs = {low.layouts[low.views[o].root].matrix for o in hg.outputs
-                       if o in low.views and low.views[o].root in low.layouts}
+            low = lower(hg, config, tile_budget=budget, cost_only=cost_only, roots=roots)
+            outputs = dict.fromkeys(low.layouts[low.views[o].root].matrix for o in hg.outputs  # ordered: the
+                                    if o in low.views and low.views[o].root in low.layouts)  # image is reproducible
             pinned = {m for op in low.ops if isinstance(op, EngineOp) for m, _ in op.uses() if m.meta.get("pinned")}
             try:
                 plan = plan_memory(low.ops, config.buffer_words, outputs, pinned)
@@ -161,8 +170,9 @@ def compile_graph(g: Graph, config, *, task: int | None = None, progress=None, t
                 image.put(m.name, pack_rows(m.data, m.fmt_bits, config.mem_port_bits), "const")
     bindings = []
     for name, bind, hg, low, plan, outputs in lowered:
-        for m in {m for lay in low.layouts.values() for m in [lay.matrix] if m.kind in ("input", "host")} | \
-                {m for m in plan.ext_needed if "parent" not in m.meta}:
+        stored = [lay.matrix for lay in low.layouts.values() if lay.matrix.kind in ("input", "host")]
+        stored += [m for m in plan.ext_needed if "parent" not in m.meta]
+        for m in dict.fromkeys(stored):  # in a fixed order (a set of matrices iterates by address)
             if "ext" not in m.meta:
                 kind = {"input": "input", "host": "host"}.get(m.kind, "output" if m in outputs else "spill")
                 m.meta["ext"] = image.reserve(f"{name}:{m.name}", m.size * wb, kind)

@@ -17,6 +17,7 @@ element indices of a tensor, or says why there is none.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,9 +107,12 @@ class RootLayout:
     mcol: np.ndarray
     colmap: np.ndarray
 
-    @property
+    @functools.cached_property
     def phys(self) -> np.ndarray:
-        return self.mrow * self.matrix.row_elems + self.colmap[self.mcol]
+        """Computed once (a layout is not changed once made; the array is read-only)."""
+        phys = self.mrow * self.matrix.row_elems + self.colmap[self.mcol]
+        phys.flags.writeable = False
+        return phys
 
 
 def aligned_colmap(cols: int, runs: list[tuple[int, int]], lanes: int, pad: int) -> tuple[np.ndarray, int]:
@@ -134,19 +138,19 @@ def window(mat: Matrix, phys: np.ndarray) -> Window:
     """The window of ``mat`` holding ``phys`` (``[M, K]`` flat physical indices)."""
     phys = np.asarray(phys).reshape(-1, np.shape(phys)[-1] if np.ndim(phys) else 1)
     re = mat.row_elems
-    rows, cols = phys // re, phys % re
-    m = rows.shape[0]
+    m = phys.shape[0]
     if m == 0:
         raise LayoutError("empty operand")
-    if np.any(rows != rows[:, :1]):
-        raise LayoutError("a row of the operand spans several stored rows")
-    if np.any(cols != cols[:1]):
+    r, c = phys[:, 0] // re, phys[0] % re
+    if not np.array_equal(phys, r[:, None] * re + c[None, :]):  # one test for both (the common case passes)
+        rows, cols = phys // re, phys % re
+        if np.any(rows != rows[:, :1]):
+            raise LayoutError("a row of the operand spans several stored rows")
         raise LayoutError("rows of the operand use different stored columns")
-    r = rows[:, 0]
     step = int(r[1] - r[0]) if m > 1 else 1
     if step <= 0 or np.any(r != r[0] + step * np.arange(m)):
         raise LayoutError("the operand's rows are not evenly spaced stored rows")
-    return Window(mat, int(r[0]), m, cols[0].copy(), step)
+    return Window(mat, int(r[0]), m, c, step)
 
 
 def head_window(mat: Matrix, phys: np.ndarray) -> Window:

@@ -38,7 +38,7 @@ from .image import linear_weight_image
 from .layout import LayoutError, Matrix, RootLayout, Window, aligned_colmap, head_window, row_runs, window
 from .ops import (AttentionOp, CombineOp, EngineOp, FillOp, GatherOp, HostStep, LayerNormOp, LinearOp, MoeRouteOp,
                   SetOp, WeightBlock, WordwiseOp, eps_code_checked)
-from .views import View, analyse_views, ids_through, is_view_node, sink_into
+from .roots import Roots, analyse_roots, natural_ids
 
 __all__ = ["Lowering", "Check", "lower"]
 
@@ -73,9 +73,14 @@ class Lowering:
     consts : list of Matrix (kind ``"const"``)
     checks : list of Check
     host_reasons : dict node name -> why it runs on the host
+
+    ``roots`` (:func:`fpga.compile.roots.analyse_roots` of ``g``, computed when not given)
+    may be shared by lowerings of one hardware graph for several configurations: it
+    depends on the graph alone, and a lowering copies what it changes.
     """
 
-    def __init__(self, g: Graph, config, *, tile_budget: float = 0.5, cost_only: bool = False):
+    def __init__(self, g: Graph, config, *, tile_budget: float = 0.5, cost_only: bool = False,
+                 roots: Roots | None = None):
         self.g, self.c = g, config
         self.cost_only = cost_only  # weight codes and images are not computed, only their sizes
         self.lanes = config.lanes
@@ -90,22 +95,16 @@ class Lowering:
         self.checks: list[Check] = []
         self.host_reasons: dict[str, str] = {}
         self.host_nodes: set[str] = set()
-        self.producer: dict[str, Node] = {}  # root -> the node that writes it
         self.done: set[str] = set()  # nodes lowered together with an earlier one
         self.skipped_checks: dict[str, str] = {}
-        self.cons = g.consumers()
-        self.prod = g.producers()
+        roots = analyse_roots(g) if roots is None else roots  # read-only: what changes is copied
+        self.cons, self.prod = roots.consumers, roots.producers
+        self.view_nodes = set(roots.view_nodes)
+        self.views = dict(roots.views)
+        self.producer: dict[str, Node] = dict(roots.producer)  # root -> the node that writes it
+        self.concat_fills = roots.concat_fills
+        self.runs = roots.runs
         self._uid = 0
-        view_nodes = {n.name for n in g.nodes if is_view_node(g, n)}
-        self.view_nodes = view_nodes
-        self.views, self.concats = analyse_views(g, view_nodes)
-        for n in g.nodes:
-            for o in n.outputs:
-                if o and self.views.get(o) is not None and self.views[o].root == o:
-                    self.producer[o] = n
-        self._sink_concats()
-        self._sink_attention_outputs()
-        self.runs = self._alignment_runs()
 
     # --- names, matrices ------------------------------------------------------------
     def fresh(self, stem: str) -> str:
@@ -137,127 +136,7 @@ class Lowering:
 
     def _natural_ids(self, node: Node, ids: np.ndarray) -> np.ndarray:
         """An output's element ids arranged as the engine's ``[rows, cols]`` matrix."""
-        if node.op == "Conv":
-            nd = ids.ndim
-            return np.moveaxis(ids, 1, nd - 1).reshape(-1, ids.shape[1])
-        return ids.reshape(-1, ids.shape[-1] if ids.ndim else 1)
-
-    def _sink_concats(self) -> None:
-        """Store every input of a Concat root inside the Concat's matrix (a linear layer's
-        output in consecutive rows, a constant as whole rows loaded from the image); if
-        any input cannot be, the Concat runs on the host."""
-        g = self.g
-        self.concat_fills: dict[str, list[tuple[str, np.ndarray]]] = {}
-        for c, inputs in self.concats.items():
-            node = self.prod[c]
-            self.view_nodes.discard(node.name)
-            tags, base, owners = [], 0, []
-            for i in node.inputs:
-                t = g.tensors[i]
-                if t.is_const:
-                    owners.append(("const", i, base, t.size))
-                    tags.append(np.arange(t.size, dtype=np.int64).reshape(t.shape) + base)
-                    base += t.size
-                else:
-                    v = self.views[i]
-                    rsize = g.tensors[v.root].size
-                    owners.append(("root", v.root, base, rsize))
-                    tags.append(v.ids + base)
-                    base += rsize
-            out = ids_through(g, node, tags)[0].reshape(-1)
-            cshape = g.tensors[c].shape
-            ccols = int(cshape[-1])
-            plan, ok = [], True
-            for kind, who, b0, size in owners:
-                sel = np.nonzero((out >= b0) & (out < b0 + size))[0]
-                if len(sel) != size or len(np.unique(out[sel])) != size:
-                    ok = False
-                    break
-                where = np.empty(size, dtype=np.int64)
-                where[out[sel] - b0] = sel
-                if kind == "const":
-                    rows = where.reshape(-1, ccols) // ccols if size % ccols == 0 else None
-                    if rows is None or np.any(where.reshape(-1, ccols) % ccols != np.arange(ccols)) \
-                            or np.any(rows != rows[:, :1]):
-                        ok = False
-                        break
-                    plan.append(("const", who, where))
-                    continue
-                pnode = self.producer.get(who)
-                if pnode is None or pnode.op not in ("Linear", "Gemm", "Conv") or who in g.outputs:
-                    ok = False
-                    break
-                nat = self._natural_ids(pnode, np.arange(size, dtype=np.int64).reshape(g.tensors[who].shape))
-                pos = where[nat]
-                if pos.shape[1] != ccols or np.any(pos % ccols != np.arange(ccols)[None, :]) \
-                        or np.any(pos // ccols != pos[:, :1] // ccols):
-                    ok = False
-                    break
-                plan.append(("root", who, where))
-            if not ok:
-                continue
-            fills = []
-            for kind, who, where in plan:
-                if kind == "const":
-                    fills.append((who, where))
-                else:
-                    pnode = self.producer.pop(who)
-                    sink_into(self.views, who, where, c)
-                    self.producer[c] = pnode
-            self.concat_fills[c] = fills
-
-    def _sink_attention_outputs(self) -> None:
-        """Store an attention output in the layout of the one tensor its views lead to."""
-        for n in self.g.nodes:
-            if n.op != "Attention" or n.domain != "hwgen":
-                continue
-            o = n.outputs[0]
-            if o in self.g.outputs:
-                continue
-            users = [t for t, v in self.views.items() if v.root == o and t != o and self._read_by_compute(t)]
-            if self._read_by_compute(o) or len(users) != 1:
-                continue
-            u = users[0]
-            ids = self.views[u].ids.reshape(-1)
-            if ids.size != self.g.tensors[o].size or len(np.unique(ids)) != ids.size:
-                continue
-            where = np.empty(ids.size, dtype=np.int64)
-            where[ids] = np.arange(ids.size)
-            sink_into(self.views, o, where, u)
-            self.producer[u] = n
-            self.producer.pop(o, None)
-
-    def _read_by_compute(self, t: str) -> bool:
-        return t in self.g.outputs or any(n.name not in self.view_nodes for n in self.cons.get(t, []))
-
-    def _alignment_runs(self) -> dict[str, list[tuple[int, int]]]:
-        """Column runs of roots that an attention head reads or writes (must start at a word)."""
-        runs: dict[str, list[tuple[int, int]]] = {}
-        for n in self.g.nodes:
-            if n.op != "Attention" or n.domain != "hwgen" or len([i for i in n.inputs if i]) != 3:
-                continue
-            for t, transpose in ((n.inputs[0], False), (n.inputs[1], True), (n.inputs[2], False), (n.outputs[0], False)):
-                v = self.views.get(t)
-                if v is None or v.ids.ndim < 2:
-                    continue
-                ids = np.swapaxes(v.ids, -1, -2) if transpose else v.ids
-                cols = self._root_cols(v.root)
-                if cols is None:
-                    continue
-                for head in ids.reshape(-1, ids.shape[-2], ids.shape[-1]):
-                    c = head[0] % cols
-                    if np.all(head // cols == (head[:, :1] // cols)) and np.all(c == c[0] + np.arange(len(c))):
-                        runs.setdefault(v.root, []).append((int(c[0]), len(c)))
-        return runs
-
-    def _root_cols(self, root: str) -> int | None:
-        t = self.g.tensors.get(root)
-        if t is None or not t.shape:
-            return None
-        node = self.producer.get(root)
-        if node is not None and node.op == "Conv" and node.outputs[0] == root:
-            return None
-        return int(t.shape[-1])
+        return natural_ids(node, ids)
 
     # --- layouts -------------------------------------------------------------------------
     def new_layout(self, root: str, rows: int, cols: int, *, colmap: np.ndarray | None = None,
@@ -325,7 +204,7 @@ class Lowering:
         kind = "input" if root in self.g.inputs else "host"
         flat = ids.reshape(-1)
         m, k = ids.shape
-        if flat.size == t.size and len(np.unique(flat)) == t.size:
+        if flat.size == t.size and _each_once(flat, t.size):
             mrow, mcol = np.empty(t.size, np.int64), np.empty(t.size, np.int64)
             mrow[flat] = np.repeat(np.arange(m), k)
             mcol[flat] = np.tile(np.arange(k), m)
@@ -378,8 +257,8 @@ class Lowering:
     # --- constants -------------------------------------------------------------------------
     def codes(self, t: str, weight: bool = False) -> np.ndarray:
         data = self.g.tensors[t].data
-        if weight and self.cost_only:  # only the shape matters for the program
-            return np.zeros(np.shape(data), dtype=np.int64)
+        if weight and self.cost_only:  # only the shape matters for the program (no memory: a broadcast zero)
+            return np.broadcast_to(np.int64(0), np.shape(data))
         fmt = self.g.tensors[t].fmt or (self.wfmt if weight else self.act)
         return to_fixed(np.asarray(data, dtype=np.float64), fmt)
 
@@ -754,7 +633,7 @@ class Lowering:
 
     def _lower_Concat(self, n: Node) -> None:
         c = n.outputs[0]
-        if c not in getattr(self, "concat_fills", {}):
+        if c not in self.concat_fills:
             raise _Fallback("its inputs cannot all be stored inside it (only linear-layer outputs and whole "
                             "constant rows can)")
         if c not in self.layouts:
@@ -872,6 +751,16 @@ class _Rows(Window):
 
 def _row_list(w: Window) -> np.ndarray:
     return w.row_list if isinstance(w, _Rows) else w.row0 + w.step * np.arange(w.rows)
+
+
+def _each_once(ids: np.ndarray, size: int) -> bool:
+    """Whether ``ids`` (``size`` of them) hold each of ``0 .. size - 1`` once (O(size),
+    unlike a sort or hash of ``np.unique``)."""
+    if ids.size != size or (size and (ids.min() < 0 or ids.max() >= size)):
+        return False
+    seen = np.zeros(size, dtype=bool)
+    seen[ids] = True
+    return bool(seen.all())
 
 
 def _runs(xr: np.ndarray, yr: np.ndarray) -> list[tuple[int, int]]:

@@ -105,6 +105,7 @@ def plan_memory(ops: list, capacity: int, outputs: set, pinned: set | None = Non
             return False
         segs.append(_Seg(seg.mat, int(after[0]), seg.end))
         seg.end = int(before[-1])
+        in_use[seg.end + 1:int(after[0])] -= seg.mat.size  # not resident between the two
         return True
 
     def live_at(t: int) -> list[_Seg]:
@@ -128,25 +129,22 @@ def plan_memory(ops: list, capacity: int, outputs: set, pinned: set | None = Non
         return best
 
     def words_in_use() -> np.ndarray:
-        """Words resident at each op (recomputed only after a split)."""
+        """Words resident at each op."""
+        bounds = np.array([(s.start, s.end + 1, s.mat.size) for s in segs], dtype=np.int64).reshape(-1, 3)
         delta = np.zeros(n + 1, dtype=np.int64)
-        for s in segs:
-            delta[s.start] += s.mat.size
-            delta[s.end + 1] -= s.mat.size
+        np.add.at(delta, bounds[:, 0], bounds[:, 2])
+        np.add.at(delta, bounds[:, 1], -bounds[:, 2])
         return np.cumsum(delta)[:n]
 
     # 2. pressure
-    in_use = words_in_use()
+    in_use = words_in_use()  # kept up to date by split()
     for t in np.flatnonzero(in_use > capacity):
         t = int(t)
-        if in_use[t] <= capacity:  # an earlier split relieved it
-            continue
-        while sum(s.mat.size for s in live_at(t)) > capacity:
+        while in_use[t] > capacity:  # (an earlier split may have relieved it)
             v = victim(t)
             if v is None or not split(v, t):
                 raise TargetError(f"op {t} ({getattr(ops[t], 'node', '?')}): the matrices in use at once do not fit "
                                   f"the {capacity}-word buffer")
-        in_use = words_in_use()
     # 3. placement
     for _attempt in range(10 * n + 10):
         order = sorted(segs, key=lambda s: (-s.mat.size, s.start))
@@ -206,6 +204,7 @@ def _insert_moves(ops, segs, chip, host, outputs, peak) -> Plan:
         events.setdefault(m, []).extend((i, mode, "host") for i, mode in u)
     for m in events:
         events[m].sort()
+    chip_mode = {m: dict(u) for m, u in chip.items()}  # matrix -> {op: its use there}
     ext_valid = {m: m.kind in ("const", "input") for m in events}
     dirty = {m: False for m in events}
     ext_needed: list[Matrix] = []
@@ -236,7 +235,7 @@ def _insert_moves(ops, segs, chip, host, outputs, peak) -> Plan:
         for s in by_start.get(i, []):
             m = s.mat
             resident[m] = s.addr
-            mode = dict((j, md) for j, md in chip[m])[i]
+            mode = chip_mode[m][i]
             if mode != "w" and ext_valid.get(m):
                 if m.kind == "chip" and m not in ext_needed:
                     ext_needed.append(m)

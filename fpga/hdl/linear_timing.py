@@ -104,10 +104,9 @@ def linear_cycles(m: int, n: int, k: int, config, latency: int = 4, gelu: bool =
                     x_last = x_first + length - 1
                     second = x_last - 1 if length > 1 else x_prev
                 else:  # columns wait for the fill, word by word, or for weight rows
-                    second, x_last = x_prev2, x_prev
-                    for i in range(length):
-                        issue = max(x_last, act0 + ((k0 + i) // lanes + 1) * kept)
-                        second, x_last = x_last, max(issue + 1, x_last + 1, row_done + i * w_words + 1)
+                    x_last = _column_edge(length - 1, x_prev, row_done, w_words, act0, kept, k0, lanes)
+                    second = _column_edge(length - 2, x_prev, row_done, w_words, act0, kept, k0, lanes) \
+                        if length > 1 else x_prev
                 end_tile = kt == len(k_tiles) - 1
                 if end_tile:
                     x_last = max(x_last, emit_free)
@@ -119,3 +118,24 @@ def linear_cycles(m: int, n: int, k: int, config, latency: int = 4, gelu: bool =
                 kappa += 1
         issue_last[t] = max(x_prev2, act_issue)
     return done
+
+
+def _column_edge(i: int, x_prev: int, row_done: int, w_words: int, act0: int, kept: int, k0: int, lanes: int) -> int:
+    """Edge column ``i`` of a K tile is issued, when columns wait for the activation fill or
+    for weight rows: ``x[i] = max(x[i-1] + 1, act0 + ((k0 + i) // lanes + 1) * kept + 1,
+    row_done + i * w_words + 1)`` from ``x[-1] = x_prev`` (one column a cycle, not before
+    its activation word is filled, nor before its weight row is in), in O(1).
+
+    With ``y[i] = x[i] - i``: ``y[i] = max(x_prev + 1, max over j <= i of c[j] - j)``. The
+    weight term ``row_done + 1 + j * (w_words - 1)`` grows with ``j``: its maximum is at
+    ``j = i``. The fill term ``act0 + ((k0 + j) // lanes + 1) * kept + 1 - j`` falls within
+    a word, so its maximum is at ``j = 0`` or at a word's first column, ``j = q * lanes -
+    k0``, where it is ``act0 + 1 + k0 + kept + q * (kept - lanes)``: linear in ``q``, so at
+    the last word (``kept >= lanes``) or the first after ``j = 0`` (``kept < lanes``).
+    """
+    best = max(x_prev + 1, row_done + 1 + i * (w_words - 1), act0 + (k0 // lanes + 1) * kept + 1)
+    q_first, q_last = k0 // lanes + 1, (k0 + i) // lanes
+    if q_first <= q_last:
+        q = q_last if kept >= lanes else q_first
+        best = max(best, act0 + 1 + k0 + kept + q * (kept - lanes))
+    return i + best

@@ -47,6 +47,30 @@ def test_linear_cycles_of_the_qkv_projection():
         linear_cycles(4, 20, 8, c)
 
 
+def test_column_edges_in_closed_form_equal_the_column_walk():
+    """linear_cycles' O(1) edge of a K tile's columns (waiting for the activation fill or
+    the weight rows) against the recurrence walked one column at a time."""
+    import random
+
+    from fpga.hdl.linear_timing import _column_edge
+
+    def walk(length, x_prev, x_prev2, row_done, w_words, act0, kept, k0, lanes):
+        second, x_last = x_prev2, x_prev
+        for i in range(length):
+            issue = max(x_last, act0 + ((k0 + i) // lanes + 1) * kept)
+            second, x_last = x_last, max(issue + 1, x_last + 1, row_done + i * w_words + 1)
+        return second, x_last
+
+    rng = random.Random(7)
+    for _ in range(10_000):
+        lanes, length, kept = rng.choice([1, 2, 4, 8, 16]), rng.randint(1, 70), rng.randint(1, 40)
+        k0, w_words = rng.choice([0, rng.randint(0, 300)]), rng.randint(1, 5)
+        act0, row_done, x_prev = rng.randint(0, 500), rng.randint(0, 600), rng.randint(0, 700)
+        args = (x_prev, row_done, w_words, act0, kept, k0, lanes)
+        closed = (_column_edge(length - 2, *args) if length > 1 else x_prev, _column_edge(length - 1, *args))
+        assert closed == walk(length, x_prev, x_prev - 1, row_done, w_words, act0, kept, k0, lanes)
+
+
 @pytest.mark.rtl
 @pytest.mark.parametrize("rows, cols, depth, max_k, fx, fw, fb, fo, gelu, jobs", [
     # Edge-MoE formats; K up to 10 in tiles of 4 (accumulation over K tiles); 4x4 array

@@ -155,3 +155,42 @@ def test_dask_local_cluster_gives_the_same_rows(tmp_path):
     assert r.computed == 4
     assert [(x["key"], x["latency_s"], x["energy_j"], x["status"]) for x in r.rows] == \
         [(x["key"], x["latency_s"], x["energy_j"], x["status"]) for x in local.rows]
+
+
+def test_reuse_gives_the_rows_of_points_computed_from_scratch(tmp_path):
+    """A worker keeps hardware graphs per format pair and compiles per cost-only key; each
+    row equals that of the point run alone in a process with empty caches (every column
+    but the times and the ``compile_reused`` flag)."""
+    import itertools
+    import shutil
+
+    from sweeps.fpga_point import cache_stats, reset_caches
+
+    def spec(params):
+        return parse_spec({"model": "m3vit-tiny", "target": "fpga", "parameters": params})
+
+    params = {"array": [{"mac_rows": 4, "mac_cols": 16}, {"mac_rows": 16, "mac_cols": 32}],
+              "preset": ["edge-moe", "int16"],
+              # fields the programs do not read (the report does): one compile serves both
+              "costs": [{"weight_buffer_bytes": 4096, "attention_queries": 2, "clock_hz": 150e6},
+                        {"weight_buffer_bytes": 24576, "attention_queries": 4, "clock_hz": 300e6}]}
+    reset_caches()
+    shared = run_sweep(spec(params), tmp_path / "shared", workers=1, progress=False, plots=False)
+    stats = cache_stats()
+    assert len(shared.rows) == 8 and all(r["status"] == "ok" for r in shared.rows)
+    # 2 format pairs: 2 hardware graphs built, 2 reused; 4 points compile, 4 reuse a compile
+    assert (stats["graph_misses"], stats["graph_hits"]) == (2, 2)
+    assert sum(r["compile_reused"] for r in shared.rows) == 4
+    assert len({r["latency_s"] for r in shared.rows}) == 8
+    by_key = {r["key"]: r for r in shared.rows}
+    skip = {"wall_s", "cpu_s", "compile_reused"}
+    for i, values in enumerate(itertools.product(*params.values())):
+        reset_caches()
+        shutil.copytree(tmp_path / "shared" / "graphs", tmp_path / f"alone{i}" / "graphs")
+        alone = run_sweep(spec({k: [v] for k, v in zip(params, values)}), tmp_path / f"alone{i}", workers=1,
+                          progress=False, plots=False).rows[0]
+        assert not alone["compile_reused"] and cache_stats()["graph_hits"] == 0
+        row = by_key[alone["key"]]
+        cols = {k for k in row if k not in skip and not k.startswith("time_")}
+        assert cols == {k for k in alone if k not in skip and not k.startswith("time_")}
+        assert {k: row[k] for k in cols} == {k: alone[k] for k in cols}
