@@ -13,9 +13,10 @@ schedule.
 * Schedule: word ``src1`` holds the number of entries (``M * k``) in index field 0 and
   the number of experts with tokens in field 1; words ``src1 + 1 + n`` are the entries in
   schedule order, field 0 the expert, field 1 the token, field 2 one on an expert's last
-  token (16-bit index fields, :func:`fpga.isa.index_lanes` lanes each: lane ``i`` at
-  16- and 32-bit activations, lanes ``2i, 2i + 1`` at int8) (:class:`~fpga.hdl.moe.ExpertScheduler`: each expert once, in increasing id, its
-  tokens in order, so that its weights load once per image).
+  token (:class:`~fpga.hdl.moe.ExpertScheduler`: each expert once, in increasing id, its
+  tokens in order, so that its weights load once per image). Index fields are 16 bits in
+  :func:`fpga.isa.index_lanes` whole lanes: lane ``i`` at 16- and 32-bit activations,
+  lanes ``2i, 2i + 1`` at int8.
 
 Cycles: ``M * E`` score beats (one a cycle) plus ``k`` per token in the queues, then
 ``M * k`` schedule entries.

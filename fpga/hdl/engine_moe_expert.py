@@ -12,9 +12,9 @@ zero rows finishes at once and fetches nothing). Arithmetic: :mod:`hwgen.numeric
 ``ext_addr[31:16]`` = R (the route table). From the schedule entry at register
 ``moe_cursor`` on, while fewer than T rows are gathered, the cursor is below ``moe_end``
 and the entry's expert (index field 0, :func:`fpga.isa.index_lanes`) is ``e``: read the
-route word ``R + token`` (field 1 of the entry is the token), take the gate weight of the first slot ``j < k`` whose expert is
-``e`` (lane ``k + j``; 0 if no slot names ``e``, which MOE_ROUTE's schedules never
-cause), copy the S words ``X[token·S ..]`` to ``G[count·S ..]``, write ``L[count]`` =
+route word ``R + token`` (field 1 of the entry is the token), take the gate weight of
+the first slot ``j < k`` whose expert is ``e`` (lane ``k + j``; 0 if no slot names ``e``,
+which MOE_ROUTE's schedules never cause), copy the S words ``X[token·S ..]`` to ``G[count·S ..]``, write ``L[count]`` =
 (index field 0 the token, the lane after it the weight, other lanes 0: lanes 0 and 1 at
 16- and 32-bit activations, lanes 0-1 and 2 at int8). At the end the top sets ``moe_rows`` =
 count and ``moe_cursor`` = the next entry. Cycles (no stalls): ``S + 9`` per gathered

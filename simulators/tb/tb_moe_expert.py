@@ -155,14 +155,16 @@ def gather_model(mem: dict, cursor: int, end: int, ins: dict, k: int, w: Words) 
     return count, cur
 
 
-def _gather_images(rng: np.random.Generator, k: int, n_e: int, max_tok: int):
-    """(scores, T, S, entries cut from the end) of each image: the designed one, then random."""
+def _gather_images(rng: np.random.Generator, k: int, n_e: int, max_tok: int, act):
+    """(scores, T, S, entries cut from the end) of each image: the designed one, then random.
+    Scores are integers times 2^(frac bits - 2) (quarters; integers at int8)."""
+    shift = max(0, act.frac_bits - 2)
     scores, t = designed_routing(k, n_e)
-    yield scores, t, 2, 0
-    yield scores, t, 1, 0
+    yield scores >> 20 << shift, t, 2, 0
+    yield scores >> 20 << shift, t, 1, 0
     for _ in range(6):
         n = int(rng.integers(1, max_tok + 1))
-        yield (rng.integers(-3, 4, (n, n_e)) << 20, int(rng.integers(0, 6)), int(rng.integers(1, 4)),
+        yield (rng.integers(-3, 4, (n, n_e)) << shift, int(rng.integers(0, 6)), int(rng.integers(1, 4)),
                int(rng.integers(0, 3)) if rng.random() < 0.3 else 0)
 
 
@@ -180,7 +182,7 @@ async def gather_matches_spec(dut):
     for stalls in (False, True):
         if stalls:
             buf.set_stalls(p["p_rd"], p["p_data"], p["p_wr"])
-        for img, (scores, t_max, s, cut) in enumerate(_gather_images(rng, k, n_e, 12)):
+        for img, (scores, t_max, s, cut) in enumerate(_gather_images(rng, k, n_e, 12, act)):
             n_tok = len(scores)
             experts, weights = route(scores, k, act, act, config.moe_normalization)
             sched = expert_schedule(experts)
@@ -295,7 +297,8 @@ async def combine_matches_reference(dut):
                     if kind == "saturate" or Y_BASE + tok * so + j not in mem:
                         mem[Y_BASE + tok * so + j] = w.pack(y_codes[tok, j * lanes:(j + 1) * lanes])
             for i, (tok, wt) in enumerate(rows):
-                mem[LIST_BASE + i] = w.list_word(tok, wt, rng.integers(0, 1000, lanes - 1 - index_lanes(fmt.width)).tolist())  # ignored
+                rest = rng.integers(0, 1000, lanes - 1 - index_lanes(fmt.width)).tolist()  # lanes past w: ignored
+                mem[LIST_BASE + i] = w.list_word(tok, wt, rest)
                 for j in range(so):
                     mem[H_BASE + i * so + j] = w.pack(h[i, j * lanes:(j + 1) * lanes])
             buf.words = dict(mem)

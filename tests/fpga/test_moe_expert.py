@@ -37,16 +37,21 @@ def _run(tmp_path, simulator, engine_cls, config, testcase, seed):
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("k", [1, 2])
-def test_gather_cocotb(tmp_path, simulator, k):
+@pytest.mark.parametrize("k, preset", [(1, None), (2, None), (2, "int8")])
+def test_gather_cocotb(tmp_path, simulator, k, preset):
     """Experts with 0, exactly T and more than T tokens (two GATHERs from the cursor), ties,
-    the cursor reaching moe_end, T = 0; the buffer and registers after every instruction."""
-    config = AcceleratorConfig(**{**SMALL, "moe_k": k})
+    the cursor reaching moe_end, T = 0; the buffer and registers after every instruction.
+    int8: schedule and list index fields of two 8-bit lanes."""
+    over = {**SMALL, "moe_k": k}
+    config = AcceleratorConfig.preset(preset, **over) if preset else AcceleratorConfig(**over)
     _run(tmp_path, simulator, MoeGatherEngine, config, "gather_matches_spec", seed=10 + k)
 
 
 @pytest.mark.rtl
-def test_combine_cocotb(tmp_path, simulator):
+@pytest.mark.parametrize("preset", [None, "int8"])
+def test_combine_cocotb(tmp_path, simulator, preset):
     """Random rows (So = 0..3, 0..8 rows, accumulating into Y) and saturating sums and
-    products, bit-exact against hwgen.numerics.moe.combine_codes."""
-    _run(tmp_path, simulator, MoeCombineEngine, AcceleratorConfig(**SMALL), "combine_matches_reference", seed=3)
+    products, bit-exact against hwgen.numerics.moe.combine_codes (int8: the list word's
+    weight in lane 2, after the token's two lanes)."""
+    config = AcceleratorConfig.preset(preset, **SMALL) if preset else AcceleratorConfig(**SMALL)
+    _run(tmp_path, simulator, MoeCombineEngine, config, "combine_matches_reference", seed=3)
