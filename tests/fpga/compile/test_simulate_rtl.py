@@ -9,6 +9,7 @@ concurrent processes wait for one build.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -160,6 +161,9 @@ def test_linear_after_a_partial_token_tile(tmp_path):
     assert_cycle_model_matches(c, res)
 
 
+@pytest.mark.skipif(os.environ.get("HWGEN_RTL_INT8") != "1",
+                    reason="builds an int8 top of its own (~150 CPU-s cold, 30 s warm): beyond CI's budget; "
+                           "set HWGEN_RTL_INT8=1 (the int8 MoE engines run in CI: tests/fpga/test_moe_expert.py)")
 def test_m3vit_tiny_int8_on_the_rtl():
     """The int8 preset (fixed<8,8>: 16 activations a 128-bit word, MoE schedule and list
     index fields of two lanes) on SMALL's array, task 0, one test image: every stored
