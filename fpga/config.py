@@ -16,7 +16,7 @@ from hwgen.errors import TargetError
 from hwgen.fixedpoint import FixedFormat
 from hwgen.numerics.topk import NORMALIZATIONS
 
-__all__ = ["AcceleratorConfig", "Part", "PARTS", "PRESETS", "SMALL"]
+__all__ = ["AcceleratorConfig", "Part", "PARTS", "PRESETS", "SMALL", "preset_port_bits"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,14 @@ PRESETS = {
     "int16": (FixedFormat(16, 16), FixedFormat(16, 16)),
     "int8": (FixedFormat(8, 8), FixedFormat(8, 8)),
 }
+
+
+def preset_port_bits(act_fmt: FixedFormat, mac_cols: int) -> int:
+    """The memory port (bits) a format preset takes when none is given: Edge-MoE's 256 bits,
+    narrowed to ``mac_cols * act width`` when that is less (int8 on 16 columns: 128), so
+    that a buffer word holds no more activations than LINEAR's ``mac_cols`` output columns
+    (:meth:`AcceleratorConfig.validate`)."""
+    return min(256, mac_cols * act_fmt.width)
 
 
 #: A small accelerator with every engine, for fast RTL simulation and synthesis: 4 x 16
@@ -110,10 +118,12 @@ class AcceleratorConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "AcceleratorConfig":
-        """Formats from :data:`PRESETS` (``"edge-moe"``, ``"int16"``, ``"int8"``)."""
+        """Formats from :data:`PRESETS` (``"edge-moe"``, ``"int16"``, ``"int8"``); without a
+        ``mem_port_bits`` override, the port :func:`preset_port_bits` gives."""
         if name not in PRESETS:
             raise TargetError(f"unknown format preset {name!r}; known: {', '.join(sorted(PRESETS))}")
         act, weight = PRESETS[name]
+        overrides.setdefault("mem_port_bits", preset_port_bits(act, overrides.get("mac_cols", cls.mac_cols)))
         return cls(act_fmt=act, weight_fmt=weight, **overrides)
 
     @property
@@ -173,6 +183,30 @@ class AcceleratorConfig:
             )
         if self.moe_k > self.moe_experts:
             raise TargetError(f"accelerator config: moe_k={self.moe_k} exceeds moe_experts={self.moe_experts}")
+        lanes = self.lanes
+        if lanes < 1 or self.mac_cols % lanes:
+            raise TargetError(
+                f"accelerator config: mac_cols={self.mac_cols} must be a multiple of the {lanes} activations a "
+                f"buffer word holds (mem_port_bits / act width = {self.mem_port_bits} / {self.act_fmt.width}): "
+                f"LINEAR writes mac_cols / lanes whole words per output tile; with {self.act_fmt} use "
+                f"mem_port_bits <= {self.mac_cols * self.act_fmt.width} or mac_cols >= {max(lanes, 1)}"
+            )
+        if 2 * self.moe_k > lanes:
+            raise TargetError(
+                f"accelerator config: moe_k={self.moe_k} does not fit a MoE route-table word: it holds "
+                f"{lanes // 2} experts and their gate weights ({lanes} lanes)"
+            )
+        if self.moe_experts > 1 << self.act_fmt.width:
+            raise TargetError(
+                f"accelerator config: moe_experts={self.moe_experts} exceeds the {1 << self.act_fmt.width} experts "
+                f"a {self.act_fmt.width}-bit route-table lane names"
+            )
+        index_bits = -(-16 // self.act_fmt.width) * self.act_fmt.width  # fpga.isa.index_lanes, in bits
+        if 3 * index_bits > self.mem_port_bits:
+            raise TargetError(
+                f"accelerator config: a MoE schedule entry (3 index fields of {index_bits} bits) does not fit "
+                f"a {self.mem_port_bits}-bit buffer word (mem_port_bits >= {3 * index_bits})"
+            )
         if self.moe_normalization not in NORMALIZATIONS:
             raise TargetError(
                 f"accelerator config: moe_normalization {self.moe_normalization!r} is not supported; "
@@ -203,7 +237,8 @@ class AcceleratorConfig:
     @classmethod
     def from_toml(cls, path: str | Path) -> "AcceleratorConfig":
         """Load ``[accelerator]`` from a TOML file; keys as in :meth:`to_toml`, plus
-        ``preset = "int8"``/``"int16"``/``"edge-moe"`` for the formats."""
+        ``preset = "int8"``/``"int16"``/``"edge-moe"`` for the formats (and, without
+        ``mem_port_bits``, the port :func:`preset_port_bits` gives)."""
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text())
@@ -220,6 +255,9 @@ class AcceleratorConfig:
                 raise TargetError(f"{path}: unknown format preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
             table.setdefault("act_fmt", str(PRESETS[preset][0]))
             table.setdefault("weight_fmt", str(PRESETS[preset][1]))
+            if "mem_port_bits" not in table and isinstance(table.get("mac_cols", cls.mac_cols), int):
+                act = FixedFormat.parse(str(table["act_fmt"])) if "act_fmt" in table else PRESETS[preset][0]
+                table["mem_port_bits"] = preset_port_bits(act, table.get("mac_cols", cls.mac_cols))
         for k in ("act_fmt", "weight_fmt"):
             if k in table:
                 try:

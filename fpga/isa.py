@@ -29,15 +29,16 @@ words from ``ext_addr[15:0]`` when that is not 0 (e.g. scores written by a LINEA
 
 MoE experts (Edge-MoE: each expert runs only on the tokens routed to it), after MOE_ROUTE
 has written the route table R (word ``R + t``: token t's experts in lanes ``0..k-1``, best
-first, their gate weights in lanes ``k..2k-1``) and the schedule (entries: lane 0 expert,
-lane 1 token, lane 2 last; experts in increasing id, tokens in order), and SET has put the
+first, their gate weights in lanes ``k..2k-1``) and the schedule (entries: index field 0
+expert, field 1 token, field 2 last; experts in increasing id, tokens in order), and SET has put the
 first entry's word in ``moe_cursor`` and the word after the last in ``moe_end``:
 
 * ``MOE_GATHER`` (src0 = X, dst = G, src1 = L, aux = expert e, length = T, ``ext_addr[15:0]``
   = S words a row of X and G, ``ext_addr[31:16]`` = R): while fewer than T rows are gathered,
   ``moe_cursor < moe_end`` and the entry at ``moe_cursor`` is expert e's: copy X's row of
-  its token (S words) to G's next row, write L's next word (lane 0 token, lane 1 the token's
-  gate weight for e: the weight lane of the first route slot naming e, 0 if none does),
+  its token (S words) to G's next row, write L's next word (index field 0 the token, then
+  in the lane after it the token's gate weight for e: the weight lane of the first route
+  slot naming e, 0 if none does),
   advance ``moe_cursor``. Sets ``moe_rows`` to the rows gathered (0 at once if the entry is
   another expert's).
 * ``LINEAR`` with ``flags`` bit 1: M is ``moe_rows`` (``length`` is ignored); M = 0 finishes
@@ -47,6 +48,13 @@ first entry's word in ``moe_cursor`` and the word after the last in ``moe_end``:
   lane by lane (:func:`hwgen.numerics.moe.combine_codes`: the exact product rounded half up
   and saturated to the activation format, then a saturating add). The rows of L must name
   distinct tokens (MOE_GATHER's do).
+
+**Index fields.** Schedule words (header: entries, experts with tokens; entries: expert,
+token, last) and list words (token) hold 16-bit indices, which need not fit one lane of a
+narrow activation format: field ``i`` takes lanes ``[i·n, (i+1)·n)`` with ``n =``
+:func:`index_lanes` (``ceil(16 / act width)``: 1 for 16- and 32-bit activations, so the
+field is lane ``i``; 2 at int8), least significant lane first. A list word's gate weight
+is lane ``n``.
 """
 
 from __future__ import annotations
@@ -54,10 +62,49 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Op", "Instr", "FIELDS", "REGISTERS", "WORD_BITS", "encode", "decode", "assemble", "disassemble"]
+__all__ = ["Op", "Instr", "FIELDS", "REGISTERS", "WORD_BITS", "INDEX_BITS", "encode", "decode", "assemble",
+           "disassemble", "index_lanes", "index_words", "index_field"]
 
 #: Width of one instruction word in bits.
 WORD_BITS = 128
+
+#: Bits of an index (token, expert, count) in MoE schedule and list words.
+INDEX_BITS = 16
+
+
+def index_lanes(lane_bits: int) -> int:
+    """Lanes of ``lane_bits`` bits one index field takes: ``ceil(INDEX_BITS / lane_bits)``."""
+    return -(-INDEX_BITS // lane_bits)
+
+
+def index_words(rows, lane_bits: int, lanes: int):
+    """Rows of indices (each ``0 <= v < 2**16``) as buffer words of ``lanes`` codes.
+
+    Field ``i`` of a row takes lanes ``[i·n, (i+1)·n)``, ``n = index_lanes(lane_bits)``,
+    least significant first (unsigned lane values); the other lanes are 0.
+    Returns an int64 array ``[rows, lanes]``.
+    """
+    import numpy as np
+
+    vals = np.asarray(rows, dtype=np.int64).reshape(len(rows), -1)
+    n = index_lanes(lane_bits)
+    if vals.shape[1] * n > lanes:
+        raise ValueError(f"{vals.shape[1]} index fields of {n} lanes do not fit a word of {lanes} lanes")
+    if np.any(vals < 0) or np.any(vals >= 1 << INDEX_BITS):
+        raise ValueError(f"an index is outside [0, 2**{INDEX_BITS})")
+    out = np.zeros((len(vals), lanes), dtype=np.int64)
+    mask = (1 << lane_bits) - 1
+    for i in range(vals.shape[1]):
+        for j in range(n):
+            out[:, i * n + j] = (vals[:, i] >> (j * lane_bits)) & mask
+    return out
+
+
+def index_field(word_lanes, i: int, lane_bits: int) -> int:
+    """Index field ``i`` of one word given as its lane codes (signed or unsigned)."""
+    n = index_lanes(lane_bits)
+    mask = (1 << lane_bits) - 1
+    return sum((int(word_lanes[i * n + j]) & mask) << (j * lane_bits) for j in range(n)) & ((1 << INDEX_BITS) - 1)
 
 
 class Op(enum.IntEnum):

@@ -27,7 +27,7 @@ from hwgen.numerics.topk import expert_schedule, route
 
 from .compile.image import pack_rows, unpack_rows
 from .hdl.engine_linear import weight_words
-from .isa import REGISTERS, Op, decode
+from .isa import REGISTERS, Op, decode, index_field, index_lanes, index_words
 
 __all__ = ["IsaSim", "IsaError"]
 
@@ -207,10 +207,8 @@ class IsaSim:
         self._words(ins.dst, m)[:] = table
         sched = expert_schedule(experts)
         entries = [(ex, t, int(i == len(toks) - 1)) for ex, toks in sched for i, t in enumerate(toks)]
-        words = np.zeros((1 + len(entries), lanes), dtype=np.int64)
-        words[0, :2] = [len(entries), len(sched)]
-        if entries:
-            words[1:, :3] = entries
+        fw = self.act.width
+        words = index_words([(len(entries), len(sched), 0)] + entries, fw, lanes)
         self._words(ins.src1, len(words))[:] = words
 
     def _op_moe_gather(self, ins):
@@ -219,16 +217,17 @@ class IsaSim:
         cur, end, count = self.regs["moe_cursor"], self.regs["moe_end"], 0
         while count < ins.length and cur < end:
             ent = self._words(cur, 1)[0]
-            if ent[0] != ins.aux:
+            fw = self.act.width
+            if index_field(ent, 0, fw) != ins.aux:
                 break
-            token = int(ent[1])
+            token = index_field(ent, 1, fw)
             route_w = self._words(table + token, 1)[0]
             slots = [j for j in range(k) if route_w[j] == ins.aux]
             if not slots:
                 raise IsaError(f"MOE_GATHER: token {token} is scheduled for expert {ins.aux} but not routed to it")
             self._words(ins.dst + count * s, s)[:] = self._words(ins.src0 + token * s, s)
-            lst = np.zeros(self.lanes, dtype=np.int64)
-            lst[0], lst[1] = token, route_w[k + slots[0]]
+            lst = index_words([(token,)], fw, self.lanes)[0]
+            lst[index_lanes(fw)] = route_w[k + slots[0]]
             self._words(ins.src1 + count, 1)[:] = lst
             count += 1
             cur += 1
@@ -238,7 +237,8 @@ class IsaSim:
         so = ins.aux
         f = self.act.frac_bits
         for i in range(self.regs["moe_rows"]):
-            token, w = (int(v) for v in self._words(ins.src1 + i, 1)[0][:2])
+            lst = self._words(ins.src1 + i, 1)[0]
+            token, w = index_field(lst, 0, self.act.width), int(lst[index_lanes(self.act.width)])
             h = self._words(ins.src0 + i * so, so)
             y = self._words(ins.dst + token * so, so)
             p = requantize(w * h, 2 * f, self.act)

@@ -16,6 +16,7 @@ import numpy as np
 from hwgen.report import make_report
 
 from ..cost.cycles import BURST, FETCH_CYCLES, estimate_cycles, memory_latency
+from ..cost.expert_bytes import expert_bytes_section, expert_weight_bytes
 from ..cost.energy import ENERGY_TABLE, action_energies, instruction_actions, layer_energy, node_actions
 from ..cost.routing import RowsOfInstr, instruction_rows
 from .compiler import Binding, Compiled
@@ -163,10 +164,36 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
     extra.update(rc)
     extra["latency_at_target_clock_s"] = t["cycles"] / c.clock_hz
     extra.update(latency_figures(compiled, main, costs, sim, moe_input, model))
+    moe_bytes = _moe_expert_bytes(compiled, sim, moe_choices)
+    if moe_bytes is not None:
+        extra["moe_expert_bytes"] = moe_bytes
     report = make_report("fpga", model, c.to_dict(), latency, float(sum(energy.values())), layers, host_ops,
                          assumptions, **extra)
     report["markdown_sections"] = [{"title": "Latency: cycle model and RTL", "markdown": latency_section(report)}]
+    if moe_bytes is not None:
+        report["markdown_sections"].append({"title": "MoE: expert weight bytes per image",
+                                            "markdown": expert_bytes_section(moe_bytes)})
     return report
+
+
+def _moe_expert_bytes(compiled: Compiled, sim: dict | None, main_choices: dict | None) -> dict | None:
+    """``moe_expert_bytes`` of the report: per program set (task), the expert weight bytes
+    of one image (:func:`fpga.cost.expert_bytes.expert_weight_bytes`), with the routing of
+    the simulated input where ``sim.json`` has it, else the uniform expectation."""
+    runs = {p.get("name"): p for p in (sim or {}).get("bindings", [])}
+    tasks = []
+    for i, b in enumerate(compiled.bindings):
+        if not any(n.op == "MoE" and n.domain == "hwgen" for n in b.graph.nodes):
+            return None
+        run = runs.get(b.name, {})
+        choices = main_choices if i == 0 else None
+        if choices is None and run.get("moe_experts"):
+            choices = {k: np.asarray(v) for k, v in run["moe_experts"].items()}
+        fig = expert_weight_bytes(b, compiled.config, choices)
+        fig["task"] = b.name
+        fig["input"] = run.get("input", "") if fig["routing"] == "routed" else ""
+        tasks.append(fig)
+    return {"source": "fpga/cost/expert_bytes.py", "tasks": tasks}
 
 
 def _moe_rows_assumption(costs: dict, moe_input: str) -> dict:

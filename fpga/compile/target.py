@@ -80,9 +80,23 @@ def load_config(path, overrides: dict) -> AcceleratorConfig:
         except ValueError as e:
             raise TargetError(f"--set {k}={v}: {e}") from e
         changes[k] = val
+    if "preset" in overrides and "mem_port_bits" not in overrides and not _file_sets(path, "mem_port_bits"):
+        from ..config import preset_port_bits
+
+        changes["mem_port_bits"] = preset_port_bits(changes["act_fmt"], changes.get("mac_cols", cfg.mac_cols))
     if changes:
         cfg = dataclasses.replace(cfg, **changes)
     return cfg
+
+
+def _file_sets(path, key: str) -> bool:
+    """Whether the accelerator TOML at ``path`` gives ``key`` (False without a file)."""
+    if not path:
+        return False
+    import tomllib
+
+    data = tomllib.loads(Path(path).read_text())
+    return key in data.get("accelerator", data)
 
 
 def _verilog_job(config_dict: dict, out_dir: str) -> float:

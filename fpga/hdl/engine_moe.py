@@ -10,11 +10,13 @@ schedule.
 
 * Route table: word ``dst + t`` holds token ``t``'s experts (best first) in lanes
   ``0 .. k-1`` and their gate weights (activation codes) in lanes ``k .. 2k-1``.
-* Schedule: word ``src1`` holds the number of entries (``M * k``) in lane 0 and the
-  number of experts with tokens in lane 1; words ``src1 + 1 + n`` are the entries in
-  schedule order, lane 0 the expert, lane 1 the token, lane 2 one on an expert's last
+* Schedule: word ``src1`` holds the number of entries (``M * k``) in index field 0 and
+  the number of experts with tokens in field 1; words ``src1 + 1 + n`` are the entries in
+  schedule order, field 0 the expert, field 1 the token, field 2 one on an expert's last
   token (:class:`~fpga.hdl.moe.ExpertScheduler`: each expert once, in increasing id, its
-  tokens in order, so that its weights load once per image).
+  tokens in order, so that its weights load once per image). Index fields are 16 bits in
+  :func:`fpga.isa.index_lanes` whole lanes: lane ``i`` at 16- and 32-bit activations,
+  lanes ``2i, 2i + 1`` at int8.
 
 Cycles: ``M * E`` score beats (one a cycle) plus ``k`` per token in the queues, then
 ``M * k`` schedule entries.
@@ -25,6 +27,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 
+from ..isa import INDEX_BITS, index_lanes
 from .engine import ceil_div_pow2, engine_members
 from .moe import ExpertScheduler, TopKUnit
 
@@ -40,6 +43,13 @@ class MoeRouteEngine(wiring.Component):
         self.n_e, self.k, self.max_tokens = c.moe_experts, c.moe_k, c.max_keys
         if 2 * self.k > self.lanes:
             raise ValueError(f"moe_k={self.k}: a route-table word holds {self.lanes // 2} experts and weights at most")
+        if self.n_e > 1 << self.fmt.width:
+            raise ValueError(f"moe_experts={self.n_e}: a route-table lane of {self.fmt.width} bits names "
+                             f"{1 << self.fmt.width} experts at most")
+        self.index_bits = index_lanes(self.fmt.width) * self.fmt.width
+        if 3 * self.index_bits > self.data_bits:
+            raise ValueError(f"a schedule entry (3 index fields of {self.index_bits} bits) does not fit a "
+                             f"{self.data_bits}-bit buffer word")
         self.topk = TopKUnit(self.n_e, self.k, c.act_fmt, c.act_fmt, c.moe_normalization)
         self.sched = ExpertScheduler(self.n_e, self.k, self.max_tokens)
         super().__init__(engine_members(addr_bits, self.data_bits))
@@ -101,8 +111,9 @@ class MoeRouteEngine(wiring.Component):
         # schedule entries -> words
         n_sched, n_used = Signal(16), Signal(16)
         ent = sched.schedule.payload
-        ent_word = Cat(Cat(ent.expert, Const(0, fw - len(ent.expert))), Cat(ent.token, Const(0, fw - len(ent.token))),
-                       Cat(ent.last, Const(0, fw - 1)))
+        iw = self.index_bits  # an index field: INDEX_BITS bits in whole lanes
+        ent_word = Cat(Cat(ent.expert, Const(0, iw - len(ent.expert))), Cat(ent.token, Const(0, iw - len(ent.token))),
+                       Cat(ent.last, Const(0, iw - 1)))
         total = Signal(32)
         header_written = Signal()
         m.d.comb += [sched.prefetch.ready.eq(1), total.eq(n_tok * k)]
@@ -119,7 +130,7 @@ class MoeRouteEngine(wiring.Component):
                     m.d.sync += n_used.eq(n_used + 1)
         with m.Elif(running & (n_sched == total) & ~header_written & (o_t == n_tok)):
             m.d.comb += [self.wr.valid.eq(1), self.wr.payload.addr.eq(sched_base),
-                         self.wr.payload.data.eq(Cat(n_sched, Const(0, fw - 16), n_used))]
+                         self.wr.payload.data.eq(Cat(n_sched, Const(0, iw - INDEX_BITS), n_used))]
             m.d.sync += header_written.eq(self.wr.ready)
         with m.If(self.start):
             m.d.sync += [rq_t.eq(0), rq_w.eq(0), rq_row.eq(self.args.src0), e.eq(0), f_t.eq(0), have.eq(0), o_t.eq(0),

@@ -11,11 +11,12 @@ zero rows finishes at once and fetches nothing). Arithmetic: :mod:`hwgen.numeric
 ``e``, ``length`` = T, ``ext_addr[15:0]`` = S (words a row of X and of G),
 ``ext_addr[31:16]`` = R (the route table). From the schedule entry at register
 ``moe_cursor`` on, while fewer than T rows are gathered, the cursor is below ``moe_end``
-and the entry's expert (lane 0) is ``e``: read the route word ``R + token`` (lane 1 of the
-entry is the token), take the gate weight of the first slot ``j < k`` whose expert is
-``e`` (lane ``k + j``; 0 if no slot names ``e``, which MOE_ROUTE's schedules never
-cause), copy the S words ``X[token·S ..]`` to ``G[count·S ..]``, write ``L[count]`` =
-(lane 0 token, lane 1 weight, other lanes 0). At the end the top sets ``moe_rows`` =
+and the entry's expert (index field 0, :func:`fpga.isa.index_lanes`) is ``e``: read the
+route word ``R + token`` (field 1 of the entry is the token), take the gate weight of
+the first slot ``j < k`` whose expert is ``e`` (lane ``k + j``; 0 if no slot names ``e``,
+which MOE_ROUTE's schedules never cause), copy the S words ``X[token·S ..]`` to ``G[count·S ..]``, write ``L[count]`` =
+(index field 0 the token, the lane after it the weight, other lanes 0: lanes 0 and 1 at
+16- and 32-bit activations, lanes 0-1 and 2 at int8). At the end the top sets ``moe_rows`` =
 count and ``moe_cursor`` = the next entry. Cycles (no stalls): ``S + 9`` per gathered
 row (entry and route word: two reads of 3 cycles each; S copied words, one a cycle, plus
 the read latency; the list write), plus 4 to look at the entry that ends it (or 2 when
@@ -40,6 +41,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from ..isa import INDEX_BITS, index_lanes
 from .engine import engine_members
 from .softmax import requantize_hw, saturate_hw
 
@@ -49,10 +51,12 @@ __all__ = ["MoeGatherEngine", "MoeCombineEngine", "REG_BITS"]
 REG_BITS = 16
 
 
-def _lanes_word(values, fw: int, data_bits: int):
-    """``values`` (each at most ``fw`` bits, zero-extended) in lanes 0, 1, ...; zeros above."""
-    parts = [Cat(v[:fw], Const(0, fw - min(fw, len(v)))) for v in values]
-    return Cat(*parts, Const(0, data_bits - fw * len(values)))
+def _list_word(token, weight, fw: int, data_bits: int):
+    """A list word: ``token`` in index field 0 (zero-extended), ``weight`` (``fw`` bits) in the
+    lane after it, zeros above."""
+    iw = index_lanes(fw) * fw
+    return Cat(token[:INDEX_BITS], Const(0, iw - min(INDEX_BITS, len(token))), weight[:fw],
+               Const(0, data_bits - iw - fw))
 
 
 class MoeGatherEngine(wiring.Component):
@@ -79,6 +83,10 @@ class MoeGatherEngine(wiring.Component):
         self.lanes, self.data_bits, self.fw, self.k = c.lanes, c.mem_port_bits, c.act_fmt.width, c.moe_k
         if 2 * self.k > self.lanes:
             raise ValueError(f"moe_k={self.k}: a route word holds {self.lanes // 2} experts and weights at most")
+        self.iw = index_lanes(self.fw) * self.fw  # bits of an index field (whole lanes)
+        if 3 * self.iw > self.data_bits:
+            raise ValueError(f"a schedule entry (3 index fields of {self.iw} bits) does not fit a "
+                             f"{self.data_bits}-bit buffer word")
         super().__init__({**engine_members(addr_bits, self.data_bits),
                           "cursor_in": In(REG_BITS), "end_in": In(REG_BITS),
                           "reg_we": Out(1), "cursor_out": Out(REG_BITS), "rows_out": Out(REG_BITS)})
@@ -96,6 +104,9 @@ class MoeGatherEngine(wiring.Component):
 
         def lane(i):
             return word.word_select(i, fw)
+
+        def field(i):  # index field i of a schedule entry
+            return word.word_select(i, self.iw)[:INDEX_BITS]
 
         m.d.comb += [self.cursor_out.eq(cur), self.rows_out.eq(count)]
         with m.FSM():
@@ -116,10 +127,10 @@ class MoeGatherEngine(wiring.Component):
             with m.State("ENTRY"):
                 m.d.comb += self.rd_data.ready.eq(1)
                 with m.If(self.rd_data.valid):
-                    with m.If(lane(0) != expert):
+                    with m.If(field(0) != expert):
                         m.next = "FINISH"
                     with m.Else():
-                        m.d.sync += token.eq(lane(1)[:16])
+                        m.d.sync += token.eq(field(1))
                         m.next = "ROUTE_REQ"
             with m.State("ROUTE_REQ"):
                 m.d.comb += [self.rd.valid.eq(1), self.rd.payload.eq(table + token)]
@@ -147,7 +158,7 @@ class MoeGatherEngine(wiring.Component):
                     m.next = "LIST"
             with m.State("LIST"):
                 m.d.comb += [self.wr.valid.eq(1), self.wr.payload.addr.eq(l_base + count),
-                             self.wr.payload.data.eq(_lanes_word([token, weight], fw, self.data_bits))]
+                             self.wr.payload.data.eq(_list_word(token, weight, fw, self.data_bits))]
                 with m.If(self.wr.ready):
                     m.d.sync += [count.eq(count + 1), cur.eq(cur + 1), g_addr.eq(g_addr + s)]
                     m.next = "ENTRY_REQ"
@@ -240,7 +251,8 @@ class MoeCombineEngine(wiring.Component):
         with m.If(take):
             with m.Switch(kind):
                 with m.Case(KIND_L):
-                    m.d.sync += [token.eq(word[:16]), w.eq(word.word_select(1, fw)), l_got.eq(1), r_j.eq(0)]
+                    m.d.sync += [token.eq(word[:INDEX_BITS]), w.eq(word.word_select(index_lanes(fw), fw)), l_got.eq(1),
+                                 r_j.eq(0)]
                     with m.If(so == 0):
                         m.d.sync += rows_seen.eq(rows_seen + 1)
                     with m.Else():

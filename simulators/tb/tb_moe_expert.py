@@ -33,6 +33,7 @@ from top_program import designed_routing
 from engine_tb import engine_args, run_instr, tb_params
 
 from fpga.cost.cycles import combine_cycles, gather_cycles
+from fpga.isa import index_field, index_lanes, index_words
 from hwgen.numerics.moe import combine_codes
 from hwgen.numerics.topk import expert_schedule, route
 
@@ -54,6 +55,23 @@ class Words:
 
     def signed(self, word: int) -> list[int]:
         return [v - (1 << self.fw) if v >> (self.fw - 1) else v for v in self.unsigned(word)]
+
+    def indices(self, values) -> int:
+        """A word of 16-bit index fields (``fpga.isa.index_words``)."""
+        return self.pack(index_words([values], self.fw, self.lanes)[0])
+
+    def field(self, word: int, i: int) -> int:
+        return index_field(self.unsigned(word), i, self.fw)
+
+    def list_word(self, token: int, weight: int, rest=()) -> int:
+        """A list word: the token's index field, then the weight lane, then ``rest``."""
+        n = index_lanes(self.fw)
+        lanes = index_words([(token,)], self.fw, self.lanes)[0][:n].tolist() + [weight] + list(rest)
+        return self.pack(lanes[:self.lanes])
+
+    def list_entry(self, word: int) -> tuple[int, int]:
+        """(token, signed weight) of a list word."""
+        return self.field(word, 0), self.signed(word)[index_lanes(self.fw)]
 
 
 class Buffer:
@@ -123,28 +141,30 @@ def gather_model(mem: dict, cursor: int, end: int, ins: dict, k: int, w: Words) 
     s, table = ins["ext_addr"] & 0xFFFF, (ins["ext_addr"] >> 16) & 0xFFFF
     count, cur = 0, cursor
     while count < ins["length"] and cur < end:
-        entry = w.unsigned(mem.get(cur, 0))
-        if entry[0] != ins["aux"]:
+        word = mem.get(cur, 0)
+        if w.field(word, 0) != ins["aux"]:
             break
-        token = entry[1] & 0xFFFF
+        token = w.field(word, 1)
         rt = w.unsigned(mem.get(table + token, 0))
         weight = next((rt[k + j] for j in range(k) if rt[j] == ins["aux"]), 0)
         for i in range(s):
             mem[ins["dst"] + count * s + i] = mem.get(ins["src0"] + token * s + i, 0)
-        mem[ins["src1"] + count] = w.pack([token, weight])
+        mem[ins["src1"] + count] = w.list_word(token, weight)
         count += 1
         cur += 1
     return count, cur
 
 
-def _gather_images(rng: np.random.Generator, k: int, n_e: int, max_tok: int):
-    """(scores, T, S, entries cut from the end) of each image: the designed one, then random."""
+def _gather_images(rng: np.random.Generator, k: int, n_e: int, max_tok: int, act):
+    """(scores, T, S, entries cut from the end) of each image: the designed one, then random.
+    Scores are integers times 2^(frac bits - 2) (quarters; integers at int8)."""
+    shift = max(0, act.frac_bits - 2)
     scores, t = designed_routing(k, n_e)
-    yield scores, t, 2, 0
-    yield scores, t, 1, 0
+    yield scores >> 20 << shift, t, 2, 0
+    yield scores >> 20 << shift, t, 1, 0
     for _ in range(6):
         n = int(rng.integers(1, max_tok + 1))
-        yield (rng.integers(-3, 4, (n, n_e)) << 20, int(rng.integers(0, 6)), int(rng.integers(1, 4)),
+        yield (rng.integers(-3, 4, (n, n_e)) << shift, int(rng.integers(0, 6)), int(rng.integers(1, 4)),
                int(rng.integers(0, 3)) if rng.random() < 0.3 else 0)
 
 
@@ -162,7 +182,7 @@ async def gather_matches_spec(dut):
     for stalls in (False, True):
         if stalls:
             buf.set_stalls(p["p_rd"], p["p_data"], p["p_wr"])
-        for img, (scores, t_max, s, cut) in enumerate(_gather_images(rng, k, n_e, 12)):
+        for img, (scores, t_max, s, cut) in enumerate(_gather_images(rng, k, n_e, 12, act)):
             n_tok = len(scores)
             experts, weights = route(scores, k, act, act, config.moe_normalization)
             sched = expert_schedule(experts)
@@ -175,9 +195,9 @@ async def gather_matches_spec(dut):
             mem = {X_BASE + i: bits.getrandbits(config.mem_port_bits) for i in range(n_tok * s)}
             for tok in range(n_tok):
                 mem[R_BASE + tok] = w.pack(list(experts[tok]) + list(weights[tok]))
-            mem[S_BASE] = w.pack([len(entries), len(sched)])
+            mem[S_BASE] = w.indices([len(entries), len(sched), 0])
             for i, ent in enumerate(entries):
-                mem[S_BASE + 1 + i] = w.pack(ent)
+                mem[S_BASE + 1 + i] = w.indices(ent)
             for i in range(max(t_max, 1) * s + max(t_max, 1)):  # garbage where G and L go
                 mem[G_BASE + i] = bits.getrandbits(config.mem_port_bits)
                 mem[L_BASE + i] = bits.getrandbits(config.mem_port_bits)
@@ -202,8 +222,7 @@ async def gather_matches_spec(dut):
                         if cycles != want_cycles:
                             errors.append(f"image {img} expert {e}: {cycles} cycles, documented {want_cycles}")
                     for i in range(outs["rows_out"]):
-                        lw = w.signed(buf.words.get(L_BASE + i, 0))
-                        got_tokens.setdefault(e, []).append((lw[0], lw[1]))
+                        got_tokens.setdefault(e, []).append(w.list_entry(buf.words.get(L_BASE + i, 0)))
                     cursor = outs["cursor_out"]
                     if errors:
                         break
@@ -278,7 +297,8 @@ async def combine_matches_reference(dut):
                     if kind == "saturate" or Y_BASE + tok * so + j not in mem:
                         mem[Y_BASE + tok * so + j] = w.pack(y_codes[tok, j * lanes:(j + 1) * lanes])
             for i, (tok, wt) in enumerate(rows):
-                mem[LIST_BASE + i] = w.pack([tok, wt] + rng.integers(0, 1000, lanes - 2).tolist())  # lanes 2..: ignored
+                rest = rng.integers(0, 1000, lanes - 1 - index_lanes(fmt.width)).tolist()  # lanes past w: ignored
+                mem[LIST_BASE + i] = w.list_word(tok, wt, rest)
                 for j in range(so):
                     mem[H_BASE + i * so + j] = w.pack(h[i, j * lanes:(j + 1) * lanes])
             buf.words = dict(mem)

@@ -19,7 +19,7 @@ import numpy as np
 
 from fpga.hdl.engine_linear import weight_words
 from fpga.hdl.layernorm import eps_code
-from fpga.isa import REGISTERS, Instr, Op
+from fpga.isa import REGISTERS, Instr, Op, index_words
 from hwgen.numerics.attention import attention_codes
 from hwgen.numerics.gelu import gelu_codes
 from hwgen.numerics.layernorm import layernorm_codes
@@ -205,11 +205,8 @@ def build(config, ops, seed: int = 0) -> dict:
             schb = lay.buf_block(1 + len(entries))
             prog.append(Instr(Op.MOE_ROUTE, src0=sb, dst=tb, src1=schb, length=m_tok, aux=e_run))
             store(tb, np.concatenate([experts, gw], axis=1), f"moe_route_table E={e_run}")
-            header = np.zeros((1, lanes), dtype=np.int64)
-            header[0, :2] = [len(entries), len(sched)]
-            ent = np.zeros((len(entries), lanes), dtype=np.int64)
-            ent[:, :3] = entries
-            store(schb, np.concatenate([header, ent]), f"moe_schedule E={e_run}")
+            words = index_words([(len(entries), len(sched), 0)] + entries, act.width, lanes)
+            store(schb, words, f"moe_schedule E={e_run}")
     if Op.ATTENTION in ops:
         d = c.attention_head_dim - (lanes if c.attention_head_dim > lanes else 0)  # a head shorter than the unit's
         heads, sq, sk = 2, c.attention_queries + 1, c.attention_queries + 3

@@ -25,6 +25,48 @@ def test_presets():
         AcceleratorConfig.preset("int4")
 
 
+def test_int8_preset_takes_a_port_its_linear_can_write(tmp_path):
+    # 16 columns of int8 are 128 bits: a 256-bit word would hold 32 activations, more than a
+    # LINEAR output tile writes (the K = 0 / "mac_cols must be a multiple" failure of issue 12)
+    c = AcceleratorConfig.preset("int8")
+    assert (c.mem_port_bits, c.lanes, c.mac_cols) == (128, 16, 16)
+    assert AcceleratorConfig.preset("int8", mac_cols=32).mem_port_bits == 256
+    assert AcceleratorConfig.preset("edge-moe").mem_port_bits == 256
+    assert AcceleratorConfig.preset("int8", mac_cols=8, mem_port_bits=64).lanes == 8
+    with pytest.raises(TargetError) as e:
+        AcceleratorConfig.preset("int8", mem_port_bits=256)
+    assert str(e.value) == (
+        "accelerator config: mac_cols=16 must be a multiple of the 32 activations a buffer word holds "
+        "(mem_port_bits / act width = 256 / 8): LINEAR writes mac_cols / lanes whole words per output tile; "
+        "with fixed<8,8> use mem_port_bits <= 128 or mac_cols >= 32")
+    p = tmp_path / "acc.toml"
+    p.write_text('[accelerator]\npreset = "int8"\n')
+    assert AcceleratorConfig.from_toml(p).mem_port_bits == 128
+    from fpga.compile.target import load_config
+
+    assert load_config(None, {"preset": "int8"}).mem_port_bits == 128
+    assert load_config(None, {"preset": "int8", "mac_cols": "32"}).mem_port_bits == 256
+    with pytest.raises(TargetError, match="must be a multiple of the 32 activations"):
+        load_config(None, {"preset": "int8", "mem_port_bits": "256"})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"moe_k": 5, "moe_experts": 8},
+     "accelerator config: moe_k=5 does not fit a MoE route-table word: it holds 4 experts and their gate weights "
+     "(8 lanes)"),
+    ({"act_fmt": FixedFormat(8, 8), "mac_cols": 4, "mac_rows": 4, "mem_port_bits": 32, "moe_k": 1,
+      "weight_buffer_bytes": 1 << 12},
+     "accelerator config: a MoE schedule entry (3 index fields of 16 bits) does not fit a 32-bit buffer word "
+     "(mem_port_bits >= 48)"),
+    ({"act_fmt": FixedFormat(8, 8), "mem_port_bits": 128, "moe_experts": 300},
+     "accelerator config: moe_experts=300 exceeds the 256 experts a 8-bit route-table lane names"),
+])
+def test_moe_word_errors(kwargs, message):
+    with pytest.raises(TargetError) as e:
+        AcceleratorConfig(**kwargs)
+    assert str(e.value) == message
+
+
 def test_toml_round_trip(tmp_path):
     c = AcceleratorConfig(mac_rows=8, mac_cols=32, weight_fmt=FixedFormat(8, 1), clock_hz=250e6)
     p = tmp_path / "acc.toml"

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from fpga.config import SMALL, AcceleratorConfig
+from hwgen.errors import TargetError
 from fpga.hdl.engine_moe_expert import MoeCombineEngine, MoeGatherEngine
 from fpga.hdl.top import ENGINE_ADDR_BITS
 from simulators.engine_harness import EngineHarness
@@ -18,8 +19,13 @@ from simulators.runner import run_cocotb
 @pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_constructor_checks():
     # 8 lanes of fixed<32,10> hold 4 experts and 4 weights: top-5 cannot be a route word
+    # (the configuration refuses it first; the engine's own check stays for a config built around validate)
+    with pytest.raises(TargetError, match=r"moe_k=5 does not fit a MoE route-table word: it holds 4 experts"):
+        AcceleratorConfig(**{**SMALL, "moe_experts": 8, "moe_k": 5})
+    cfg = AcceleratorConfig(**SMALL)
+    object.__setattr__(cfg, "moe_k", 5)  # past validate
     with pytest.raises(ValueError, match="moe_k=5: a route word holds 4 experts and weights at most"):
-        MoeGatherEngine(AcceleratorConfig(**{**SMALL, "moe_experts": 8, "moe_k": 5}), ENGINE_ADDR_BITS)
+        MoeGatherEngine(cfg, ENGINE_ADDR_BITS)
     gc.collect()
 
 
@@ -31,16 +37,21 @@ def _run(tmp_path, simulator, engine_cls, config, testcase, seed):
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("k", [1, 2])
-def test_gather_cocotb(tmp_path, simulator, k):
+@pytest.mark.parametrize("k, preset", [(1, None), (2, None), (2, "int8")])
+def test_gather_cocotb(tmp_path, simulator, k, preset):
     """Experts with 0, exactly T and more than T tokens (two GATHERs from the cursor), ties,
-    the cursor reaching moe_end, T = 0; the buffer and registers after every instruction."""
-    config = AcceleratorConfig(**{**SMALL, "moe_k": k})
+    the cursor reaching moe_end, T = 0; the buffer and registers after every instruction.
+    int8: schedule and list index fields of two 8-bit lanes."""
+    over = {**SMALL, "moe_k": k}
+    config = AcceleratorConfig.preset(preset, **over) if preset else AcceleratorConfig(**over)
     _run(tmp_path, simulator, MoeGatherEngine, config, "gather_matches_spec", seed=10 + k)
 
 
 @pytest.mark.rtl
-def test_combine_cocotb(tmp_path, simulator):
+@pytest.mark.parametrize("preset", [None, "int8"])
+def test_combine_cocotb(tmp_path, simulator, preset):
     """Random rows (So = 0..3, 0..8 rows, accumulating into Y) and saturating sums and
-    products, bit-exact against hwgen.numerics.moe.combine_codes."""
-    _run(tmp_path, simulator, MoeCombineEngine, AcceleratorConfig(**SMALL), "combine_matches_reference", seed=3)
+    products, bit-exact against hwgen.numerics.moe.combine_codes (int8: the list word's
+    weight in lane 2, after the token's two lanes)."""
+    config = AcceleratorConfig.preset(preset, **SMALL) if preset else AcceleratorConfig(**SMALL)
+    _run(tmp_path, simulator, MoeCombineEngine, config, "combine_matches_reference", seed=3)

@@ -56,6 +56,18 @@ def test_bundled_models_bit_exact(model, cfg):
         assert b.stats["host_steps"] == len(b.host_reasons)
 
 
+@pytest.mark.parametrize("model", ["vit-tiny", "m3vit-tiny"])
+def test_int8_preset_bit_exact(model):
+    """The int8 preset (fixed<8,8>: 16 activations a 128-bit word, MoE index fields of two
+    lanes) on SMALL's array; every program set of the model (m3vit-tiny: both tasks)."""
+    g = hwgen.canonicalize(hwgen.load(model))
+    cfg = AcceleratorConfig.preset("int8", **SMALL)
+    assert cfg.lanes == 16
+    for name in [b.name for b in compile_graph(g, cfg).bindings]:
+        c, b, rt = _check(g, cfg, binding=name)
+        assert not b.host_reasons, b.host_reasons
+
+
 def test_batch_of_three_on_the_accelerator():
     g = hwgen.canonicalize(hwgen.load("vit-tiny", batch=3))
     c, b, rt = _check(g, CONFIGS["small"], sample_inputs(g, seed=5))

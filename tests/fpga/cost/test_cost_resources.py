@@ -84,12 +84,12 @@ def test_dsp_tiles_of_products():
 
 
 def test_overflow_names_what_does_not_fit():
-    big = AcceleratorConfig(mac_rows=40, mac_cols=60, weight_buffer_bytes=2 * 60 * 64 * 2, attention_queries=4)
+    big = AcceleratorConfig(mac_rows=36, mac_cols=64, weight_buffer_bytes=2 * 64 * 64 * 2, attention_queries=4)
     est = estimate_resources(big)
     part = PARTS["zcu102"]
     assert not est["fits"] and "dsp" in est["overflow"]
     needed, available = est["overflow"]["dsp"]
-    assert available == part.dsp and needed > part.dsp  # 2,400 products of 32 x 16 bits: two DSPs each
+    assert available == part.dsp and needed > part.dsp  # 2,304 products of 32 x 16 bits: two DSPs each
     assert estimate_resources(run_config(RUNS[0]))["fits"]
 
 
