@@ -177,7 +177,6 @@ class AttentionUnit(wiring.Component):
 
         # the reciprocal of each finished row's sum, tagged with its lane
         m.submodules.recip = recip = reciprocal_divider(spec, sum_shape.width, tag_shape=range(n_lanes))
-        self.recip_latency = recip.latency
         held = [Signal(name=f"held{i}") for i in range(n_lanes)]  # lane i keeps a row not yet taken
         fin_sum = Signal(sum_shape)  # the sum of the lane finishing now
 

@@ -199,7 +199,6 @@ class TopKUnit(wiring.Component):
                                  "maxes": data.ArrayLayout(signed(lw), len(maxes))})
         m.submodules.recip = recip = reciprocal_divider(spec, max(len(x) for x in sums), count=len(sums),
                                                         tag_shape=tag)
-        self.recip_latency = recip.latency
         m.d.comb += [recip.i.valid.eq(res_valid), res_ready.eq(recip.i.ready)]
         for j, l_sum in enumerate(sums):
             dividend, divisor = reciprocal_operands_hw(l_sum, spec)
