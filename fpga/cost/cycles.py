@@ -22,17 +22,22 @@ LAYERNORM    :func:`fpga.hdl.engine_layernorm.layernorm_cycles`: ``3W + B + (row
              square root at two bits a cycle, pipelined across rows: statistics of row r+1,
              square root of row r, output of row r-1); gamma and beta read once
 ATTENTION    per group of ``n <= P`` queries (``P = attention_queries``):
-             ``n*F*w + 2*Sk*F*w + (n-1)*F*w + 3``, plus ``F*w + 1`` once, with ``F =
-             head_dim / chunk`` (configured head, whatever ``att_dim``), ``w = chunk / lanes``:
-             query words, key and value words (the read port bounds the unit), the group's
-             rows leaving at ``w`` cycles a chunk (the next group's queries wait while the unit
-             computes; the last row overlaps them), the reader's round trip
-MOE_ROUTE    ``M * (E_cfg + ceil(E / lanes)) + M * k + (E_cfg - E_used) + 6``: ``E_cfg =
+             ``n*F*w + 2*Sk*F*w + (n-1)*F + 3``, plus ``R + n_last*F*w - (n_last-1)*F + 1``
+             once, with ``F = head_dim / chunk`` (configured head, whatever ``att_dim``),
+             ``w = chunk / lanes``, ``R`` = :data:`RECIP_LATENCY`: query words, key and value
+             words (the read port bounds the unit), the skew of ``n-1`` key steps of ``F``
+             cycles (a finished lane keeps its row while its reciprocal is computed, so the
+             next group's queries load while the rows leave at ``w`` cycles a chunk); after
+             the last group, its first reciprocal and its ``n_last`` rows (for ``R <= 2*F*w``
+             and ``R >= P``: the divider holds every row of a group)
+MOE_ROUTE    ``M * (E_cfg + ceil(E / lanes)) + M * k + (E_cfg - E_used) + 6 + R``: ``E_cfg =
              moe_experts`` score beats a token (missing experts are fed as the most negative
              code) plus one cycle a score word taken; then one schedule entry a cycle and one
              cycle per expert without tokens (the scheduler scans all ``E_cfg`` queues); the
              top-k result, the last token's ``k`` queue writes, the prefetch pointer's start,
-             the header word and done (6)
+             the header word and done (6); the last token's gate weights through the pipelined
+             reciprocal (``R``; none for ``moe_normalization = "topk"``; earlier tokens' overlap
+             the next token's ``E_cfg`` score beats)
 MOE_GATHER   ``rows * (S + 9) + 4`` (``+ 2`` when T rows or ``moe_end`` end it): schedule entry
              and route word (two dependent reads), ``S`` words copied, the list word
 MOE_COMBINE  ``rows * (2 So + 5) + 6`` (``1`` for no rows): H and Y words share the read port
@@ -55,14 +60,17 @@ import math
 from typing import NamedTuple
 
 
+from hwgen.numerics.softmax import SOFTMAX_DEFAULT
+
 from ..hdl.engine_layernorm import layernorm_cycles
 from ..hdl.linear_timing import linear_cycles as engine_linear_cycles
+from ..hdl.softmax import reciprocal_latency
 from ..isa import Op
 
 __all__ = ["estimate_cycles", "linear_cycles", "fetch_cycles", "dma_read_cycles", "memory_latency",
            "attention_cycles", "gather_cycles", "combine_cycles", "route_cycles",
-           "attention_unit_group_cycles", "attention_unit_first_output",
-           "FETCH_CYCLES", "MEM_LATENCY", "BURST"]
+           "attention_unit_group_cycles", "attention_unit_first_output", "attention_unit_hold_stall",
+           "FETCH_CYCLES", "MEM_LATENCY", "BURST", "RECIP_LATENCY"]
 
 #: Read latency of the external memory in cycles (request accepted -> first beat): the
 #: simulated memory's default (``simulators/program_backend.py``). A configuration may
@@ -72,6 +80,9 @@ MEM_LATENCY = 4
 BURST = 16
 #: Controller cycles per instruction besides the memory latency (NEXT, FETCH, DECODE).
 FETCH_CYCLES = 3
+#: Cycles of the pipelined softmax reciprocal (attention's normaliser, MOE_ROUTE's gate
+#: weights): ``fpga.hdl.softmax.reciprocal_divider``'s input register and stages.
+RECIP_LATENCY = reciprocal_latency(SOFTMAX_DEFAULT)
 
 
 def memory_latency(config) -> int:
@@ -145,16 +156,27 @@ def _engine_linear(m: int, n: int, k: int, key: _LinearKey, latency: int, gelu: 
     return engine_linear_cycles(m, n, k, key, latency=latency, gelu=gelu)
 
 
-def attention_unit_group_cycles(queries: int, keys: int, beats: int) -> int:
+def attention_unit_hold_stall(queries: int, beats: int, recip_latency: int = RECIP_LATENCY) -> int:
+    """Cycles a group following another waits (the unit alone, no stalls) for a lane whose
+    row the normaliser has not taken yet: ``recip_latency - 2 * queries * F`` when the
+    reciprocal takes longer than the ``2 * queries * F`` cycles from a lane's finish to the
+    next group's first key reaching its accumulator, else 0."""
+    return max(0, recip_latency - 2 * queries * beats)
+
+
+def attention_unit_group_cycles(queries: int, keys: int, beats: int, recip_latency: int = RECIP_LATENCY) -> int:
     """The attention unit alone, no stalls: a group of ``queries`` rows and ``keys`` keys of
     ``beats = F`` chunks takes ``F * (keys + 2 * queries)`` cycles (queries loading, one key
-    step of ``F`` cycles a key, the skew of ``queries`` key steps; ``fpga/hdl/attention.py``)."""
-    return beats * (keys + 2 * queries)
+    step of ``F`` cycles a key, the skew of ``queries`` key steps; ``fpga/hdl/attention.py``)
+    plus :func:`attention_unit_hold_stall`."""
+    return beats * (keys + 2 * queries) + attention_unit_hold_stall(queries, beats, recip_latency)
 
 
-def attention_unit_first_output(keys: int, beats: int) -> int:
-    """Cycles from a group's first ``kv`` beat to its first output beat (the unit alone)."""
-    return (keys + 1) * beats
+def attention_unit_first_output(keys: int, beats: int, recip_latency: int = RECIP_LATENCY, stall: int = 0) -> int:
+    """Cycles from a group's first ``kv`` beat to its first output beat (the unit alone):
+    ``(keys + 1) * F`` to lane 0's finish, then the reciprocal's pipeline, plus the
+    ``stall`` of :func:`attention_unit_hold_stall` in a group that follows another."""
+    return (keys + 1) * beats + recip_latency + stall
 
 
 def attention_cycles(sq: int, sk: int, config) -> float:
@@ -162,18 +184,20 @@ def attention_cycles(sq: int, sk: int, config) -> float:
     c = config
     f = c.attention_head_dim // c.attention_chunk
     w = c.attention_chunk // c.lanes
-    total = 0.0
+    total, n = 0.0, 0
     for g0 in range(0, sq, c.attention_queries):
         n = min(c.attention_queries, sq - g0)
-        total += n * f * w + 2 * sk * f * w + (n - 1) * f * w + 3
-    return total + f * w + 1 if sq > 0 else 1.0
+        total += n * f * w + 2 * sk * f * w + (n - 1) * f + 3
+    # the last group's rows: lane 0's reciprocal, then n rows of F chunks at w cycles a chunk
+    return total + RECIP_LATENCY + n * f * w - (n - 1) * f + 1 if sq > 0 else 1.0
 
 
 def route_cycles(m: int, e: int, config, experts_used: int | None = None) -> float:
     """Engine cycles of MOE_ROUTE over ``m`` tokens and ``e`` experts (``engine_moe.py``, ``moe.py``)."""
     c = config
     used = min(e, m * c.moe_k) if experts_used is None else experts_used
-    return m * (c.moe_experts + math.ceil(e / c.lanes)) + m * c.moe_k + (c.moe_experts - used) + 6
+    recip = RECIP_LATENCY if c.moe_normalization != "topk" else 0  # the last token's gate weights
+    return m * (c.moe_experts + math.ceil(e / c.lanes)) + m * c.moe_k + (c.moe_experts - used) + 6 + recip
 
 
 def gather_cycles(rows: float, s: int, ended_by_entry: bool = True) -> float:

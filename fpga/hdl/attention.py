@@ -23,30 +23,37 @@ Arithmetic: :mod:`hwgen.numerics.attention`, bit for bit (for every ``chunk``: o
   step later: the output of its delay line (the last lane has one holding only ``v``).
   The query and the accumulator are circular shift registers turned one chunk a cycle,
   so the multipliers always read their first chunk (no multiplexers).
-* Because of the skew, lane ``i`` finishes one key step after lane ``i-1``: one
-  finished row per key step is copied to the one shared normaliser (reciprocal of the
-  sum once per row, ``chunk`` multiplies and roundings a beat), which sends it on ``o``
-  as ``F`` beats — the output bandwidth matches, and a group's rows leave back to back.
+* Because of the skew, lane ``i`` finishes one key step after lane ``i-1``. A finishing
+  lane keeps its row (its accumulator) and hands its sum, tagged with the lane, to the
+  pipelined reciprocal (:func:`~fpga.hdl.softmax.reciprocal_divider`, ``R = latency``
+  cycles, one sum a cycle). The one shared normaliser takes the row of each reciprocal
+  that comes out (lane order): it copies that lane's accumulator (and zeroes it) and
+  sends the row on ``o`` as ``F`` beats, ``chunk`` multiplies and roundings a beat —
+  the output bandwidth matches, and a group's rows leave back to back.
 * The whole pipeline advances one chunk when a ``kv`` beat is available (or the keys
-  have ended) and a lane finishing in that cycle would not overwrite a row still being
-  sent, so back-pressure on ``o`` and gaps on ``kv`` stall it without changing any
-  result.
+  have ended), the divider can take the sum of a lane finishing in that cycle, and no
+  lane still holding an unsent row would update its accumulator (a new group's first
+  key reaching it). So back-pressure on ``o`` and gaps on ``kv`` stall it without
+  changing any result, and a group's last rows are normalised while the next group's
+  queries load.
 
 Cycle counts without stalls (``kv`` always valid, ``o`` always ready), a group of ``n``
 queries and ``K`` keys: ``n·F`` cycles loading the queries, then ``(K + n)·F`` cycles
 computing (one ``kv`` beat a cycle for the first ``K·F``), so ``F·(K + 2n)`` cycles a
-group. The group's ``n·F`` output beats leave on consecutive cycles, the first one
-``(K + 1)·F`` cycles after the group's first ``kv`` beat; the last ones overlap the next
-group's query loading. (Measured by ``simulators/tb/tb_attention.py``.)
+group, plus ``max(0, R - 2n·F)`` when the reciprocal is slower than a lane's turn around
+(a lane's row must be taken before the next group's first key reaches it). The group's
+``n·F`` output beats leave on consecutive cycles, the first one ``(K + 1)·F + R``
+cycles after the group's first ``kv`` beat; they overlap the next group's query loading.
+(Measured by ``simulators/tb/tb_attention.py``.)
 
 Multipliers (several DSPs each at 32 bits), with ``Vc = value_dim // F`` value elements a
 beat: per lane ``chunk`` for the dot product, one for the scale, ``2·Vc + 1`` for the
-update; ``Vc`` in the normaliser (and one divider for the reciprocal).
+update; ``Vc`` in the normaliser (and the pipelined divider for the reciprocal).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -54,7 +61,7 @@ from amaranth.utils import ceil_log2
 from hwgen.fixedpoint import ACT_DEFAULT, FixedFormat
 from hwgen.numerics.softmax import SOFTMAX_DEFAULT, SoftmaxSpec, scale_code
 
-from .softmax import online_step_hw, reciprocal_hw, requantize_hw, shift_round_hw
+from .softmax import online_step_hw, reciprocal_divider, reciprocal_operands_hw, requantize_hw, shift_round_hw
 
 __all__ = ["AttentionUnit"]
 
@@ -168,9 +175,14 @@ class AttentionUnit(wiring.Component):
         computing = Signal()  # else loading queries
         keys_done = Signal()  # the key with `last` has entered lane 0
 
+        # the reciprocal of each finished row's sum, tagged with its lane
+        m.submodules.recip = recip = reciprocal_divider(spec, sum_shape.width, tag_shape=range(n_lanes))
+        held = [Signal(name=f"held{i}") for i in range(n_lanes)]  # lane i keeps a row not yet taken
+        fin_sum = Signal(sum_shape)  # the sum of the lane finishing now
+
         # the finished row being sent (a shift register: beat by beat, chunk 0 first)
         fin_valid = Signal()
-        fin_l = Signal(sum_shape)
+        fin_r = Signal(unsigned(len(recip.o.payload.quotient[0])))
         fin_acc = [Signal(acc_shape, name=f"fin_acc{j}") for j in range(dv)]
         o_beat = Signal(range(n_beats))
         o_last = Signal()
@@ -180,15 +192,21 @@ class AttentionUnit(wiring.Component):
         s1_valid = [Signal(name=f"s1_valid{i}") for i in range(n_lanes)]
         s1_last = [Signal(name=f"s1_last{i}") for i in range(n_lanes)]
         finishing = Signal()
-        fin_ok = Signal()
+        fin_ok = Signal()      # the divider takes the sum of a lane finishing now
+        lanes_free = Signal()  # no lane holding a row would update its accumulator
         advance = Signal()
         m.d.comb += [
             finishing.eq(last_beat & sum(s1_valid[i] & s1_last[i] for i in range(n_lanes)).bool()),
-            fin_ok.eq(~finishing | ~fin_valid | (self.o.ready & o_last)),
-            advance.eq(computing & fin_ok & (self.kv.valid | keys_done)),
-            self.kv.ready.eq(computing & fin_ok & ~keys_done),
+            fin_ok.eq(~finishing | recip.i.ready),
+            lanes_free.eq(~sum(held[i] & s1_valid[i] for i in range(n_lanes)).bool()),
+            advance.eq(computing & fin_ok & lanes_free & (self.kv.valid | keys_done)),
+            self.kv.ready.eq(computing & fin_ok & lanes_free & ~keys_done),
             self.q.ready.eq(~computing),
+            recip.i.valid.eq(finishing & computing & lanes_free & (self.kv.valid | keys_done)),
         ]
+        dividend, divisor = reciprocal_operands_hw(fin_sum, spec)
+        m.d.comb += [recip.i.payload.dividend[0].eq(dividend), recip.i.payload.divisor[0].eq(divisor),
+                     recip.i.payload.tag.eq(sum(Mux(s1_valid[i] & s1_last[i], i, 0) for i in range(n_lanes)))]
         with m.If(fin_valid & self.o.ready):
             with m.If(o_last):
                 m.d.sync += [fin_valid.eq(0), o_beat.eq(0)]
@@ -216,6 +234,7 @@ class AttentionUnit(wiring.Component):
         m.d.comb += [lane_in.eq(self.kv.payload), lane_in_valid.eq(self.kv.valid & self.kv.ready)]
         fs = spec.scale_fmt.frac_bits
         src, src_valid = lane_in, lane_in_valid
+        lane_acc = []
         for i in range(n_lanes):
             # the delay line: one key step (F chunks); its output is the next lane's input
             # and this lane's v for stage 2 (the last lane's holds v only)
@@ -227,6 +246,7 @@ class AttentionUnit(wiring.Component):
             run_max = Signal(signed(spec.logit.width), init=spec.logit.qmin, name=f"max{i}")
             run_sum = Signal(sum_shape, name=f"sum{i}")
             acc = [Signal(acc_shape, name=f"acc{i}_{j}") for j in range(dv)]
+            lane_acc.append(acc)
 
             # stage 1: the dot product over F chunks, then the logit
             partial = sum(qreg[i][j] * src.k[j] for j in range(kc))
@@ -253,10 +273,12 @@ class AttentionUnit(wiring.Component):
                 m.d.comb += new_head[j].eq(shift_round_hw(acc[j] * a_now, fp) + b_now * v2[j])
             acc_next = acc[vc:] + new_head  # the updated chunk goes to the back
 
-            with m.If(~computing):  # a fresh group: reset the lane and its key registers
+            with m.If(s1_valid[i] & s1_last[i]):  # the sum of lane i's row, final on its last step
+                m.d.comb += fin_sum.eq(new_sum if n_beats == 1 else run_sum)
+            with m.If(~computing):  # a fresh group: reset the lane and its key registers (the
+                # accumulator is zeroed when the normaliser takes its row)
                 m.d.sync += [run_max.eq(spec.logit.qmin), run_sum.eq(0), s1_valid[i].eq(0)]
                 m.d.sync += [v.eq(0) for v in line_valid]
-                m.d.sync += [a_.eq(0) for a_ in acc]
                 if n_beats > 1:
                     m.d.sync += dot_acc.eq(0)
             with m.Elif(advance):
@@ -276,9 +298,8 @@ class AttentionUnit(wiring.Component):
                         m.d.sync += [run_max.eq(new_max), run_sum.eq(new_sum)]
                         if n_beats > 1:
                             m.d.sync += [a_reg.eq(a), b_reg.eq(b)]
-                    with m.If(last_beat & s1_last[i]):  # lane i has its row: to the normaliser
-                        m.d.sync += [fin_valid.eq(1), fin_l.eq(new_sum if n_beats == 1 else run_sum)]
-                        m.d.sync += [fin_acc[j].eq(acc_next[j]) for j in range(dv)]
+                    with m.If(last_beat & s1_last[i]):  # lane i has its row; its sum went to the divider
+                        m.d.sync += held[i].eq(1)
                         with m.If(n_q == i + 1):  # the group's last row
                             m.d.sync += computing.eq(0)
             if not last_lane:
@@ -287,12 +308,20 @@ class AttentionUnit(wiring.Component):
         with m.If(advance & self.kv.ready & self.kv.payload.last & last_beat):
             m.d.sync += keys_done.eq(1)
 
-        # the shared normaliser: one reciprocal a row, `Vc` multiplies a beat
-        r = reciprocal_hw(m, fin_l, spec)
+        # the shared normaliser: takes the row of each reciprocal in turn, `Vc` multiplies a beat
+        take = Signal()
+        tag = recip.o.payload.tag
+        m.d.comb += [take.eq(recip.o.valid & (~fin_valid | (self.o.ready & o_last))), recip.o.ready.eq(take)]
+        with m.If(take):
+            m.d.sync += [fin_valid.eq(1), fin_r.eq(recip.o.payload.quotient[0])]
+            m.d.sync += [fin_acc[j].eq(Array(acc[j] for acc in lane_acc)[tag]) for j in range(dv)]
+            for i in range(n_lanes):
+                with m.If(tag == i):
+                    m.d.sync += [held[i].eq(0)] + [a_.eq(0) for a_ in lane_acc[i]]
         frac = fmt.frac_bits + fp + spec.recip_frac_bits
         m.d.comb += self.o.valid.eq(fin_valid)
         for j in range(vc):
-            m.d.comb += self.o.payload[j].eq(requantize_hw(fin_acc[j] * r, frac, self.out_fmt))
+            m.d.comb += self.o.payload[j].eq(requantize_hw(fin_acc[j] * fin_r, frac, self.out_fmt))
         return m
 
 

@@ -36,7 +36,7 @@ from hwgen.fixedpoint import ACT_DEFAULT, FixedFormat
 from hwgen.numerics.softmax import SOFTMAX_DEFAULT, SoftmaxSpec, scale_code
 from hwgen.numerics.topk import NORMALIZATIONS
 
-from .softmax import exp2_neg_hw, online_step_hw, reciprocal_hw, requantize_hw, shift_round_hw
+from .softmax import exp2_neg_hw, online_step_hw, reciprocal_divider, reciprocal_operands_hw, requantize_hw, shift_round_hw
 
 __all__ = ["TopKUnit", "ExpertScheduler"]
 
@@ -107,8 +107,9 @@ class TopKUnit(wiring.Component):
         res_idx = [Signal(unsigned(self.expert_bits), name=f"res_idx{p}") for p in range(k)]
 
         is_last = idx == self.num_experts - 1
-        m.d.comb += self.scores.ready.eq(~is_last | ~res_valid | self.o.ready)
-        with m.If(self.o.valid & self.o.ready):
+        res_ready = Signal()  # the result registers are taken (by o, or by the reciprocal's pipeline)
+        m.d.comb += self.scores.ready.eq(~is_last | ~res_valid | res_ready)
+        with m.If(res_valid & res_ready):
             m.d.sync += res_valid.eq(0)
 
         # insertion: keep[p] if slot p beats or ties the new score (a prefix, slots sorted)
@@ -138,11 +139,11 @@ class TopKUnit(wiring.Component):
                 m.d.sync += [slot_valid[p].eq(slot_valid[p] | (idx >= p) if p else 1) for p in range(k)]
 
         # gate weights of the selected scores, rank order
-        m.d.comb += self.o.valid.eq(res_valid)
-        m.d.comb += [self.o.payload.experts[p].eq(res_idx[p]) for p in range(k)]
         norm, f_in, fp = self.normalization, self.score_fmt.frac_bits, spec.prob_frac_bits
         weights = self.o.payload.weights
         if norm == "topk":
+            m.d.comb += [self.o.valid.eq(res_valid), res_ready.eq(self.o.ready)]
+            m.d.comb += [self.o.payload.experts[p].eq(res_idx[p]) for p in range(k)]
             m.d.comb += [weights[p].eq(requantize_hw(res_score[p], f_in, self.weight_fmt)) for p in range(k)]
             return m
 
@@ -162,7 +163,7 @@ class TopKUnit(wiring.Component):
                 run_max, run_sum = new_max, nsum
             return run_max, run_sum
 
-        def prob(run_max, t, r, p):  # requantize(exp2_neg(m - t) * r)
+        def prob(run_max, t, r, p):  # requantize(exp2_neg(m - t) * r), after the reciprocal's pipeline
             gap = Signal(unsigned(spec.logit.width + 1), name=f"gap{p}")
             m.d.comb += gap.eq(run_max - t)
             e = exp2_neg_hw(m, gap, spec, name=f"exp{p}")
@@ -172,13 +173,9 @@ class TopKUnit(wiring.Component):
         logits = [logit(res_score[p], f"logit{p}") for p in range(k)]
         if norm in ("topk_then_softmax", "softmax_topk_renorm"):
             run_max, run_sum = online(logits, "sel")
-            r = reciprocal_hw(m, run_sum, spec)
-            for p in range(k):
-                prob(run_max, logits[p], r, p)
+            maxes, sums = [run_max], [run_sum]
         elif norm == "sigmoid_then_topk":  # softmax([t, 0])[0]
-            for p in range(k):
-                run_max, run_sum = online([logits[p], 0], f"sig{p}")
-                prob(run_max, logits[p], reciprocal_hw(m, run_sum, spec, name=f"recip{p}"), p)
+            maxes, sums = zip(*[online([logits[p], 0], f"sig{p}") for p in range(k)])
         else:  # softmax_then_topk: the online pass runs as the scores arrive
             all_max = Signal(signed(spec.logit.width), init=spec.logit.qmin)
             all_sum = Signal(unsigned(fp + 1 + ceil_log2(self.num_experts + 1)))
@@ -193,9 +190,29 @@ class TopKUnit(wiring.Component):
                     m.d.sync += [all_max.eq(spec.logit.qmin), all_sum.eq(0), res_max.eq(new_max), res_sum.eq(new_sum)]
                 with m.Else():
                     m.d.sync += [all_max.eq(new_max), all_sum.eq(new_sum)]
-            r = reciprocal_hw(m, res_sum, spec)
-            for p in range(k):
-                prob(res_max, logits[p], r, p)
+            maxes, sums = [res_max], [res_sum]
+
+        # the reciprocals of the sums on the pipelined divider; the token travels with them
+        lw = spec.logit.width
+        tag = data.StructLayout({"experts": data.ArrayLayout(unsigned(self.expert_bits), k),
+                                 "logits": data.ArrayLayout(signed(lw), k),
+                                 "maxes": data.ArrayLayout(signed(lw), len(maxes))})
+        m.submodules.recip = recip = reciprocal_divider(spec, max(len(x) for x in sums), count=len(sums),
+                                                        tag_shape=tag)
+        m.d.comb += [recip.i.valid.eq(res_valid), res_ready.eq(recip.i.ready)]
+        for j, l_sum in enumerate(sums):
+            dividend, divisor = reciprocal_operands_hw(l_sum, spec)
+            m.d.comb += [recip.i.payload.dividend[j].eq(dividend), recip.i.payload.divisor[j].eq(divisor),
+                         recip.i.payload.tag.maxes[j].eq(maxes[j])]
+        m.d.comb += [recip.i.payload.tag.experts[p].eq(res_idx[p]) for p in range(k)]
+        m.d.comb += [recip.i.payload.tag.logits[p].eq(logits[p]) for p in range(k)]
+
+        out = recip.o.payload
+        m.d.comb += [self.o.valid.eq(recip.o.valid), recip.o.ready.eq(self.o.ready)]
+        m.d.comb += [self.o.payload.experts[p].eq(out.tag.experts[p]) for p in range(k)]
+        for p in range(k):
+            j = p if len(sums) > 1 else 0
+            prob(out.tag.maxes[j], out.tag.logits[p], out.quotient[j], p)
         return m
 
 

@@ -8,7 +8,9 @@ integer function as its namesake in hwgen, bit for bit:
 * :func:`exp2_neg_hw` — ``exp2_neg`` (``2**T``-entry table of ``2**-f``, then a
   rounding right shift by the integer part, clamped at ``Fp + 2``);
 * :func:`online_step_hw` — ``online_step`` (running max and sum, rescale factors);
-* :func:`reciprocal_hw` — ``reciprocal`` (``round(2**(Fp+Fr) / l)``, one divider).
+* :func:`reciprocal_divider` and :func:`reciprocal_operands_hw` — ``reciprocal``
+  (``round(2**(Fp+Fr) / l)`` = ``(2**(Fp+Fr+1) + l) // (2 l)``) on a pipelined divider
+  (:class:`fpga.hdl.divider.PipelinedDivider`, ``latency`` cycles, one a cycle).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsig
 from hwgen.fixedpoint import FixedFormat
 from hwgen.numerics.softmax import SoftmaxSpec, exp2_table
 
-__all__ = ["shift_round_hw", "saturate_hw", "requantize_hw", "exp2_neg_hw", "online_step_hw", "reciprocal_hw"]
+from .divider import STEPS_PER_STAGE, PipelinedDivider
+
+__all__ = ["shift_round_hw", "saturate_hw", "requantize_hw", "exp2_neg_hw", "online_step_hw", "reciprocal_divider",
+           "reciprocal_operands_hw", "reciprocal_latency"]
 
 
 def shift_round_hw(x: Value, shift: int) -> Value:
@@ -75,9 +80,39 @@ def online_step_hw(m: Module, run_max: Value, t: Value, spec: SoftmaxSpec, name:
     return new_max, a, b
 
 
-def reciprocal_hw(m: Module, l: Value, spec: SoftmaxSpec, name: str = "recip") -> Signal:
-    """``round(2**(Fp+Fr) / l)`` = ``(2**(Fp+Fr+1) + l) // (2 l)``; unsigned ``Fr + 1`` bits."""
+def reciprocal_divider(spec: SoftmaxSpec, sum_bits: int, min_sum: int | None = None, *, count: int = 1,
+                       tag_shape=unsigned(0), steps_per_stage: int = STEPS_PER_STAGE) -> PipelinedDivider:
+    """A divider sized for ``reciprocal`` of sums ``min_sum <= l < 2**sum_bits``.
+
+    Feed it :func:`reciprocal_operands_hw`; its quotient is ``reciprocal(l, spec)``, bit
+    for bit. ``min_sum`` defaults to ``spec.one``: a softmax sum is never below one,
+    because the running maximum's own term is exactly ``exp2(0) = 1.0`` and later
+    rescales (by ``a < 1``) come only with a new maximum whose term is again 1.0. The
+    quotient then has ``Fr + 1`` bits (``min_sum = 1`` needs ``Fp + Fr + 1``).
+    """
+    min_sum = spec.one if min_sum is None else min_sum
+    if not isinstance(min_sum, int) or not 1 <= min_sum < 1 << sum_bits:
+        raise ValueError(f"min_sum must be an integer in [1, 2**{sum_bits}), not {min_sum!r}")
+    num = 1 << (spec.prob_frac_bits + spec.recip_frac_bits + 1)
+    dividend_bits = (num + (1 << sum_bits) - 1).bit_length()
+    return PipelinedDivider(dividend_bits, sum_bits + 1, _quotient_bits(spec, min_sum), count=count,
+                            tag_shape=tag_shape, steps_per_stage=steps_per_stage)
+
+
+def _quotient_bits(spec: SoftmaxSpec, min_sum: int) -> int:
+    num = 1 << (spec.prob_frac_bits + spec.recip_frac_bits + 1)
+    return ((num + min_sum) // (2 * min_sum)).bit_length()
+
+
+def reciprocal_latency(spec: SoftmaxSpec, min_sum: int | None = None, steps_per_stage: int = STEPS_PER_STAGE) -> int:
+    """Cycles of :func:`reciprocal_divider`'s pipeline (its ``latency``) without building it:
+    the input register and ``ceil(quotient bits / steps_per_stage)`` stages (8 for the
+    default spec: 25 quotient bits, 4 a stage)."""
+    q = _quotient_bits(spec, spec.one if min_sum is None else min_sum)
+    return 1 + -(-q // steps_per_stage)
+
+
+def reciprocal_operands_hw(l: Value, spec: SoftmaxSpec) -> tuple[Value, Value]:
+    """``(2**(Fp+Fr+1) + l, 2 l)``: the dividend and divisor of ``reciprocal(l)``."""
     num_bits = spec.prob_frac_bits + spec.recip_frac_bits + 1
-    r = Signal(unsigned(spec.recip_frac_bits + 1), name=name)
-    m.d.comb += r.eq((Const(1 << num_bits, unsigned(num_bits + 1)) + l) // (l << 1))
-    return r
+    return Const(1 << num_bits, unsigned(num_bits + 1)) + l, l << 1
