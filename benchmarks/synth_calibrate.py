@@ -81,6 +81,8 @@ def _recorded() -> dict:
 
 
 def record(jsonl: Path) -> None:
+    if not jsonl.exists():
+        sys.exit(f"--record: no runs to record, {jsonl} does not exist (name it with --out)")
     old = _recorded()
     last = {r["name"]: r for r in old["runs"]}
     new = {}

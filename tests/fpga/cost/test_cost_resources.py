@@ -139,3 +139,21 @@ def test_recorded_runs_resynthesise_to_the_same_counts(name):
     res = synthesize(Accelerator(run_config(rec), buffer_words=rec["buffer_words"], ops=run_ops(rec)), "accelerator")
     for k in KEYS:
         assert res[k] == rec["resources"][k], (k, res[k], rec["resources"][k])
+
+
+def test_a_run_older_than_the_shared_part_is_taken_less_its_own_baseline():
+    # one fit point: the engine's scale is (run - the top without engines it was measured with) / count
+    from fpga.cost.resources import features
+
+    res = {"lut": 5000, "ff": 1500, "dsp": 8, "bram36": 7.5}
+    none = {"name": "small:none", "config": "small", "ops": [], "role": "fit",
+            "resources": {"lut": 650, "ff": 293, "dsp": 0, "bram36": 7.5}}
+    old = {"name": "small:GELU", "config": "small", "ops": ["GELU"], "role": "fit", "resources": res,
+           "baseline": {"resources": {"lut": 514, "ff": 240, "dsp": 0, "bram36": 7.5}}}
+    count = features(run_config(old), "GELU")
+    k = fit_coefficients([none, old])["GELU"]
+    assert k["lut"][0] == pytest.approx((5000 - 514) / count["lut"], abs=1e-4)
+    assert k["ff"][0] == pytest.approx((1500 - 240) / count["ff"], abs=1e-4)
+    new = {**old, "baseline": None}
+    del new["baseline"]
+    assert fit_coefficients([none, new])["GELU"]["lut"][0] == pytest.approx((5000 - 650) / count["lut"], abs=1e-4)
