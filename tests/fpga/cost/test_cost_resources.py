@@ -36,6 +36,8 @@ def _check_params():
 def test_estimator_within_15_percent_of_yosys_on_held_out_tops(name):
     """A recorded whole top (held out of the fit) within 15 % on LUT, FF, DSP, BRAM36."""
     r = {r["name"]: r for r in _checks()}[name]
+    if r.get("stale"):  # visible in every run's summary: the check is not a check of this RTL
+        pytest.skip(f"STALE Yosys figures: {r['stale']}")
     est = estimate_resources(run_config(r), ops=run_ops(r), buffer_words=r["buffer_words"])
     bad = [f"{k}: estimate {est[k]} vs Yosys {r['resources'][k]} ({est[k] / r['resources'][k] - 1:+.1%})"
            for k in KEYS if abs(est[k] - r["resources"][k]) > TOLERANCE * r["resources"][k]]
