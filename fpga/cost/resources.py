@@ -6,24 +6,28 @@ from the configuration -- register bits, adder/mux bits, LUT-RAM bits, DSP48E2 t
 each multiplier -- times a per-engine coefficient (plus a constant) fitted to Yosys runs
 of that engine alone (:func:`coefficients`: :func:`fit_coefficients` over the ``"fit"``
 runs of :mod:`fpga.cost.calibration`). Block RAM is not fitted: it is the cheapest tiling of
-each block-RAM memory (the buffer, LayerNorm's row) into RAMB18E2/RAMB36E2 shapes, as
-Yosys' ``memory_libmap`` chooses it.
+each block-RAM memory (the buffer, LINEAR's activation store, LayerNorm's row, gamma and
+beta) into RAMB18E2/RAMB36E2 shapes, as Yosys' ``memory_libmap`` chooses it.
 
 The structural counts (``_features``), per engine, with ``R x C`` MACs, ``L`` lanes of
 ``w``-bit activations, ``P``-bit buffer words:
 
-* LINEAR: FF ``R·C·A`` accumulator bits (``A`` = exact accumulator width) + the
-  transposer block ``R·L·w`` + weight-row/bias registers; LUT ``R·C·A`` (accumulate and
-  shift) + ``C·(A + w)`` (bias alignment, requantise) + the weight banks' LUT RAM
-  (``2·depth·C·w_weight`` bits) + the fused GELU's lanes; DSP ``R·C`` products of
-  ``w x w_weight`` bits (+ GELU's).
+* LINEAR: FF ``2·R·C·A`` (the accumulators and the output tile registers, ``A`` = exact
+  accumulator width) + weight-row/bias registers; LUT ``R·C·A`` (accumulate and shift) +
+  ``C·(A + w)`` (bias alignment, requantise) + the weight banks' LUT RAM
+  (``2·depth·C·w_weight`` bits) + the activation store's lane select + the fused GELU's
+  lanes; DSP ``R·C`` products of ``w x w_weight`` bits (+ GELU's). The activation store
+  (``ceil(linear_max_k / L)`` lines of ``R`` words) is block RAM or LUT RAM as
+  :func:`memory_in_bram` says.
 * ATTENTION: ``Q`` query lanes, head ``D`` in chunks of ``c``: FF ``Q·D·(w + acc + 2w)``
   (query, accumulator, the key/value delay line) + ``D·acc`` (normaliser); LUT
   ``Q·c·(2w + 2·acc)`` (dot product, online update) + ``c·(acc + w)`` + the normaliser's
   reciprocal, a combinational divider (``2·N²``, N = 42 bits); DSP ``Q·c`` dot
   products ``w x w`` + ``Q·c`` updates ``acc x prob`` and ``prob x w`` + ``c`` normaliser.
-* LAYERNORM: the row memory (block RAM from 16 kbit, else LUT RAM), the sums and the iterative square root/divider
-  (``2w + 3·log2(max_row)`` bits), the lane serialiser ``L·w``.
+* LAYERNORM (``L`` lanes, three rows in flight): per lane the sums, ``n·x - s1``, the
+  products ``x·x``, ``n·x``, ``·root``, ``·gamma`` and the rounding shift; per row the
+  variance products and the restoring divider / square root (2 bits a cycle); the row,
+  gamma and beta memories (block RAM or LUT RAM, :func:`memory_in_bram`).
 * GELU, ADD: ``L·w`` per lane; MOE_COMBINE: ``L`` products ``w x w``; MOE_ROUTE: the
   scheduler's queues (``E·max_keys`` tokens, LUT RAM), top-k slots, the gate softmax;
   MOE_GATHER: address logic only.
