@@ -146,12 +146,15 @@ def table() -> None:
             err = f"{e / y - 1:+.1%}" if y else ("exact" if e == 0 else "n/a")
             cells.append(f"{y:,} / {e:,} ({err})")
         cp = r["critical_path"]
-        role = r["role"] + (" (blind)" if r["name"] in load_predictions() else "")
+        role = (r["role"] + (" (blind)" if r["name"] in load_predictions() else "")
+                + (" STALE: older RTL" if r.get("stale") else "")
+                + (f" (older shared part: {r['baseline']['resources']['lut']:,} LUT)" if r.get("baseline") else ""))
         print(f"| {r['name']} | {role} | " + " | ".join(cells) + f" | {r['synth_s']:.0f} | "
               f"{cp['delay_ns']:.1f} ({cp['levels']}) |")
     preds = load_predictions()
     if preds:
-        print("\n| blind check | " + " | ".join(f"{k} Yosys / prediction (error)" for k in keys) + " | predicted |")
+        print("\n| blind check | " + " | ".join(f"{k} Yosys / prediction (error)" for k in keys)
+              + " | predicted (HEAD then) |")
         print("|---|" + "---|" * len(keys) + "---|")
         recorded = {r["name"]: r for r in load_runs()}
         for n, p in preds.items():
