@@ -1,16 +1,24 @@
 """Yosys runs that calibrate and check :mod:`fpga.cost.resources` (and feed :mod:`fpga.cost.clock`).
 
-``python benchmarks/synth_calibrate.py [NAME ...] [--out runs.jsonl] [--netlists DIR]``
-synthesises the runs of :data:`fpga.cost.calibration.RUNS` (all, or those named) one at a
-time with :func:`fpga.synth.synthesize` and appends one JSON record a run to ``--out``:
+``python benchmarks/synth_calibrate.py [NAME ...] [--only ENGINES] [--checks] [--out runs.jsonl] [--netlists DIR]``
+synthesises the runs of :data:`fpga.cost.calibration.RUNS` (all, or those named, or those
+``--only`` selects) one at a time with :func:`fpga.synth.synthesize` and appends one JSON
+record a run to ``--out``:
 the configuration, engines, buffer words, Yosys version and commands, the counts, the wall
 time, and the longest register-to-register path of the mapped netlist
 (:func:`fpga.cost.clock.critical_path`). ``--netlists`` keeps each mapped netlist
 (gzipped JSON). Run it with ``nice -n 10``: each run takes 0.5-10 minutes of one core.
 
-``--record`` turns ``--out`` into ``fpga/cost/yosys_runs.json`` (runs in RUNS order, the
-last record of each); ``--table`` prints the estimator's accuracy against the recorded runs
-(markdown, as in ``docs/fpga-resources-and-clock.md``).
+After an RTL change to some engines, ``--only linear,layernorm`` re-synthesises just the
+one-engine fit runs of those engines (``none``: the tops without engines, after a change to
+the controller, DMA or buffer) -- minutes; ``--checks`` adds the whole-top checks (each
+holds every engine: 5-20 minutes each). ``--list`` prints the selection without running it.
+
+``--record`` merges ``--out`` into ``fpga/cost/yosys_runs.json`` (runs in RUNS order; the
+last record of each run in ``--out`` replaces the recorded one, the others are kept);
+``--predict NAME`` records the estimator's figures for a check *before* Yosys runs on it
+(a blind check: commit the JSON, then synthesise); ``--table`` prints the estimator's
+accuracy against the recorded runs (markdown, as in ``docs/fpga-resources-and-clock.md``).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fpga.cost.calibration import RUNS, run_config, run_ops, yosys_version  # noqa: E402
+from fpga.cost.calibration import RUNS, RUNS_PATH, run_config, run_ops, select_runs, yosys_version  # noqa: E402
 
 
 def synth_run(run: dict, netlists: Path | None) -> dict:
@@ -58,25 +66,73 @@ def synth_run(run: dict, netlists: Path | None) -> dict:
             "critical_path": path, "date": time.strftime("%Y-%m-%d")}
 
 
-def record(jsonl: Path) -> None:
-    from fpga.cost.calibration import RUNS_PATH
+_ABOUT = ("Yosys runs of fpga/cost/calibration.py's RUNS (benchmarks/synth_calibrate.py): 'fit' runs set "
+          "fpga/cost/resources.py's coefficients, 'check' runs (whole tops) are held out; 'predictions' are the "
+          "estimates of the blind checks, recorded before Yosys ran on them. synth_s is wall time on 2 shared "
+          "cores with other jobs running, not a quiet machine's.")
 
-    last = {}
+
+def _write(runs: list[dict], predictions: dict) -> None:
+    RUNS_PATH.write_text(json.dumps({"about": _ABOUT, "runs": runs, "predictions": predictions}, indent=1) + "\n")
+
+
+def _recorded() -> dict:
+    return json.loads(RUNS_PATH.read_text()) if RUNS_PATH.exists() else {"runs": [], "predictions": {}}
+
+
+def record(jsonl: Path) -> None:
+    if not jsonl.exists():
+        sys.exit(f"--record: no runs to record, {jsonl} does not exist (name it with --out)")
+    old = _recorded()
+    last = {r["name"]: r for r in old["runs"]}
+    new = {}
     for line in jsonl.read_text().splitlines():
         if line.strip():
             r = json.loads(line)
-            last[r["name"]] = r
+            new[r["name"]] = {**r, **{k: v for k, v in _run(r["name"]).items() if k not in r}}
+    # a new top without engines (the shared part changed) leaves the one-engine runs of its
+    # configuration that are not re-recorded with the baseline they were measured against
+    for r in new.values():
+        if r["ops"] == [] and r["name"] in last:
+            was = last[r["name"]]
+            for x in last.values():
+                if (x["config"] == r["config"] and x["ops"] not in ([], "all") and x["name"] not in new
+                        and "baseline" not in x):
+                    x["baseline"] = {"run": was["name"], "date": was["date"], "resources": was["resources"]}
+    last.update(new)
     runs = [last[r["name"]] for r in RUNS if r["name"] in last]
-    RUNS_PATH.write_text(json.dumps({
-        "about": "Yosys runs of fpga/cost/calibration.py's RUNS (benchmarks/synth_calibrate.py): 'fit' runs set "
-                 "fpga/cost/resources.py's coefficients, 'check' runs (whole tops) are held out. synth_s is wall "
-                 "time on 2 shared cores at load average 4-8 (other jobs running), not a quiet machine's.",
-        "runs": runs}, indent=1) + "\n")
-    print(f"{RUNS_PATH}: {len(runs)} runs")
+    _write(runs, old.get("predictions", {}))
+    print(f"{RUNS_PATH}: {len(runs)} runs ({len(new)} records from {jsonl})")
+
+
+def _run(name: str) -> dict:
+    for r in RUNS:
+        if r["name"] == name:
+            return r
+    sys.exit(f"unknown run {name!r}; known: {', '.join(r['name'] for r in RUNS)}")
+
+
+def predict(names: list[str]) -> None:
+    """Record the estimator's figures for the named checks (before Yosys runs on them)."""
+    from fpga.cost.resources import estimate_resources
+
+    old = _recorded()
+    preds = dict(old.get("predictions", {}))
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    for n in names:
+        r = _run(n)
+        if any(x["name"] == n for x in old["runs"]):
+            sys.exit(f"{n} is already synthesised: a prediction now would not be blind")
+        est = estimate_resources(run_config(r), ops=run_ops(r), buffer_words=r["buffer_words"])
+        preds[n] = {**{k: est[k] for k in ("lut", "ff", "dsp", "bram36")}, "date": time.strftime("%Y-%m-%d %H:%M"),
+                    "estimator_commit": head}
+        print(f"{n}: predicted {preds[n]}")
+    _write(old["runs"], preds)
 
 
 def table() -> None:
-    from fpga.cost.calibration import load_runs
+    from fpga.cost.calibration import load_predictions, load_runs
     from fpga.cost.resources import estimate_resources
 
     keys = ("lut", "ff", "dsp", "bram36")
@@ -90,8 +146,21 @@ def table() -> None:
             err = f"{e / y - 1:+.1%}" if y else ("exact" if e == 0 else "n/a")
             cells.append(f"{y:,} / {e:,} ({err})")
         cp = r["critical_path"]
-        print(f"| {r['name']} | {r['role']} | " + " | ".join(cells) + f" | {r['synth_s']:.0f} | "
+        role = (r["role"] + (" (blind)" if r["name"] in load_predictions() else "")
+                + (" STALE: older RTL" if r.get("stale") else "")
+                + (f" (older shared part: {r['baseline']['resources']['lut']:,} LUT)" if r.get("baseline") else ""))
+        print(f"| {r['name']} | {role} | " + " | ".join(cells) + f" | {r['synth_s']:.0f} | "
               f"{cp['delay_ns']:.1f} ({cp['levels']}) |")
+    preds = load_predictions()
+    if preds:
+        print("\n| blind check | " + " | ".join(f"{k} Yosys / prediction (error)" for k in keys)
+              + " | predicted (HEAD then) |")
+        print("|---|" + "---|" * len(keys) + "---|")
+        recorded = {r["name"]: r for r in load_runs()}
+        for n, p in preds.items():
+            y = recorded.get(n, {}).get("resources")
+            cells = [f"{y[k]:,} / {p[k]:,} ({p[k] / y[k] - 1:+.1%})" if y else f"- / {p[k]:,}" for k in keys]
+            print(f"| {n} | " + " | ".join(cells) + f" | {p['date']} ({p['estimator_commit']}) |")
 
 
 def main() -> None:
@@ -101,6 +170,11 @@ def main() -> None:
     ap.add_argument("--netlists", type=Path, default=None)
     ap.add_argument("--record", action="store_true")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--only", default=None, metavar="ENGINES",
+                    help="comma-separated engines (e.g. linear,layernorm; none = no engine): their one-engine runs")
+    ap.add_argument("--checks", action="store_true", help="with --only: also the whole-top checks")
+    ap.add_argument("--list", action="store_true", help="print the selected runs and stop")
+    ap.add_argument("--predict", action="store_true", help="record the estimator's figures for the named checks")
     a = ap.parse_args()
     if a.record or a.table:
         if a.record:
@@ -108,15 +182,24 @@ def main() -> None:
         if a.table:
             table()
         return
-    known = {r["name"]: r for r in RUNS}
-    for n in a.names:
-        if n not in known:
-            sys.exit(f"unknown run {n!r}; known: {', '.join(known)}")
+    if a.predict:
+        if not a.names:
+            sys.exit("--predict needs the names of the checks to predict")
+        predict(a.names)
+        return
+    selected = a.only is not None or a.checks or a.names
+    try:
+        runs = select_runs(a.only.split(",") if a.only else (), a.checks, a.names) if selected else RUNS
+    except ValueError as e:
+        sys.exit(str(e))
+    if a.list:
+        print("\n".join(r["name"] for r in runs))
+        return
     done = set()
     if a.out.exists():
         done = {json.loads(l)["name"] for l in a.out.read_text().splitlines() if l.strip()}
-    for run in [known[n] for n in a.names] if a.names else RUNS:
-        if run["name"] in done and not a.names:
+    for run in runs:
+        if run["name"] in done and not selected:
             continue
         print(f"{time.strftime('%H:%M:%S')} {run['name']} ...", flush=True)
         try:

@@ -6,24 +6,28 @@ from the configuration -- register bits, adder/mux bits, LUT-RAM bits, DSP48E2 t
 each multiplier -- times a per-engine coefficient (plus a constant) fitted to Yosys runs
 of that engine alone (:func:`coefficients`: :func:`fit_coefficients` over the ``"fit"``
 runs of :mod:`fpga.cost.calibration`). Block RAM is not fitted: it is the cheapest tiling of
-each block-RAM memory (the buffer, LayerNorm's row) into RAMB18E2/RAMB36E2 shapes, as
-Yosys' ``memory_libmap`` chooses it.
+each block-RAM memory (the buffer, LINEAR's activation store, LayerNorm's row, gamma and
+beta) into RAMB18E2/RAMB36E2 shapes, as Yosys' ``memory_libmap`` chooses it.
 
 The structural counts (``_features``), per engine, with ``R x C`` MACs, ``L`` lanes of
 ``w``-bit activations, ``P``-bit buffer words:
 
-* LINEAR: FF ``R·C·A`` accumulator bits (``A`` = exact accumulator width) + the
-  transposer block ``R·L·w`` + weight-row/bias registers; LUT ``R·C·A`` (accumulate and
-  shift) + ``C·(A + w)`` (bias alignment, requantise) + the weight banks' LUT RAM
-  (``2·depth·C·w_weight`` bits) + the fused GELU's lanes; DSP ``R·C`` products of
-  ``w x w_weight`` bits (+ GELU's).
+* LINEAR: FF ``2·R·C·A`` (the accumulators and the output tile registers, ``A`` = exact
+  accumulator width) + weight-row/bias registers; LUT ``R·C·A`` (accumulate and shift) +
+  ``C·(A + w)`` (bias alignment, requantise) + the weight banks' LUT RAM
+  (``2·depth·C·w_weight`` bits) + the activation store's lane select + the fused GELU's
+  lanes; DSP ``R·C`` products of ``w x w_weight`` bits (+ GELU's). The activation store
+  (``ceil(linear_max_k / L)`` lines of ``R`` words) is block RAM or LUT RAM as
+  :func:`memory_in_bram` says.
 * ATTENTION: ``Q`` query lanes, head ``D`` in chunks of ``c``: FF ``Q·D·(w + acc + 2w)``
   (query, accumulator, the key/value delay line) + ``D·acc`` (normaliser); LUT
   ``Q·c·(2w + 2·acc)`` (dot product, online update) + ``c·(acc + w)`` + the normaliser's
   reciprocal, a combinational divider (``2·N²``, N = 42 bits); DSP ``Q·c`` dot
   products ``w x w`` + ``Q·c`` updates ``acc x prob`` and ``prob x w`` + ``c`` normaliser.
-* LAYERNORM: the row memory (block RAM from 16 kbit, else LUT RAM), the sums and the iterative square root/divider
-  (``2w + 3·log2(max_row)`` bits), the lane serialiser ``L·w``.
+* LAYERNORM (``L`` lanes, three rows in flight): per lane the sums, ``n·x - s1``, the
+  products ``x·x``, ``n·x``, ``·root``, ``·gamma`` and the rounding shift; per row the
+  variance products and the restoring divider / square root (2 bits a cycle); the row,
+  gamma and beta memories (block RAM or LUT RAM, :func:`memory_in_bram`).
 * GELU, ADD: ``L·w`` per lane; MOE_COMBINE: ``L`` products ``w x w``; MOE_ROUTE: the
   scheduler's queues (``E·max_keys`` tokens, LUT RAM), top-k slots, the gate softmax;
   MOE_GATHER: address logic only.
@@ -37,7 +41,7 @@ import functools
 import math
 
 __all__ = ["estimate_resources", "ENGINE_NAMES", "coefficients", "features", "fit_coefficients", "bram36_of_memory",
-           "dsp_of_product", "overflow"]
+           "memory_in_bram", "dsp_of_product", "overflow"]
 
 #: Engines by the name of their opcode, in :data:`fpga.hdl.top.ENGINE_OPS` order.
 ENGINE_NAMES = ("GELU", "ADD", "LAYERNORM", "LINEAR", "ATTENTION", "MOE_ROUTE", "MOE_GATHER", "MOE_COMBINE")
@@ -65,9 +69,47 @@ _BRAM_SHAPES = [(16384, 1, .5), (8192, 2, .5), (4096, 4, .5), (2048, 9, .5), (10
                 (32768, 1, 1), (16384, 2, 1), (8192, 4, 1), (4096, 9, 1), (2048, 18, 1), (1024, 36, 1), (512, 72, 1)]
 
 
-def bram36_of_memory(depth: int, width: int) -> float:
-    """BRAM36 equivalents of a ``depth x width`` memory: its cheapest tiling by one shape."""
-    return min(math.ceil(depth / d) * math.ceil(width / w) * cost for d, w, cost in _BRAM_SHAPES)
+def bram36_of_memory(depth: int, width: int, enable_groups: int = 1) -> float:
+    """BRAM36 equivalents of a ``depth x width`` memory: its cheapest tiling by one shape.
+
+    A memory whose write port enables ``enable_groups`` equal slices of the word separately
+    (LINEAR's activation store: one slice of ``mem_port_bits`` per MAC row) is tiled as Yosys'
+    ``memory_libmap`` does it with the blocks' 9-bit byte enables: each slice takes whole
+    9-bit byte lanes (a 72-bit RAMB36 port has 8), so a 256-bit slice takes 29 lanes, not
+    256 / 9 = 28.4."""
+    return min(_bram_tiles(depth, width, enable_groups, d, w) * cost for d, w, cost in _BRAM_SHAPES)
+
+
+def _bram_tiles(depth: int, width: int, groups: int, d: int, w: int) -> int:
+    g = width // groups
+    across = math.ceil(groups * math.ceil(g / 9) / (w // 9)) if w >= 9 else groups * math.ceil(g / w)
+    return math.ceil(depth / d) * across
+
+
+#: memory_libmap's costs (Yosys techlibs/xilinx: brams_xc4v.txt, lutrams_xcu.txt): a RAMB18E2,
+#: a RAMB36E2, a LUT-RAM cell (RAM32M16: 14 bits x 32, RAM64M8: 7 bits x 64)
+_COST_RAMB18, _COST_RAMB36, _COST_LUTRAM = 129, 257, 16
+
+
+def memory_in_bram(depth: int, width: int, enable_groups: int = 1) -> bool:
+    """Whether Yosys puts a ``depth x width`` memory with one write port and one
+    synchronous read port in block RAM rather than LUT RAM: the cheaper of the two by
+    ``memory_libmap``'s cell costs (block RAM: 129 a RAMB18, 257 a RAMB36; LUT RAM: 16 a
+    cell, each write-enable slice in cells of its own). Agrees with the LayerNorm rows and
+    activation stores synthesised (``fpga/cost/yosys_runs.json``)."""
+    bram = min(_bram_tiles(depth, width, enable_groups, d, w) * (_COST_RAMB18 if c < 1 else _COST_RAMB36)
+               for d, w, c in _BRAM_SHAPES)
+    g = width // enable_groups
+    cells = enable_groups * (math.ceil(g / 14) if depth <= 32 else math.ceil(g / 7) * math.ceil(depth / 64))
+    return bram < cells * _COST_LUTRAM
+
+
+def _memory(depth: int, width: int, enable_groups: int = 1) -> dict:
+    """``{"lut", "ff", "bram36"}`` of a memory with a synchronous read port: block RAM, or
+    LUT RAM and the read register (:func:`memory_in_bram`)."""
+    if memory_in_bram(depth, width, enable_groups):
+        return {"lut": 0, "ff": 0, "bram36": bram36_of_memory(depth, width, enable_groups)}
+    return {"lut": _lutram(depth, width), "ff": width, "bram36": 0.0}
 
 
 def _lutram(depth: int, width: int) -> float:
@@ -86,11 +128,18 @@ def _divider_luts(spec) -> int:
     return 2 * n * n
 
 
-def _layernorm_row_is_bram(max_row: int, width: int) -> bool:
-    # where Yosys' memory_libmap put LayerNorm's synchronous-read row memory: LUT RAM at
-    # 64 x 96 and 128 x 48 bits (6 kbit), block RAM at 256 x 96 (24 kbit) and 1,024 x 96;
-    # the boundary is taken at 16 kbit
-    return max_row * width >= 16384
+def _store(c) -> dict:
+    """LINEAR's activation store (:mod:`fpga.hdl.engine_linear`): ``ceil(linear_max_k / lanes)``
+    lines of ``mac_rows`` buffer words, each row's word written on its own enable."""
+    return _memory(math.ceil(c.linear_max_k / c.lanes), c.mac_rows * c.mem_port_bits, c.mac_rows)
+
+
+def _layernorm_memories(c) -> list:
+    """LayerNorm's row memory (three rows of ``W = ceil(max_row / lanes)`` words) and its
+    gamma and beta memories (``W`` words each), all ``mem_port_bits`` wide
+    (:mod:`fpga.hdl.layernorm`)."""
+    words = math.ceil(c.max_row / c.lanes)
+    return [_memory(3 * words, c.mem_port_bits), _memory(words, c.mem_port_bits), _memory(words, c.mem_port_bits)]
 
 
 def features(config, engine: str) -> dict:
@@ -126,10 +175,13 @@ def features(config, engine: str) -> dict:
         ww = c.weight_fmt.width
         words = math.ceil(cols * ww / p) + math.ceil(cols * w / p)
         gelu = features(c, "GELU")
+        store = _store(c)
+        # the accumulators and the output tile registers (R·C·A each); the store's lane select
+        # (R·w bits of an L-to-1 mux); the store in LUT RAM when it is small
         return {"lut": r * cols * (acc + _partial_sum_luts(w, ww)) + 2 * cols * (acc + w)
                 + 2 * _lutram(c.weight_depth, cols * ww)
-                + r * lanes * w / 2 + gelu["lut"],
-                "ff": r * cols * acc + r * lanes * w + 3 * cols * w + words * p + gelu["ff"],
+                + r * lanes * w / 2 + gelu["lut"] + store["lut"],
+                "ff": 2 * r * cols * acc + 3 * cols * w + words * p + gelu["ff"] + store["ff"],
                 "dsp": r * cols * dsp_of_product(w, ww) + gelu["dsp"]}
     if engine == "ATTENTION":
         q, d, ch = c.attention_queries, c.attention_head_dim, c.attention_chunk
@@ -143,15 +195,32 @@ def features(config, engine: str) -> dict:
                 "dsp": q * ch * (dsp_of_product(w, w) + dsp_of_product(acc, prob) + dsp_of_product(prob, w))
                 + ch * dsp_of_product(acc, spec.recip_frac_bits + 1) + q * dsp_of_product(2 * w, 20)}
     if engine == "LAYERNORM":
-        nb = c.max_row.bit_length()
-        dbits = 2 * w + 3 * nb + 4
-        row_lut = 0 if _layernorm_row_is_bram(c.max_row, 3 * w) else _lutram(c.max_row, 3 * w)
         from hwgen.numerics.layernorm import RSQRT_BITS as rb
 
-        # x*x, n*s2, s1*s1, (n*x - s1)*r, then *gamma
-        dsp = (dsp_of_product(w, w) + dsp_of_product(nb, 2 * w + nb) + dsp_of_product(w + nb + 1, w + nb + 1)
-               + dsp_of_product(w + nb + 2, rb + 2) + dsp_of_product(w + nb + rb + 2, w))
-        return {"lut": 8 * dbits + lanes * w + row_lut, "ff": 4 * dbits + 3 * p, "dsp": dsp}
+        from fpga.hdl.layernorm import EPS_BITS
+
+        # fpga/hdl/layernorm.py, names as there: nb bits of n; the variance D (dbits); per lane
+        # x*x and the sums (stage A), n*x - s1 (centred, cw bits), * root (rb + 3 bits) * gamma
+        # (u, uw bits), rounded by a variable shift (sb bits) and saturated (stage C)
+        nb = c.max_row.bit_length()
+        dbits = 2 * w + 3 * nb + EPS_BITS + 4
+        cw = w + 2 * nb + 2
+        uw = cw + rb + 4 + w
+        sb = math.ceil(math.log2(2 * (rb + dbits) + c.act_fmt.frac_bits + 2))
+        lane_dsp = (dsp_of_product(w, w) + dsp_of_product(nb + 1, w) + dsp_of_product(cw, rb + 4)
+                    + dsp_of_product(cw + rb + 4, w))
+        # (no LUT adders for the partial products here: LUT does not follow them -- 16.1 k at 8
+        # lanes of 32 bits, 16.5 k at 16 lanes of 16 bits, where they would be 10.9 k and 5.3 k)
+        lane_lut = (w + nb) + (2 * w + nb) + cw + uw * (math.ceil(sb / 2) + 1) + w
+        # stage B: n*s2, s1*s1, n*n*eps; restoring division and square root, 2 bits a cycle
+        qbits = 2 * rb + 4
+        row_dsp = (dsp_of_product(nb + 1, 2 * w + nb) + dsp_of_product(w + nb + 1, w + nb + 1)
+                   + dsp_of_product(nb, nb) + dsp_of_product(2 * nb, EPS_BITS))
+        row_lut = 2 * 2 * (dbits + 3) + 2 * 3 * qbits + dbits
+        mems = _layernorm_memories(c)
+        return {"lut": lanes * lane_lut + row_lut + sum(m["lut"] for m in mems),
+                "ff": 3 * (w + nb + 1) + 2 * (2 * w + nb) + 3 * dbits + 4 * qbits + 3 * p + sum(m["ff"] for m in mems),
+                "dsp": lanes * lane_dsp + row_dsp}
     if engine == "MOE_ROUTE":
         e, k = c.moe_experts, c.moe_k
         tb = max(1, math.ceil(math.log2(c.max_keys)))
@@ -178,10 +247,18 @@ def coefficients() -> dict:
     return fit_coefficients(load_runs())
 
 
+#: Fits without a constant: LayerNorm's counts cover the whole engine, and its three fit points
+#: span too little of them (LUT 8.1-9.1 k counted for 16.1-17.5 k measured) for a constant to be
+#: told from the scale -- a constant would take the per-lane terms out of the estimate.
+_THROUGH_ORIGIN = {("LAYERNORM", "lut"), ("LAYERNORM", "dsp")}
+
+
 def fit_coefficients(runs: list[dict]) -> dict:
     """:func:`coefficients` from recorded runs: for each engine, Yosys' figure of the top with that
     engine alone less the top without engines, against the engine's structural counts
-    (least squares on relative error, scale and constant >= 0)."""
+    (least squares on relative error, scale and constant >= 0). A run recorded before the
+    shared part (controller, DMA) changed carries the top without engines it was measured
+    against (``baseline``) and is taken less that one."""
     import numpy as np
 
     from .calibration import run_config
@@ -202,8 +279,9 @@ def fit_coefficients(runs: list[dict]) -> dict:
                 x = features(cfg, engine)[res]
                 if engine == "shared":
                     y = rs["shared"]["resources"][res]
-                else:
-                    y = rs[engine]["resources"][res] - rs["shared"]["resources"][res]
+                else:  # against the top without engines of the same RTL (``baseline``: an older one)
+                    base = rs[engine].get("baseline", rs["shared"])["resources"]
+                    y = rs[engine]["resources"][res] - base[res]
                 xs.append(x)
                 ys.append(y)
             if not xs:
@@ -211,9 +289,9 @@ def fit_coefficients(runs: list[dict]) -> dict:
             x, y = np.array(xs, float), np.array(ys, float)
             wgt = 1 / np.maximum(np.abs(y), 1.0)  # relative error
             a = np.stack([x, np.ones_like(x)], 1) * wgt[:, None]
-            if len(xs) > 1 and np.ptp(x) > 1e-6 * max(np.max(np.abs(x)), 1.0):
+            if (engine, res) not in _THROUGH_ORIGIN and len(xs) > 1 and np.ptp(x) > 1e-6 * max(np.max(np.abs(x)), 1.0):
                 sol = np.linalg.lstsq(a, y * wgt, rcond=None)[0]
-            else:  # one point (or the same counts twice): through the origin
+            else:  # one point (or the same counts twice, or _THROUGH_ORIGIN): through the origin
                 sol = np.array([-1.0, 0.0])
             if sol[1] < 0 or sol[0] < 0:  # refit through the origin (or a constant alone)
                 sol = (np.array([float(np.sum(x * y * wgt ** 2) / max(np.sum((x * wgt) ** 2), 1e-12)), 0.0])
@@ -276,8 +354,10 @@ def estimate_resources(config, ops=None, buffer_words: int | None = None, coeffs
         for res in _RES:
             per["shared"][res] += reader[res]
     per["shared"]["bram36"] = bram36_of_memory(words, config.mem_port_bits)
-    if "LAYERNORM" in per and _layernorm_row_is_bram(config.max_row, 3 * config.act_fmt.width):
-        per["LAYERNORM"]["bram36"] = bram36_of_memory(config.max_row, 3 * config.act_fmt.width)
+    if "LAYERNORM" in per:
+        per["LAYERNORM"]["bram36"] = sum(m["bram36"] for m in _layernorm_memories(config))
+    if "LINEAR" in per:
+        per["LINEAR"]["bram36"] = _store(config)["bram36"]
     tot = {res: sum(r[res] for r in per.values()) for res in _RES + ("bram36",)}
     out = {res: (round(tot[res]) if res != "bram36" else tot[res]) for res in tot}
     part = config.part

@@ -8,11 +8,14 @@ import time
 import pytest
 
 from fpga.config import PARTS, AcceleratorConfig
-from fpga.cost.calibration import RUNS, load_runs, run_config, run_ops
+from fpga.cost.calibration import RUNS, load_predictions, load_runs, run_config, run_ops, select_runs
 from fpga.cost.resources import (bram36_of_memory, coefficients, dsp_of_product, estimate_resources,
-                                 fit_coefficients)
+                                 fit_coefficients, memory_in_bram)
 
 KEYS = ("lut", "ff", "dsp", "bram36")
+#: The documented tolerance (docs/fpga-resources-and-clock.md, the issue's figure): each of LUT,
+#: FF, DSP and BRAM36 of every held-out top within 15 % of Yosys.
+TOLERANCE = 0.15
 
 
 def _checks():
@@ -33,18 +36,38 @@ def _check_params():
 def test_estimator_within_15_percent_of_yosys_on_held_out_tops(name):
     """A recorded whole top (held out of the fit) within 15 % on LUT, FF, DSP, BRAM36."""
     r = {r["name"]: r for r in _checks()}[name]
+    if r.get("stale"):  # visible in every run's summary: the check is not a check of this RTL
+        pytest.skip(f"STALE Yosys figures: {r['stale']}")
     est = estimate_resources(run_config(r), ops=run_ops(r), buffer_words=r["buffer_words"])
     bad = [f"{k}: estimate {est[k]} vs Yosys {r['resources'][k]} ({est[k] / r['resources'][k] - 1:+.1%})"
-           for k in KEYS if abs(est[k] - r["resources"][k]) > 0.15 * r["resources"][k]]
+           for k in KEYS if abs(est[k] - r["resources"][k]) > TOLERANCE * r["resources"][k]]
     assert not bad, "; ".join(bad)
 
 
-def test_enough_recorded_checks():
-    # the issue asks for 5 configurations; MIN_CHECKS is what was recorded in time (see the doc)
-    assert len({r["config"] for r in _checks()}) >= MIN_CHECKS
+def test_five_recorded_checks_of_the_current_runs():
+    # the issue asks for 5 configurations; every check of RUNS is recorded
+    assert len({r["config"] for r in _checks()}) >= 5
+    assert {r["name"] for r in _checks()} == {r["name"] for r in RUNS if r["role"] == "check"}
 
 
-MIN_CHECKS = 4
+def test_blind_checks_have_their_prediction_recorded():
+    # a blind check's estimate was written to the JSON (and committed) before Yosys ran on it
+    preds = load_predictions()
+    blind = [r["name"] for r in RUNS if r.get("blind")]
+    assert blind and set(blind) <= set(preds)
+    for n in blind:
+        assert all(isinstance(preds[n][k], (int, float)) and preds[n][k] > 0 for k in KEYS), preds[n]
+
+
+def test_select_runs_for_an_engine_change():
+    names = [r["name"] for r in select_runs(["linear", "LayerNorm"])]
+    assert names and all(n.endswith((":LINEAR", ":LAYERNORM")) for n in names)
+    assert "small:LINEAR" in names and "small:LAYERNORM" in names
+    with_checks = {r["name"] for r in select_runs(["attention"], checks=True)}
+    assert {r["name"] for r in RUNS if r["role"] == "check"} <= with_checks
+    assert {r["name"] for r in select_runs(["none"])} == {r["name"] for r in RUNS if r["ops"] == []}
+    with pytest.raises(ValueError, match="unknown engine 'linea'; known: none, linear"):
+        select_runs(["linea"])
 
 
 def test_coefficients_come_from_the_fit_runs_only():
@@ -75,6 +98,18 @@ def test_block_ram_tiling_matches_yosys():
             assert bram36_of_memory(r["buffer_words"], c.mem_port_bits) == r["resources"]["bram36"], r["name"]
     # docs/fpga-architecture.md: the default 12,384 x 256-bit buffer took 189 RAMB18E2 + 3 RAMB36E2
     assert bram36_of_memory(12_384, 256) == 189 / 2 + 3
+    # the default top's activation store, 512 lines of 16 x 256 bits written a row at a time:
+    # +58 BRAM36 in Yosys (each 256-bit row takes 29 of the 8 9-bit byte lanes of a RAMB36)
+    assert bram36_of_memory(512, 16 * 256, 16) == 58
+
+
+def test_lut_ram_or_block_ram_as_yosys_chose():
+    # LayerNorm row memories synthesised before the lanes-wide unit: 64 x 96 and 128 x 48 bits in
+    # LUT RAM, 256 x 96 and 1,024 x 96 in block RAM; the default LayerNorm's 384 x 256 row and
+    # 128 x 256 gamma and beta (+9 BRAM36 over the 3 of the old 1,024 x 96 row)
+    assert [memory_in_bram(d, w) for d, w in ((64, 96), (128, 48), (256, 96), (1024, 96), (384, 256), (128, 256))] \
+        == [False, False, True, True, True, True]
+    assert bram36_of_memory(384, 256) + 2 * bram36_of_memory(128, 256) == 12
 
 
 def test_dsp_tiles_of_products():
@@ -106,3 +141,21 @@ def test_recorded_runs_resynthesise_to_the_same_counts(name):
     res = synthesize(Accelerator(run_config(rec), buffer_words=rec["buffer_words"], ops=run_ops(rec)), "accelerator")
     for k in KEYS:
         assert res[k] == rec["resources"][k], (k, res[k], rec["resources"][k])
+
+
+def test_a_run_older_than_the_shared_part_is_taken_less_its_own_baseline():
+    # one fit point: the engine's scale is (run - the top without engines it was measured with) / count
+    from fpga.cost.resources import features
+
+    res = {"lut": 5000, "ff": 1500, "dsp": 8, "bram36": 7.5}
+    none = {"name": "small:none", "config": "small", "ops": [], "role": "fit",
+            "resources": {"lut": 650, "ff": 293, "dsp": 0, "bram36": 7.5}}
+    old = {"name": "small:GELU", "config": "small", "ops": ["GELU"], "role": "fit", "resources": res,
+           "baseline": {"resources": {"lut": 514, "ff": 240, "dsp": 0, "bram36": 7.5}}}
+    count = features(run_config(old), "GELU")
+    k = fit_coefficients([none, old])["GELU"]
+    assert k["lut"][0] == pytest.approx((5000 - 514) / count["lut"], abs=1e-4)
+    assert k["ff"][0] == pytest.approx((1500 - 240) / count["ff"], abs=1e-4)
+    new = {**old, "baseline": None}
+    del new["baseline"]
+    assert fit_coefficients([none, new])["GELU"]["lut"][0] == pytest.approx((5000 - 650) / count["lut"], abs=1e-4)
