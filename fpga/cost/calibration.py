@@ -7,6 +7,8 @@ compares the estimator with them, ``HWGEN_SYNTH_CALIBRATION=1`` re-synthesises t
 
 Runs whose ``role`` is ``"fit"`` (one engine at a time) set the estimator's per-engine
 coefficients; ``"check"`` runs (whole tops) are held out: the estimator never saw them.
+``"clock"`` runs only give an engine's critical path after an RTL change that the fit
+and check runs predate (:func:`fpga.cost.report_section.recorded_fmax` prefers them).
 A check marked ``"blind"`` had the estimator's prediction recorded (``"predictions"`` in
 the JSON, committed) before Yosys ran on it.
 
@@ -79,6 +81,12 @@ def _runs() -> list[dict]:
     runs += [fit("int16-8x16", "LAYERNORM")]
     runs.append({"name": "edge-8x16-p128:all@1024", "config": "edge-8x16-p128", "ops": "all", "buffer_words": 1024,
                  "role": "check", "blind": True})
+    # after the pipelined reciprocal (attention's normaliser and the MoE gate, fpga/hdl/divider.py):
+    # the two engines' new register-to-register paths. Role "clock": their resources are not
+    # fitted, because the fit runs and every check above were synthesised with the one-cycle
+    # divider; re-recording those (--only attention,moe_route --checks) is the next step
+    runs += [{"name": f"small:{op}@pipelined-reciprocal", "config": "small", "ops": [op], "buffer_words": 1024,
+              "role": "clock"} for op in ("ATTENTION", "MOE_ROUTE")]
     return runs
 
 

@@ -37,7 +37,8 @@ def _distance(a, b) -> float:
 def recorded_fmax(config, ops=None, runs: list[dict] | None = None) -> tuple[float | None, str]:
     """``(Fmax in Hz, source)`` for ``config`` without synthesis: per engine built, the
     longest register-to-register path recorded for it (``fpga/cost/yosys_runs.json``, the
-    one-engine run of the nearest configuration); the slowest engine sets the clock."""
+    one-engine run of the nearest configuration, a ``"clock"`` run where the engine has one);
+    the slowest engine sets the clock."""
     from .calibration import load_runs, run_config
 
     try:
@@ -48,6 +49,8 @@ def recorded_fmax(config, ops=None, runs: list[dict] | None = None) -> tuple[flo
     worst, source = 0.0, ""
     for engine in names:
         cands = [r for r in runs if r.get("ops") == [engine] and r.get("critical_path", {}).get("delay_ns")]
+        # a "clock" run is of the engine's current RTL; older fit runs' paths are superseded
+        cands = [r for r in cands if r.get("role") == "clock"] or cands
         if not cands:
             continue
         best = min(cands, key=lambda r: _distance(config, run_config(r)))
