@@ -209,27 +209,19 @@ _OPTICS: "OrderedDict[bytes, tuple]" = OrderedDict()
 _OPTICS_BYTES = 256 << 20
 
 
-def _optics_key(tp: np.ndarray, kp: np.ndarray, cfg: OpticalConfig) -> bytes:
-    """What the noiseless camera intensities of a set depend on: the encoded tiles and
-    kernels and the optical devices (not the camera, the noise or its seed)."""
+def _optics_key(frames: np.ndarray, tp: np.ndarray, kp: np.ndarray, cfg: OpticalConfig) -> bytes:
+    """What the noiseless camera intensities of a set depend on: the input frames as the
+    optics see them (the encoded tiles ``tp`` placed in the simulation's precision; only its
+    shape is hashed besides: the frames hold half the bytes and are all the optics read),
+    the kernels and the optical devices (not the camera, the noise or its seed)."""
     h = hashlib.blake2b(digest_size=20)
-    h.update(_tile_codes(tp, cfg.input_modulator).tobytes())
-    h.update(np.ascontiguousarray(kp).tobytes())
+    h.update(np.ascontiguousarray(frames))  # the buffer itself (no bytes copy)
+    h.update(np.ascontiguousarray(kp))
     s = cfg.sim
-    h.update(repr((tp.shape, kp.shape, cfg.input_modulator, cfg.fourier_modulator, cfg.lens, cfg.laser.wavelength_m,
-                   s.frame_px, s.guard_px, s.max_kernels_per_frame, s.signed, s.precision, s.slm_pixels)).encode())
+    h.update(repr((tp.shape, frames.shape, kp.shape, cfg.input_modulator, cfg.fourier_modulator, cfg.lens,
+                   cfg.laser.wavelength_m, s.frame_px, s.guard_px, s.max_kernels_per_frame, s.signed, s.precision,
+                   s.slm_pixels)).encode())
     return h.digest()
-
-
-def _tile_codes(tp: np.ndarray, im) -> np.ndarray:
-    """Encoded tiles as the input modulator's integer levels when they name them exactly
-    (quantised amplitudes ``level / (2^bits - 1)``, bit-planes 0/1): 1-2 bytes a sample to hash
-    instead of 8; otherwise the values themselves."""
-    levels = 1 if im.modulation == "binary" else (1 << im.bits) - 1 if 0 < im.bits <= 16 else 0
-    if not levels:
-        return np.ascontiguousarray(tp)
-    codes = np.rint(tp * levels).astype(np.uint8 if levels < 256 else np.uint16)
-    return codes
 
 
 def _read_pixels(plan: TilePlan, kernel_offsets: list, out_hw: tuple) -> np.ndarray:
@@ -293,7 +285,7 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
     frames[:, :bh, :bw] = cells.reshape(tchunks, br, bc, ch, cw).transpose(0, 1, 3, 2, 4).reshape(tchunks, bh, bw)
     offsets = [(r * bh, c * bw) for r, c in (divmod(j, kc) for j in range(kpf))]
     exposure = np.zeros(ke, np.float64)
-    key = None if keep_planes else _optics_key(tp, kp, cfg)
+    key = None if keep_planes else _optics_key(frames, tp, kp, cfg)
     cached = _OPTICS.get(key) if key is not None else None
     if cached is not None:  # the same frames through the same filters: the optics are deterministic
         inten, hscales, peaks = cached
