@@ -155,7 +155,8 @@ def _detect_block(inten: np.ndarray, exp: np.ndarray, cam: Camera, noise: bool, 
         g_nom = cam.full_well_e / codes
         e *= f(1.0 / (g_nom * (1.0 + cam.gain_error)))
         np.rint(e, out=e)
-        np.clip(e, 0, codes, out=e)
+        if cam.gain_error < 0:  # else e <= full well / g_true <= codes already (and >= 0)
+            np.minimum(e, codes, out=e)
         e *= f(g_nom)
     elif cam.gain_error:
         e *= f(1.0 / (1.0 + cam.gain_error))

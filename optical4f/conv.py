@@ -209,15 +209,18 @@ _OPTICS: "OrderedDict[bytes, tuple]" = OrderedDict()
 _OPTICS_BYTES = 256 << 20
 
 
-def _optics_key(tp: np.ndarray, kp: np.ndarray, cfg: OpticalConfig) -> bytes:
-    """What the noiseless camera intensities of a set depend on: the encoded tiles and
-    kernels and the optical devices (not the camera, the noise or its seed)."""
+def _optics_key(frames: np.ndarray, tp: np.ndarray, kp: np.ndarray, cfg: OpticalConfig) -> bytes:
+    """What the noiseless camera intensities of a set depend on: the input frames as the
+    optics see them (the encoded tiles ``tp`` placed in the simulation's precision; only its
+    shape is hashed besides: the frames hold half the bytes and are all the optics read),
+    the kernels and the optical devices (not the camera, the noise or its seed)."""
     h = hashlib.blake2b(digest_size=20)
-    h.update(np.ascontiguousarray(tp).tobytes())
-    h.update(np.ascontiguousarray(kp).tobytes())
+    h.update(np.ascontiguousarray(frames))  # the buffer itself (no bytes copy)
+    h.update(np.ascontiguousarray(kp))
     s = cfg.sim
-    h.update(repr((tp.shape, kp.shape, cfg.input_modulator, cfg.fourier_modulator, cfg.lens, cfg.laser.wavelength_m,
-                   s.frame_px, s.guard_px, s.max_kernels_per_frame, s.signed, s.precision, s.slm_pixels)).encode())
+    h.update(repr((tp.shape, frames.shape, kp.shape, cfg.input_modulator, cfg.fourier_modulator, cfg.lens,
+                   cfg.laser.wavelength_m, s.frame_px, s.guard_px, s.max_kernels_per_frame, s.signed, s.precision,
+                   s.slm_pixels)).encode())
     return h.digest()
 
 
@@ -282,7 +285,7 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
     frames[:, :bh, :bw] = cells.reshape(tchunks, br, bc, ch, cw).transpose(0, 1, 3, 2, 4).reshape(tchunks, bh, bw)
     offsets = [(r * bh, c * bw) for r, c in (divmod(j, kc) for j in range(kpf))]
     exposure = np.zeros(ke, np.float64)
-    key = None if keep_planes else _optics_key(tp, kp, cfg)
+    key = None if keep_planes else _optics_key(frames, tp, kp, cfg)
     cached = _OPTICS.get(key) if key is not None else None
     if cached is not None:  # the same frames through the same filters: the optics are deterministic
         inten, hscales, peaks = cached
@@ -355,13 +358,17 @@ def _correlate_set(tiles: np.ndarray, kernels: np.ndarray, cfg: OpticalConfig, r
     det = detect_pixels(inten, exposure[None, :, None, None], cam, sim.noise, rng, pattern, threads=_threads(cfg))
     # electronics: flat field, weights (sign, full scale, bit-plane, filter normalisation) and
     # sums over the parts; the part of encoded tile i is tile i % T (parts are concatenated), same for kernels
-    tile_w = np.broadcast_to(t_weight[:, None, None, None], (te, 1, 1, 1))
+    # (float32 when the camera's values are: 24 bits of mantissa against a 16-bit ADC and shot noise)
+    tile_w = t_weight.astype(det.dtype)[:, None, None, None]  # [te, 1, 1, 1]
     if flat:  # flat-field: the SLM pixels' output envelope (vignetting), measured at calibration, divided out
         env = output_envelope(n, cfg.fourier_modulator.fill_factor)
-        tile_w = tile_w / np.outer(env, env).reshape(-1)[pix]  # [te, 1 or ke, ho, wo]
-    enc = np.multiply(det, tile_w, dtype=np.float64)
-    enc *= (k_sign * hscales)[None, :, None, None]
-    out = enc.reshape(te // T, T, ke // K, K, ho, wo).sum(axis=(0, 2))
+        tile_w = tile_w / np.outer(env, env).astype(det.dtype).reshape(-1)[pix]  # [te, 1 or ke, ho, wo]
+    det *= tile_w  # det is this call's own array
+    k_weight = (k_sign * hscales).astype(det.dtype)
+    parts = det.reshape(te // T, T, ke // K, K, ho, wo)
+    out = np.zeros((T, K, ho, wo), np.float64)
+    for pt, pk in itertools.product(range(te // T), range(ke // K)):
+        out += parts[pt, :, pk] * k_weight[pk * K:(pk + 1) * K, None, None]
     if sim.signed == "bias":  # remove the offset terms in electronics
         shown = np.clip(tiles, -bx, xs - bx)  # what the modulator showed (calibrated range)
         cs = np.pad(shown, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
