@@ -101,6 +101,19 @@ def _accuracy_parts(cfg, task, images) -> tuple:
     return str(cfg.act_fmt), str(cfg.weight_fmt), cfg.moe_normalization, task, images
 
 
+def compile_group_key(settings: dict, job: dict) -> str | None:
+    """Points with the same key share one cost-only compile (:func:`_compiled`), which a
+    worker keeps in memory: the driver sends them to one worker together (None: invalid
+    configuration, evaluated alone)."""
+    from fpga.compile.reuse import cost_only_key
+
+    try:
+        cfg = fpga_config(job.get("base"), settings)
+    except Exception:  # an invalid point fails on its own
+        return None
+    return repr((str(cfg.act_fmt), str(cfg.weight_fmt), cost_only_key(cfg)))
+
+
 def shared_work_key(settings: dict, job: dict) -> str | None:
     """Points with the same key share their accuracy run (None: nothing shared)."""
     ev = job.get("evaluate", {})

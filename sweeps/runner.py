@@ -28,7 +28,7 @@ from hwgen.errors import HwgenError
 from .cache import ResultCache, model_fingerprint, point_key
 from .results import plot_pareto, write_table
 from .spec import MAXIMIZE, Range, SweepSpec, expand, grid_points
-from .worker import evaluate_point, prepare_graph
+from .worker import evaluate_point, evaluate_points, prepare_graph
 
 __all__ = ["run_sweep", "SweepResult"]
 
@@ -65,6 +65,9 @@ class _Local:
 
     def submit(self, job):
         return self.pool.submit(evaluate_point, job)
+
+    def submit_batch(self, jobs: list[dict]):
+        return self.pool.submit(evaluate_points, jobs)
 
     def as_completed(self, futures):
         return concurrent.futures.as_completed(futures)
@@ -201,14 +204,41 @@ class _Driver:
         if hits:
             self.progress.advance(hits)
         if todo:
-            futures = [self.exec.submit(j) for j in todo]
-            for fut in self.exec.as_completed(futures):
-                row = fut.result()
+            batches = self._batches(todo)
+            if batches is not None:  # a local pool, FPGA cost points: one future per shared compile
+                futures = [self.exec.submit_batch(b) for b in batches]
+                results = (row for fut in self.exec.as_completed(futures) for row in fut.result())
+            else:
+                futures = [self.exec.submit(j) for j in todo]
+                results = (fut.result() for fut in self.exec.as_completed(futures))
+            for row in results:
                 self.cache.put(row["key"], row)
                 rows[row["key"]] = row
                 self.computed += 1
                 self.progress.advance()
         return rows
+
+    def _batches(self, todo: list[dict]) -> list[list[dict]] | None:
+        """FPGA points grouped by the cost-only compile they share, for a local pool: a
+        worker's compile stays in its memory, so a group sent to one worker compiles once
+        (sent point by point, both workers compiled it). Groups are split so that there are
+        at least four batches a worker (balance), largest first. None: no batching (one
+        worker, dask, an optical sweep, or accuracy runs, which share work across processes)."""
+        if not isinstance(self.exec, _Local) or self.spec.target != "fpga" or self.spec.evaluate.get("accuracy"):
+            return None
+        from .fpga_point import compile_group_key
+
+        groups: dict = {}
+        for j in todo:
+            groups.setdefault(compile_group_key(j["settings"], j) or j["key"], []).append(j)
+        batches = sorted(groups.values(), key=len, reverse=True)
+        want = 4 * self.workers
+        while len(batches) < want and len(batches[0]) > 1:  # split the largest until there are enough
+            big = batches.pop(0)
+            half = (len(big) + 1) // 2
+            batches += [big[:half], big[half:]]
+            batches.sort(key=len, reverse=True)
+        return batches
 
     def _interleave(self, todo: list[dict]) -> list[dict]:
         """Points that share work (an accuracy run) spread out: one of each group first,
