@@ -109,16 +109,14 @@ def _load(model: str, batch: int, canonical: bool = True):
         return g, canonicalize(g)
 
 
-_DEVICE = {"fpga": "accelerator's engines", "optical4f": "optics"}
-
-
-def _placements(g, targets: dict) -> dict[str, dict]:
-    """Per installed target with a ``placement(graph)`` hook: node name -> ``{"op", "where"}``
-    (or ``{"error": why}`` when the target cannot place this model). ``targets`` receives
-    the target objects by name."""
+def _placements(g) -> tuple[dict[str, dict], dict[str, object]]:
+    """``(placement, targets)``: per installed target with a ``placement(graph)`` hook, node
+    name -> ``{"op", "where"}`` (or ``{"error": why}`` when the target cannot place this
+    model); and the target objects by name (for their ``placement_*`` wording)."""
     from .targets import available_targets
 
     out: dict[str, dict[str, str]] = {}
+    targets: dict[str, object] = {}
     for name, ep in sorted(available_targets().items()):
         try:
             target = targets[name] = ep.load()()
@@ -128,7 +126,7 @@ def _placements(g, targets: dict) -> dict[str, dict]:
             out[name] = {"error": str(e).splitlines()[0]}
         except Exception as e:  # a target's bug must not break inspect
             out[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-    return out
+    return out, targets
 
 
 @cli.command()
@@ -158,8 +156,7 @@ def inspect(model: str, batch: int, as_json: bool):
             continue
         unsupported[name] = sorted(ops_used - set(ops)) if ops is not None else []
     no_target = sorted(set.intersection(*(set(v) for v in unsupported.values()))) if unsupported else sorted(ops_used)
-    targets: dict = {}
-    placement = _placements(g, targets)
+    placement, targets = _placements(g)
     summary = {
         "model": str(model),
         "source": g.source,
@@ -229,10 +226,11 @@ def inspect(model: str, batch: int, as_json: bool):
             if node["where"].startswith("host"):
                 host.setdefault(node["op"], []).append(node["where"].split(": ", 1)[1])
         on_target = sum(1 for node in where.values() if not node["where"].startswith("host"))
-        scope = getattr(targets[name], "placement_scope", "nodes")
-        con.print(f"target {name} (default configuration): {on_target} of {len(where)} {scope} on the "
-                  f"{_DEVICE.get(name, 'target')}, {len(where) - on_target} on the host"
-                  + (f" ({targets[name].placement_note})" if hasattr(targets[name], "placement_note") else ""))
+        target = targets[name]
+        con.print(f"target {name} (default configuration): {on_target} of {len(where)} "
+                  f"{getattr(target, 'placement_scope', 'nodes')} on the {getattr(target, 'placement_device', 'target')}, "
+                  f"{len(where) - on_target} on the host"
+                  + (f" ({target.placement_note})" if hasattr(target, "placement_note") else ""))
         if host:
             t = Table("op", "nodes on the host", "why (first node)", title=f"{name}: ops on the host", title_justify="left")
             for op, reasons in sorted(host.items()):

@@ -196,8 +196,9 @@ class Optical4fTarget:
     name = "optical4f"
     help = "ConvShareViT-style convolutions on a simulated 4f optical correlator (latency, energy, accuracy)"
 
-    #: what :meth:`placement` covers, and what ``hwgen inspect`` adds about the rest
+    #: what :meth:`placement` covers, where "not host" is, and what ``hwgen inspect`` adds about the rest
     placement_scope = "convolutions"
+    placement_device = "optics"
     placement_note = "every other op runs in electronics"
 
     def placement(self, graph: Graph) -> dict[str, dict]:

@@ -178,7 +178,7 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles, stric
     if cyc_sum and sim["sim_wall_s"]:
         sim["cycles_per_s"] = cyc_sum / sim["sim_wall_s"]
     (out / "sim.json").write_text(json.dumps(sim, indent=1) + "\n")
-    synth_path = out / "synth.json"  # [cost-res] Yosys figures from `hwgen fpga synth --report OUT`
+    synth_path = out / "synth.json"  # Yosys figures from `hwgen fpga synth --report OUT`
     synth = json.loads(synth_path.read_text()) if synth_path.exists() else None
     report = build_report(compiled, layout.get("model", str(out)), sim=sim, synth=synth)
     write_report(report, out)

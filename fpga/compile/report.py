@@ -82,7 +82,7 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
             moe_input = moe_input or run.get("input", "")
     costs = binding_costs(compiled, main, moe_choices)
     t = costs["total"]
-    # [cost-res] Resources (estimate always; Yosys when `hwgen fpga synth --report OUT` ran) and Clock
+    # Resources (estimate always; Yosys when `hwgen fpga synth --report OUT` ran) and Clock
     # (Fmax estimate): keys resources, resources_detail, clock, latency_at_clock_used_s; warnings
     # appended (fpga/cost/report_section.py). Latency and static energy use the clock the design
     # can reach: the lower of the target and the Fmax estimate.

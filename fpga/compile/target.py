@@ -206,6 +206,9 @@ class FpgaTarget:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = self._future = self._cfg = None
 
+    #: where "not host" is, for ``hwgen inspect``
+    placement_device = "accelerator's engines"
+
     def placement(self, graph) -> dict[str, dict]:
         """Where each node of the hardware graph of the canonical ``graph`` runs on the
         default configuration (a cost-only compile, ~0.5 s): node name -> ``{"op": op type,

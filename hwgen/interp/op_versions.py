@@ -65,7 +65,6 @@ def _reference_op_versions() -> dict[str, int]:
     return {op: v for op in REFERENCE_OPS if (v := schema_version(op, newest)) is not None}
 
 
-
 def schema_version(op: str, opset: int) -> int | None:
     """``since_version`` of ``op`` at default-domain ``opset`` in the installed onnx
     (None if onnx defines no such op at that opset)."""
