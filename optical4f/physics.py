@@ -345,7 +345,7 @@ def run_frames(frames: np.ndarray, filters: np.ndarray, cfg: OpticalConfig, geom
     nf, n = frames.shape[0], frames.shape[-1]
     pixels = isinstance(filters, PixelField) or np.shape(filters)[-1] == 2 * n  # on the SLM's pixel grid
     filt = filters if isinstance(filters, PixelField) else np.asarray(filters).astype(cdt, copy=False)
-    shared = pixels or filt.shape[0] == 1
+    shared = isinstance(filt, PixelField) or filt.shape[0] == 1  # a PixelField is one filter
     paired = shared and nf > 1 and not np.iscomplexobj(frames)
     if pixels and (not shared or np.iscomplexobj(frames)):
         raise ValueError("the pixel-level SLM model takes real frames and one shared filter")
