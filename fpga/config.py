@@ -15,6 +15,7 @@ from pathlib import Path
 from hwgen.errors import TargetError
 from hwgen.fixedpoint import FixedFormat
 from hwgen.numerics.topk import NORMALIZATIONS
+from .isa import index_lanes
 
 __all__ = ["AcceleratorConfig", "Part", "PARTS", "PRESETS", "SMALL", "preset_port_bits"]
 
@@ -201,7 +202,7 @@ class AcceleratorConfig:
                 f"accelerator config: moe_experts={self.moe_experts} exceeds the {1 << self.act_fmt.width} experts "
                 f"a {self.act_fmt.width}-bit route-table lane names"
             )
-        index_bits = -(-16 // self.act_fmt.width) * self.act_fmt.width  # fpga.isa.index_lanes, in bits
+        index_bits = index_lanes(self.act_fmt.width) * self.act_fmt.width
         if 3 * index_bits > self.mem_port_bits:
             raise TargetError(
                 f"accelerator config: a MoE schedule entry (3 index fields of {index_bits} bits) does not fit "
