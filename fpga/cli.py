@@ -126,7 +126,7 @@ def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: s
     from rich.table import Table
 
     from .cost.calibration import yosys_version
-    from .cost.clock import critical_path_from_file
+    from .cost.clock import critical_path_from_file, estimate_fmax
     from .cost.resources import overflow
     from .hdl.top import Accelerator
     from .synth import fits, synthesize, utilization
@@ -137,6 +137,9 @@ def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: s
         if not (report_dir / "config.toml").exists() or not (report_dir / "compiled.pkl").exists():
             raise HwgenError(f"--report {report_dir}: not a folder written by `hwgen compile MODEL --target fpga -o "
                              f"{report_dir}` (no config.toml / compiled.pkl)")
+        from .compile.target import load_compiled
+
+        compiled, layout = load_compiled(report_dir)  # a stale or foreign folder fails now, not after synthesis
         compiled_cfg = _load(report_dir / "config.toml")
         if config is not None and _load(config).to_dict() != compiled_cfg.to_dict():
             raise HwgenError(f"{config} differs from {report_dir / 'config.toml'}, the configuration {report_dir} was "
@@ -174,7 +177,7 @@ def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: s
     click.echo("fits" if ok else "DOES NOT FIT: " + ", ".join(
         f"{k} {n:,.1f} of {a:,} ({n / a:.0%})" for k, (n, a) in over.items()))
     if path is not None:
-        fmax = 1e9 / path["delay_ns"] if path["delay_ns"] else None
+        fmax = estimate_fmax(path) if path["delay_ns"] else None
         verdict = ("" if fmax is None else "meets" if fmax >= c.clock_hz else "UNLIKELY to meet")
         click.echo(f"longest register-to-register path: {path['levels']} LUT levels, {path['delay_ns']:.1f} ns "
                    f"({', '.join(f'{n} {t}' for t, n in sorted(path['cells'].items(), key=lambda kv: -kv[1]))}): "
@@ -190,10 +193,8 @@ def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: s
         from hwgen.report import write_report
 
         from .compile.report import build_report
-        from .compile.target import load_compiled
 
         (report_dir / "synth.json").write_text(json.dumps(record, indent=1) + "\n")
-        compiled, layout = load_compiled(report_dir)
         sim_path = report_dir / "sim.json"
         sim = json.loads(sim_path.read_text()) if sim_path.exists() else None
         write_report(build_report(compiled, layout.get("model", str(report_dir)), sim=sim, synth=record), report_dir)

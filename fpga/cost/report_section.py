@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from .clock import clock_check
+from .clock import clock_check, estimate_fmax
 from .resources import ENGINE_NAMES, estimate_resources, overflow
 
 __all__ = ["resources_and_clock", "recorded_fmax"]
@@ -91,7 +91,7 @@ def resources_and_clock(config, cycles: float, synth: dict | None = None, warnin
         warnings.append(f"the design does not fit {part.name} ({detail['figures_from']}): {what}")
     path = (synth or {}).get("critical_path")
     if path and path.get("delay_ns"):
-        fmax, source = 1e9 / path["delay_ns"], (f"Yosys netlist of this configuration: {path['levels']} LUT levels, "
+        fmax, source = estimate_fmax(path), (f"Yosys netlist of this configuration: {path['levels']} LUT levels, "
                                                 f"{path['delay_ns']:.1f} ns (fpga/cost/clock.py)")
     else:
         fmax, source = recorded_fmax(config, ops)
