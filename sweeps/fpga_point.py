@@ -111,7 +111,7 @@ def compile_group_key(settings: dict, job: dict) -> str | None:
         cfg = fpga_config(job.get("base"), settings)
     except Exception:  # an invalid point fails on its own
         return None
-    return repr((str(cfg.act_fmt), str(cfg.weight_fmt), cost_only_key(cfg)))
+    return repr(cost_only_key(cfg))  # the key _compiled shares compiles by (it holds the formats)
 
 
 def shared_work_key(settings: dict, job: dict) -> str | None:
