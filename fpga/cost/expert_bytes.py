@@ -28,11 +28,11 @@ __all__ = ["linear_weight_bytes", "expert_weight_bytes", "expert_bytes_section"]
 def linear_weight_bytes(k: int, n: int, config) -> int:
     """Bytes of one LINEAR's weight image (``K`` rows, ``N`` output columns, bias included):
     ``ceil(N / mac_cols)`` output tiles of ``bias_words + K * w_words`` port words."""
+    from ..hdl.linear_timing import weight_words
+
     c = config
-    port = c.mem_port_bits
-    w_words = math.ceil(c.mac_cols * c.weight_fmt.width / port)
-    b_words = math.ceil(c.mac_cols * c.act_fmt.width / port)
-    return math.ceil(n / c.mac_cols) * (b_words + k * w_words) * port // 8
+    w_words, b_words = weight_words(c.mac_cols, c.weight_fmt.width, c.act_fmt.width, c.mem_port_bits)
+    return math.ceil(n / c.mac_cols) * (b_words + k * w_words) * c.mem_port_bits // 8
 
 
 def expert_weight_bytes(binding, config, choices: dict | None = None) -> dict:
