@@ -197,7 +197,7 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles, stric
                   "yes" if r.bit_exact else "NO", f"{r.max_abs_error_vs_float:.3g}"
                   + ("" if r.within_tolerance else f" > {r.float_tolerance:.3g}"))
     Console().print(t)
-    click.echo(_clock_line(clock, compiled.config.clock_hz, total_cycles))
+    click.echo(_clock_line(clock, f_used, compiled.config.clock_hz, total_cycles))
     if "cycles_per_s" in sim:
         click.echo(f"simulated {cyc_sum:,} cycles in {sim['sim_wall_s']:.1f} s ({sim['cycles_per_s']:,.0f} cycles/s)")
     for r in results:
@@ -217,9 +217,9 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles, stric
         raise SystemExit(1)
 
 
-def _clock_line(clock: dict, target_hz: float, cycles: int | None) -> str:
-    """One line saying which clock the latency column uses, and the target-clock figure when they differ."""
-    used = clock.get("clock_used_hz") or target_hz
+def _clock_line(clock: dict, used: float, target_hz: float, cycles: int | None) -> str:
+    """One line saying which clock (``used``, Hz) the latency column uses, and the
+    target-clock figure when they differ."""
     fmax = clock.get("fmax_estimated_hz")
     line = f"latency at {used / 1e6:.4g} MHz"
     if used < target_hz:
