@@ -41,7 +41,7 @@ import functools
 import math
 
 __all__ = ["estimate_resources", "ENGINE_NAMES", "coefficients", "features", "fit_coefficients", "bram36_of_memory",
-           "memory_in_bram", "dsp_of_product", "overflow"]
+           "divider_counts", "memory_in_bram", "dsp_of_product", "overflow"]
 
 #: Engines by the name of their opcode, in :data:`fpga.hdl.top.ENGINE_OPS` order.
 ENGINE_NAMES = ("GELU", "ADD", "LAYERNORM", "LINEAR", "ATTENTION", "MOE_ROUTE", "MOE_GATHER", "MOE_COMBINE")
@@ -120,12 +120,25 @@ def _lutram(depth: int, width: int) -> float:
     return 8 * math.ceil(width / 7) * math.ceil(depth / 64) + (width * math.ceil(depth / 64) if depth > 64 else 0)
 
 
-def _divider_luts(spec) -> int:
-    """LUT count of the softmax reciprocal ``(2**(Fp+Fr+1) + l) // (2 l)`` as Yosys builds
-    a combinational ``$div``: one stage per numerator bit, each a subtract-and-select about
-    twice the numerator wide (``2 N**2`` cells, N = Fp + Fr + 2 bits)."""
-    n = spec.prob_frac_bits + spec.recip_frac_bits + 2
-    return 2 * n * n
+def divider_counts(spec, sum_bits: int, count: int = 1, tag_bits: int = 0, steps_per_stage: int = 4) -> dict:
+    """Structural ``{"lut", "ff"}`` of the softmax reciprocal on the pipelined divider
+    (:func:`fpga.hdl.softmax.reciprocal_divider`, :class:`fpga.hdl.divider.PipelinedDivider`):
+    ``count`` divisions of ``2**(Fp+Fr+1) + l`` by ``2 l`` for sums ``l`` of ``sum_bits`` bits.
+
+    The quotient has ``Q = (2**(Fp+Fr+1) + 2**Fp) // 2**(Fp+1)``'s bit length (a softmax sum
+    is never below 1.0); each quotient bit is one ``D + 1``-bit subtract and a ``D``-bit
+    select (``D = sum_bits + 1``): ``2 D + 2`` LUTs a step. Registers: the input stage and
+    ``ceil(Q / steps_per_stage)`` stages, each holding remainder and divisor (``D`` bits
+    each), the shared dividend/quotient shift register (``Q`` bits), a valid bit and the
+    ``tag_bits`` the caller carries (all in bits). The divider alone at 26-bit sums is
+    1,638 LUT / 576 FF by Yosys (``docs/fpga-resources-and-clock.md``) against 1,400 / 640
+    counted here; the engines' fitted scales absorb the difference."""
+    one = 1 << spec.prob_frac_bits
+    q = ((1 << (spec.prob_frac_bits + spec.recip_frac_bits + 1)) + one) // (2 * one)
+    q = q.bit_length()
+    d = sum_bits + 1
+    stages = 1 + math.ceil(q / steps_per_stage)
+    return {"lut": count * q * (2 * d + 2), "ff": stages * (count * (2 * d + q) + 1 + tag_bits)}
 
 
 def _store(c) -> dict:
@@ -190,8 +203,10 @@ def features(config, engine: str) -> dict:
         acc = w + fp + 1 + key_bits
         prob = fp + 1
         sums = _partial_sum_luts(w, w) + _partial_sum_luts(acc, prob) + _partial_sum_luts(prob, w)
-        return {"lut": q * ch * (2 * w + 2 * acc + sums) + ch * (acc + w) + q * d * acc / 4 + _divider_luts(spec),
-                "ff": q * d * (w + acc + 2 * w) + d * acc + 2 * ch * w,
+        # the normaliser's reciprocal: sums of fp + 1 + key_bits bits, tagged with the lane
+        div = divider_counts(spec, fp + 1 + key_bits, tag_bits=max(1, math.ceil(math.log2(q))))
+        return {"lut": q * ch * (2 * w + 2 * acc + sums) + ch * (acc + w) + q * d * acc / 4 + div["lut"],
+                "ff": q * d * (w + acc + 2 * w) + d * acc + 2 * ch * w + div["ff"],
                 "dsp": q * ch * (dsp_of_product(w, w) + dsp_of_product(acc, prob) + dsp_of_product(prob, w))
                 + ch * dsp_of_product(acc, spec.recip_frac_bits + 1) + q * dsp_of_product(2 * w, 20)}
     if engine == "LAYERNORM":
@@ -225,15 +240,21 @@ def features(config, engine: str) -> dict:
         e, k = c.moe_experts, c.moe_k
         tb = max(1, math.ceil(math.log2(c.max_keys)))
         eb = max(1, math.ceil(math.log2(e)))
-        # the gate softmax: one reciprocal (a combinational divider; sigmoid_then_topk has k)
-        # and k exponentials and products (~1,000 LUTs each: assumption, scaled by the fit);
+        # the gate softmax: its reciprocals on the pipelined divider (one; sigmoid_then_topk
+        # has k, of [t, 0] each), the token's experts, logits and maxima travelling as the tag;
+        # k exponentials and products (~1,000 LUTs each: assumption, scaled by the fit);
         # the scheduler's token queues in LUT RAM
         from hwgen.numerics.softmax import SOFTMAX_DEFAULT as spec
 
-        recips = k if c.moe_normalization == "sigmoid_then_topk" else 1
-        return {"lut": recips * _divider_luts(spec) + 1000 * k + _lutram(e * c.max_keys, tb) + e * tb * 2
+        lw, fp = spec.logit.width, spec.prob_frac_bits
+        norm = c.moe_normalization
+        n_sums, terms = ((k, 2) if norm == "sigmoid_then_topk" else (1, e) if norm == "softmax_then_topk"
+                         else (1, k))
+        div = divider_counts(spec, fp + 1 + math.ceil(math.log2(terms + 1)), count=n_sums,
+                             tag_bits=k * (eb + lw) + n_sums * lw)
+        return {"lut": div["lut"] + 1000 * k + _lutram(e * c.max_keys, tb) + e * tb * 2
                 + k * (w + eb) * 4 + lanes * w,
-                "ff": e * (tb + 1) + k * (w + eb) * 2 + p, "dsp": k}
+                "ff": e * (tb + 1) + k * (w + eb) * 2 + p + div["ff"], "dsp": k}
     raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINE_NAMES)}, shared")
 
 
