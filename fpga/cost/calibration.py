@@ -50,6 +50,11 @@ CONFIGS = {
     "edge-8x16-p128": dict(mac_rows=8, mac_cols=16, mem_port_bits=128, weight_buffer_bytes=2 * 16 * 32 * 2,
                            attention_head_dim=32, attention_chunk=16, attention_queries=2, max_keys=64, max_row=128,
                            linear_max_k=512, moe_experts=8, moe_k=2),
+    # the sixth held-out top (blind, after the pipelined reciprocal): 8 x 8 MACs, 4 query lanes,
+    # 16 experts top-2 with the gate softmax over all experts before the top-k
+    "edge-8x8-e16s": dict(mac_rows=8, mac_cols=8, weight_buffer_bytes=2 * 8 * 32 * 2, attention_head_dim=32,
+                          attention_chunk=8, attention_queries=4, max_keys=64, max_row=128, linear_max_k=512,
+                          moe_experts=16, moe_k=2, moe_normalization="softmax_then_topk"),
     "edge-4x8-p128": dict(mac_rows=4, mac_cols=8, mem_port_bits=128, weight_buffer_bytes=2 * 8 * 32 * 2,
                           attention_head_dim=32, attention_chunk=8, attention_queries=2, max_keys=32, max_row=64,
                           linear_max_k=256, moe_experts=4, moe_k=1),
@@ -87,6 +92,9 @@ def _runs() -> list[dict]:
     # divider; re-recording those (--only attention,moe_route --checks) is the next step
     runs += [{"name": f"small:{op}@pipelined-reciprocal", "config": "small", "ops": [op], "buffer_words": 1024,
               "role": "clock"} for op in ("ATTENTION", "MOE_ROUTE")]
+    # after re-recording ATTENTION, MOE_ROUTE and every check on that RTL: a sixth check, blind
+    runs.append({"name": "edge-8x8-e16s:all@1024", "config": "edge-8x8-e16s", "ops": "all", "buffer_words": 1024,
+                 "role": "check", "blind": True})
     return runs
 
 

@@ -57,6 +57,18 @@ def recorded_fmax(config, ops=None, runs: list[dict] | None = None) -> tuple[flo
         d = best["critical_path"]["delay_ns"]
         if d > worst:
             worst, source = d, f"recorded Yosys run {best['name']} ({best['critical_path']['levels']} LUT levels)"
+    if ops is None or ops == "all":
+        # a whole top's path can be longer than any engine's alone: it ends at the buffer's
+        # write port behind the multiplexer of every engine's result (36.2-36.9 ns against the
+        # engines' 33-34 ns on the recorded checks), so the nearest whole top counts too
+        tops = [r for r in runs if r.get("ops") == "all" and r.get("critical_path", {}).get("delay_ns")
+                and not r.get("stale")]
+        if tops:
+            best = min(tops, key=lambda r: _distance(config, run_config(r)))
+            d = best["critical_path"]["delay_ns"]
+            if d > worst:
+                worst, source = d, (f"recorded Yosys run of a whole top, {best['name']} "
+                                    f"({best['critical_path']['levels']} LUT levels)")
     if not worst:
         return None, "no recorded path for these engines"
     return 1e9 / worst, source
