@@ -146,7 +146,8 @@ def table() -> None:
             err = f"{e / y - 1:+.1%}" if y else ("exact" if e == 0 else "n/a")
             cells.append(f"{y:,} / {e:,} ({err})")
         cp = r["critical_path"]
-        role = (r["role"] + (" (blind)" if r["name"] in load_predictions() else "")
+        pred = load_predictions().get(r["name"])
+        role = (r["role"] + (" (blind)" if pred and "checked_against" not in pred else "")
                 + (" STALE: older RTL" if r.get("stale") else "")
                 + (f" (older shared part: {r['baseline']['resources']['lut']:,} LUT)" if r.get("baseline") else ""))
         print(f"| {r['name']} | {role} | " + " | ".join(cells) + f" | {r['synth_s']:.0f} | "
@@ -158,9 +159,12 @@ def table() -> None:
         print("|---|" + "---|" * len(keys) + "---|")
         recorded = {r["name"]: r for r in load_runs()}
         for n, p in preds.items():
-            y = recorded.get(n, {}).get("resources")
+            # checked_against: the Yosys figures of the RTL the prediction was made for (the top
+            # was re-synthesised since, after an RTL change; the recorded run is of the new RTL)
+            y = p.get("checked_against") or recorded.get(n, {}).get("resources")
             cells = [f"{y[k]:,} / {p[k]:,} ({p[k] / y[k] - 1:+.1%})" if y else f"- / {p[k]:,}" for k in keys]
-            print(f"| {n} | " + " | ".join(cells) + f" | {p['date']} ({p['estimator_commit']}) |")
+            then = f"; Yosys of {p['checked_against']['date']}, RTL since changed" if "checked_against" in p else ""
+            print(f"| {n} | " + " | ".join(cells) + f" | {p['date']} ({p['estimator_commit']}){then} |")
 
 
 def main() -> None:

@@ -55,6 +55,8 @@ CONFIGS = {
     "edge-8x8-e16s": dict(mac_rows=8, mac_cols=8, weight_buffer_bytes=2 * 8 * 32 * 2, attention_head_dim=32,
                           attention_chunk=8, attention_queries=4, max_keys=64, max_row=128, linear_max_k=512,
                           moe_experts=16, moe_k=2, moe_normalization="softmax_then_topk"),
+    # the default configuration (Edge-MoE's 16 x 16 MACs; its 12,384-word buffer), as a check
+    "default": dict(),
     "edge-4x8-p128": dict(mac_rows=4, mac_cols=8, mem_port_bits=128, weight_buffer_bytes=2 * 8 * 32 * 2,
                           attention_head_dim=32, attention_chunk=8, attention_queries=2, max_keys=32, max_row=64,
                           linear_max_k=256, moe_experts=4, moe_k=1),
@@ -95,6 +97,9 @@ def _runs() -> list[dict]:
     # after re-recording ATTENTION, MOE_ROUTE and every check on that RTL: a sixth check, blind
     runs.append({"name": "edge-8x8-e16s:all@1024", "config": "edge-8x8-e16s", "ops": "all", "buffer_words": 1024,
                  "role": "check", "blind": True})
+    # and the default top itself (not blind: synthesised after its estimate was printed)
+    runs.append({"name": "default:all@12384", "config": "default", "ops": "all", "buffer_words": 12384,
+                 "role": "check"})
     return runs
 
 
