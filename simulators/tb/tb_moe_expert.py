@@ -33,7 +33,7 @@ from top_program import designed_routing
 from engine_tb import engine_args, run_instr, tb_params
 
 from fpga.cost.cycles import combine_cycles, gather_cycles
-from fpga.isa import index_field, index_lanes, index_words
+from fpga import isa
 from hwgen.numerics.moe import combine_codes
 from hwgen.numerics.topk import expert_schedule, route
 
@@ -56,22 +56,19 @@ class Words:
     def signed(self, word: int) -> list[int]:
         return [v - (1 << self.fw) if v >> (self.fw - 1) else v for v in self.unsigned(word)]
 
-    def indices(self, values) -> int:
-        """A word of 16-bit index fields (``fpga.isa.index_words``)."""
-        return self.pack(index_words([values], self.fw, self.lanes)[0])
-
     def field(self, word: int, i: int) -> int:
-        return index_field(self.unsigned(word), i, self.fw)
+        return isa.index_field(self.unsigned(word), i, self.fw)
 
     def list_word(self, token: int, weight: int, rest=()) -> int:
-        """A list word: the token's index field, then the weight lane, then ``rest``."""
-        n = index_lanes(self.fw)
-        lanes = index_words([(token,)], self.fw, self.lanes)[0][:n].tolist() + [weight] + list(rest)
-        return self.pack(lanes[:self.lanes])
+        """A list word (:func:`fpga.isa.list_word`) with ``rest`` in the lanes after the weight."""
+        lanes = isa.list_word(token, weight, self.fw, self.lanes)
+        after = isa.index_lanes(self.fw) + 1
+        lanes[after:after + len(rest)] = rest
+        return self.pack(lanes)
 
     def list_entry(self, word: int) -> tuple[int, int]:
         """(token, signed weight) of a list word."""
-        return self.field(word, 0), self.signed(word)[index_lanes(self.fw)]
+        return isa.list_entry(self.signed(word), self.fw)
 
 
 class Buffer:
@@ -191,18 +188,17 @@ async def gather_matches_spec(dut):
                 assert 0 not in counts and t_max in counts.values() and max(counts.values()) > t_max, counts
                 assert any(len(set(r)) < n_e for r in scores), "no tied scores"
                 assert k == 1 or any(len(set(r)) == k for r in weights), "every token's gate weights are equal"
-            entries = [(e, tok, int(i == len(toks) - 1)) for e, toks in sched for i, tok in enumerate(toks)]
             mem = {X_BASE + i: bits.getrandbits(config.mem_port_bits) for i in range(n_tok * s)}
             for tok in range(n_tok):
                 mem[R_BASE + tok] = w.pack(list(experts[tok]) + list(weights[tok]))
-            mem[S_BASE] = w.indices([len(entries), len(sched), 0])
-            for i, ent in enumerate(entries):
-                mem[S_BASE + 1 + i] = w.indices(ent)
+            sched_words = isa.schedule_words(sched, act.width, lanes)
+            for i, word in enumerate(sched_words):
+                mem[S_BASE + i] = w.pack(word)
             for i in range(max(t_max, 1) * s + max(t_max, 1)):  # garbage where G and L go
                 mem[G_BASE + i] = bits.getrandbits(config.mem_port_bits)
                 mem[L_BASE + i] = bits.getrandbits(config.mem_port_bits)
             buf.words = dict(mem)
-            cursor, end = S_BASE + 1, S_BASE + 1 + len(entries) - cut
+            cursor, end = S_BASE + 1, S_BASE + len(sched_words) - cut
             got_tokens: dict[int, list[tuple[int, int]]] = {}
             for e in range(n_e):
                 for _ in range(-(-n_tok // t_max) + 1 if t_max else 2):
@@ -297,7 +293,7 @@ async def combine_matches_reference(dut):
                     if kind == "saturate" or Y_BASE + tok * so + j not in mem:
                         mem[Y_BASE + tok * so + j] = w.pack(y_codes[tok, j * lanes:(j + 1) * lanes])
             for i, (tok, wt) in enumerate(rows):
-                rest = rng.integers(0, 1000, lanes - 1 - index_lanes(fmt.width)).tolist()  # lanes past w: ignored
+                rest = rng.integers(0, 1000, lanes - 1 - isa.index_lanes(fmt.width)).tolist()  # lanes past w: ignored
                 mem[LIST_BASE + i] = w.list_word(tok, wt, rest)
                 for j in range(so):
                     mem[H_BASE + i * so + j] = w.pack(h[i, j * lanes:(j + 1) * lanes])
