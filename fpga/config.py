@@ -31,6 +31,10 @@ class Part:
     bram36: int
     dsp: int
 
+    def capacity(self) -> dict[str, int]:
+        """``{"lut", "ff", "dsp", "bram36"}``: what the part holds of each resource."""
+        return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp, "bram36": self.bram36}
+
 
 #: Known parts by board name.
 PARTS = {"zcu102": Part("xczu9eg-ffvb1156-2-e", 274_080, 548_160, 912, 2_520)}

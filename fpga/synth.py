@@ -161,7 +161,7 @@ def utilization(resources: dict, part) -> dict:
     """``{resource: (used, available, fraction)}`` of a :func:`synthesize` result on a
     :class:`fpga.config.Part`; LUTs are left out when they were not mapped."""
     out = {}
-    for key, avail in (("lut", part.lut), ("ff", part.ff), ("bram36", part.bram36), ("dsp", part.dsp)):
+    for key, avail in part.capacity().items():
         used = resources.get(key)
         if used is not None:
             out[key] = (used, avail, used / avail)
