@@ -38,7 +38,7 @@ from .compiler import Compiled, compile_graph
 from .report import binding_costs, build_report
 from .report_latency import plot_latency, plot_roofline
 
-__all__ = ["FpgaTarget", "load_config", "write_program", "load_compiled"]
+__all__ = ["FpgaTarget", "load_config", "write_program", "load_compiled", "rerender_report"]
 
 _TARGET_KEYS = ("verilog",)
 
@@ -165,6 +165,25 @@ def load_compiled(out_dir) -> tuple[Compiled, dict]:
         raise TargetError(f"{out_dir} was compiled by hwgen {layout.get('hwgen')}, this is {__version__}: compile again")
     with open(p, "rb") as f:
         return pickle.load(f), layout
+
+
+def rerender_report(out_dir, compiled: Compiled, layout: dict, sim: dict | None = None,
+                    synth: dict | None = None) -> dict:
+    """Build the report of a compiled folder again and write ``report.json``/``report.md``.
+
+    ``sim`` (``hwgen simulate``'s record) and ``synth`` (``hwgen fpga synth --report``'s),
+    when not given, come from the folder's ``sim.json`` and ``synth.json`` if there.
+    Returns the report."""
+    out_dir = Path(out_dir)
+
+    def saved(record, name):
+        path = out_dir / name
+        return record if record is not None or not path.exists() else json.loads(path.read_text())
+
+    report = build_report(compiled, layout.get("model", str(out_dir)), sim=saved(sim, "sim.json"),
+                          synth=saved(synth, "synth.json"))
+    write_report(report, out_dir)
+    return report
 
 
 class FpgaTarget:
