@@ -18,19 +18,23 @@ quotient gives an unspecified value (callers size ``Q`` so that it cannot happen
 Timing: the input beat is registered (stage 0: it cuts whatever computed the operands
 from the first subtract), then ``ceil(Q / steps_per_stage)`` stages of at most
 ``steps_per_stage`` steps, each ending in a register. So ``latency = 1 +
-ceil(Q / steps_per_stage)`` cycles from the accepting handshake on ``i`` to ``o.valid``
-(:func:`fpga.hdl.unit_timing.divider_latency`, which the cost model uses too).
+ceil(Q / steps_per_stage)`` cycles from the accepting handshake on ``i`` to ``o.valid``.
 """
 
 from __future__ import annotations
+
+import math
 
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .unit_timing import STEPS_PER_STAGE, divider_latency
-
 __all__ = ["PipelinedDivider", "STEPS_PER_STAGE"]
+
+#: Quotient bits a stage by default: a stage is then four ``divisor_bits + 1``-bit
+#: subtract-and-select steps (10.6 ns, 95 MHz, by fpga.cost.clock on Yosys' xczu9eg netlist of the 27-bit
+#: softmax divider alone; three steps 8.1 ns, six 15.5 ns: ``docs/fpga-resources-and-clock.md``).
+STEPS_PER_STAGE = 4
 
 
 class PipelinedDivider(wiring.Component):
@@ -66,8 +70,8 @@ class PipelinedDivider(wiring.Component):
                 raise TypeError(f"{name} must be a positive integer, not {val!r}")
         self.dividend_bits, self.divisor_bits, self.quotient_bits = dividend_bits, divisor_bits, quotient_bits
         self.count, self.steps_per_stage, self.tag_shape = count, steps_per_stage, tag_shape
-        self.latency = divider_latency(quotient_bits, steps_per_stage)
-        self.stages = self.latency - 1
+        self.stages = math.ceil(quotient_bits / steps_per_stage)
+        self.latency = 1 + self.stages
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
                 "dividend": data.ArrayLayout(unsigned(dividend_bits), count),
