@@ -74,21 +74,31 @@ class Words:
 class Buffer:
     """The buffer behind the harness: a synchronous read port and the ``wr`` stream,
     with random stalls; one coroutine (reads the old word when a write hits the same
-    address in the same cycle, as the DMA's block RAM)."""
+    address in the same cycle, as the DMA's block RAM). ``writes``: the addresses written,
+    in order. A subclass adds models of other ports in the same coroutine: ``_drive`` sets
+    their inputs each cycle (after the buffer's stalls are drawn), ``_sample`` reads their
+    outputs (in the cycle's read-only phase)."""
 
     def __init__(self, dut, rng: random.Random, p_rd: float, p_data: float, p_wr: float):
         self.dut, self.rng = dut, rng
         self.p = (p_rd, p_data, p_wr)
         self.words: dict[int, int] = {}
-        self.writes = 0
+        self.writes: list[int] = []
         cocotb.start_soon(self._run())
 
     def set_stalls(self, p_rd: float, p_data: float, p_wr: float) -> None:
         self.p = (p_rd, p_data, p_wr)
 
+    def _drive(self) -> None:
+        pass
+
+    def _sample(self) -> None:
+        pass
+
     async def _run(self) -> None:
         dut, rng = self.dut, self.rng
         read_word = 0
+        addr_bits = len(dut.mem_addr)
         while True:
             await RisingEdge(dut.clk)
             p_rd, p_data, p_wr = self.p
@@ -96,13 +106,15 @@ class Buffer:
             dut.rd_stall.value = int(rng.random() >= p_rd)
             dut.data_stall.value = int(rng.random() >= p_data)
             dut.wr__ready.value = int(rng.random() < p_wr)
+            self._drive()
             await ReadOnly()
             read_word = self.words.get(int(dut.mem_addr.value), 0)
             if int(dut.wr__valid.value) and int(dut.wr__ready.value):
                 payload = int(dut.wr__payload.value)
-                addr_bits = len(dut.mem_addr)
-                self.words[payload & ((1 << addr_bits) - 1)] = payload >> addr_bits
-                self.writes += 1
+                addr = payload & ((1 << addr_bits) - 1)
+                self.words[addr] = payload >> addr_bits
+                self.writes.append(addr)
+            self._sample()
 
 
 async def _start(dut):
