@@ -43,7 +43,7 @@ def synth_run(run: dict, netlists: Path | None) -> dict:
 
     from fpga.cost.clock import critical_path_from_file
     from fpga.hdl.top import Accelerator
-    from fpga.synth import MAP_LUTS_ABC, synthesize
+    from fpga.synth import synthesize, yosys_commands
 
     config = run_config(run)
     t0 = time.perf_counter()
@@ -58,9 +58,7 @@ def synth_run(run: dict, netlists: Path | None) -> dict:
             with open(Path(tmp) / "netlist.json", "rb") as f, gzip.open(netlists / f"{run['name']}.json.gz", "wb") as g:
                 shutil.copyfileobj(f, g)
     return {**run, "yosys": yosys_version(),
-            "commands": ["synth_xilinx -flatten -noiopad -family xcup -top accelerator -run :map_luts", "splitnets",
-                         *MAP_LUTS_ABC, "synth_xilinx -flatten -noiopad -family xcup -top accelerator -run finalize:",
-                         "stat -json"],
+            "commands": yosys_commands("accelerator.v", "accelerator", write_netlist=True),
             "resources": {k: res[k] for k in ("lut", "lut_logic", "lut_memory", "ff", "dsp", "bram36", "carry")},
             "cells": res["cells"], "elaborate_s": round(t1 - t0, 1), "synth_s": round(t2 - t1, 1),
             "critical_path": path, "date": time.strftime("%Y-%m-%d")}

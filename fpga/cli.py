@@ -190,12 +190,8 @@ def synth(config: Path | None, buffer_words: int | None, ops: str | None, abc: s
     if json_out is not None:
         json_out.write_text(json.dumps(record, indent=1))
     if report_dir is not None:
-        from hwgen.report import write_report
-
-        from .compile.report import build_report
+        from .compile.target import rerender_report
 
         (report_dir / "synth.json").write_text(json.dumps(record, indent=1) + "\n")
-        sim_path = report_dir / "sim.json"
-        sim = json.loads(sim_path.read_text()) if sim_path.exists() else None
-        write_report(build_report(compiled, layout.get("model", str(report_dir)), sim=sim, synth=record), report_dir)
+        rerender_report(report_dir, compiled, layout, synth=record)  # with sim.json of `hwgen simulate`
         click.echo(f"{report_dir / 'synth.json'}, {report_dir / 'report.md'}: Yosys figures and Fmax added")

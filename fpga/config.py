@@ -17,7 +17,8 @@ from hwgen.fixedpoint import FixedFormat
 from hwgen.numerics.topk import NORMALIZATIONS
 from .isa import index_lanes
 
-__all__ = ["AcceleratorConfig", "Part", "PARTS", "PRESETS", "SMALL", "preset_port_bits"]
+__all__ = ["AcceleratorConfig", "Part", "PARTS", "PRESETS", "SMALL", "preset_port_bits", "preset_changes",
+           "read_toml_table"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class Part:
     ff: int
     bram36: int
     dsp: int
+
+    def capacity(self) -> dict[str, int]:
+        """``{"lut", "ff", "dsp", "bram36"}``: what the part holds of each resource."""
+        return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp, "bram36": self.bram36}
 
 
 #: Known parts by board name.
@@ -48,6 +53,32 @@ def preset_port_bits(act_fmt: FixedFormat, mac_cols: int) -> int:
     that a buffer word holds no more activations than LINEAR's ``mac_cols`` output columns
     (:meth:`AcceleratorConfig.validate`)."""
     return min(256, mac_cols * act_fmt.width)
+
+
+def preset_changes(name: str, given: dict) -> dict:
+    """The fields format preset ``name`` sets beside the fields ``given`` explicitly
+    (:class:`AcceleratorConfig` keyword arguments): ``act_fmt`` and ``weight_fmt`` where
+    ``given`` has none, and, where ``given`` has no ``mem_port_bits``, the port
+    :func:`preset_port_bits` gives for that activation format on ``given``'s ``mac_cols``
+    (the default without). TargetError for an unknown preset."""
+    if name not in PRESETS:
+        raise TargetError(f"unknown format preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    act, weight = PRESETS[name]
+    changes = {"act_fmt": given.get("act_fmt", act), "weight_fmt": given.get("weight_fmt", weight)}
+    mac_cols = given.get("mac_cols", AcceleratorConfig.mac_cols)
+    if "mem_port_bits" not in given and isinstance(mac_cols, int):  # a bad mac_cols: validate() says so
+        changes["mem_port_bits"] = preset_port_bits(changes["act_fmt"], mac_cols)
+    return changes
+
+
+def read_toml_table(path: str | Path) -> dict:
+    """The ``[accelerator]`` table of a TOML file (the whole file without one), as written."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise TargetError(f"{path}: cannot read accelerator config: {e}") from e
+    return dict(data.get("accelerator", data))
 
 
 #: A small accelerator with every engine, for fast RTL simulation and synthesis: 4 x 16
@@ -120,12 +151,9 @@ class AcceleratorConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> "AcceleratorConfig":
         """Formats from :data:`PRESETS` (``"edge-moe"``, ``"int16"``, ``"int8"``); without a
-        ``mem_port_bits`` override, the port :func:`preset_port_bits` gives."""
-        if name not in PRESETS:
-            raise TargetError(f"unknown format preset {name!r}; known: {', '.join(sorted(PRESETS))}")
-        act, weight = PRESETS[name]
-        overrides.setdefault("mem_port_bits", preset_port_bits(act, overrides.get("mac_cols", cls.mac_cols)))
-        return cls(act_fmt=act, weight_fmt=weight, **overrides)
+        ``mem_port_bits`` override, the port :func:`preset_port_bits` gives
+        (:func:`preset_changes`)."""
+        return cls(**{**overrides, **preset_changes(name, overrides)})
 
     @property
     def part(self) -> Part:
@@ -240,32 +268,27 @@ class AcceleratorConfig:
         """Load ``[accelerator]`` from a TOML file; keys as in :meth:`to_toml`, plus
         ``preset = "int8"``/``"int16"``/``"edge-moe"`` for the formats (and, without
         ``mem_port_bits``, the port :func:`preset_port_bits` gives)."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise TargetError(f"{path}: cannot read accelerator config: {e}") from e
-        table = dict(data.get("accelerator", data))
+        return cls.from_table(read_toml_table(path), path)
+
+    @classmethod
+    def from_table(cls, table: dict, where: str | Path) -> "AcceleratorConfig":
+        """The config of an ``[accelerator]`` table as :func:`read_toml_table` gives it
+        (see :meth:`from_toml`); errors name ``where``."""
+        table = dict(table)
         known = {f.name for f in dataclasses.fields(cls)} | {"preset"}
         unknown = sorted(set(table) - known)
         if unknown:
-            raise TargetError(f"{path}: unknown accelerator config keys {unknown}; known: {sorted(known)}")
+            raise TargetError(f"{where}: unknown accelerator config keys {unknown}; known: {sorted(known)}")
         preset = table.pop("preset", None)
-        if preset is not None:
-            if preset not in PRESETS:
-                raise TargetError(f"{path}: unknown format preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
-            table.setdefault("act_fmt", str(PRESETS[preset][0]))
-            table.setdefault("weight_fmt", str(PRESETS[preset][1]))
-            if "mem_port_bits" not in table and isinstance(table.get("mac_cols", cls.mac_cols), int):
-                act = FixedFormat.parse(str(table["act_fmt"])) if "act_fmt" in table else PRESETS[preset][0]
-                table["mem_port_bits"] = preset_port_bits(act, table.get("mac_cols", cls.mac_cols))
         for k in ("act_fmt", "weight_fmt"):
             if k in table:
                 try:
                     table[k] = FixedFormat.parse(str(table[k]))
                 except ValueError as e:
-                    raise TargetError(f"{path}: {k}: {e}") from e
+                    raise TargetError(f"{where}: {k}: {e}") from e
         try:
+            if preset is not None:
+                table.update(preset_changes(preset, table))
             return cls(**table)
         except TargetError as e:
-            raise TargetError(f"{path}: {e}") from e
+            raise TargetError(f"{where}: {e}") from e

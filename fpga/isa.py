@@ -63,7 +63,8 @@ import enum
 from dataclasses import dataclass
 
 __all__ = ["Op", "Instr", "FIELDS", "REGISTERS", "WORD_BITS", "INDEX_BITS", "encode", "decode", "assemble",
-           "disassemble", "index_lanes", "index_words", "index_field"]
+           "disassemble", "index_lanes", "index_words", "index_field", "schedule_length", "schedule_words", "list_word",
+           "list_entry"]
 
 #: Width of one instruction word in bits.
 WORD_BITS = 128
@@ -105,6 +106,39 @@ def index_field(word_lanes, i: int, lane_bits: int) -> int:
     n = index_lanes(lane_bits)
     mask = (1 << lane_bits) - 1
     return sum((int(word_lanes[i * n + j]) & mask) << (j * lane_bits) for j in range(n)) & ((1 << INDEX_BITS) - 1)
+
+
+def schedule_length(tokens: int, k: int) -> int:
+    """Words of MOE_ROUTE's schedule for ``tokens`` tokens of ``k`` experts each: the header
+    word, then one entry a (token, expert) pair (``moe_cursor`` starts at word 1,
+    ``moe_end`` is this)."""
+    return 1 + tokens * k
+
+
+def schedule_words(schedule, lane_bits: int, lanes: int):
+    """MOE_ROUTE's schedule as buffer words (int64 ``[1 + entries, lanes]``).
+
+    ``schedule``: ``[(expert, [tokens])]`` as :func:`hwgen.numerics.topk.expert_schedule`
+    gives it. Word 0 (header): index field 0 the entries, field 1 the experts with tokens;
+    then one entry a word: field 0 the expert, field 1 the token, field 2 one on the
+    expert's last token (:func:`index_words`).
+    """
+    entries = [(e, t, int(i == len(toks) - 1)) for e, toks in schedule for i, t in enumerate(toks)]
+    return index_words([(len(entries), len(schedule), 0)] + entries, lane_bits, lanes)
+
+
+def list_word(token: int, weight: int, lane_bits: int, lanes: int):
+    """A MOE_GATHER list word (int64 ``[lanes]``): ``token`` in index field 0, the gate
+    ``weight`` (an activation code) in lane ``index_lanes(lane_bits)``, the other lanes 0."""
+    word = index_words([(token,)], lane_bits, lanes)[0]
+    word[index_lanes(lane_bits)] = weight
+    return word
+
+
+def list_entry(word_lanes, lane_bits: int) -> tuple[int, int]:
+    """``(token, weight)`` of a list word given as its lane codes (the weight as its lane
+    holds it: signed lanes give a signed weight)."""
+    return index_field(word_lanes, 0, lane_bits), int(word_lanes[index_lanes(lane_bits)])
 
 
 class Op(enum.IntEnum):

@@ -27,7 +27,7 @@ from hwgen.numerics.topk import expert_schedule, route
 
 from .compile.image import pack_rows, unpack_rows
 from .hdl.engine_linear import weight_words
-from .isa import REGISTERS, Op, decode, index_field, index_lanes, index_words
+from .isa import REGISTERS, Op, decode, index_field, list_entry, list_word, schedule_words
 
 __all__ = ["IsaSim", "IsaError"]
 
@@ -205,10 +205,7 @@ class IsaSim:
         table = np.zeros((m, lanes), dtype=np.int64)
         table[:, :c.moe_k], table[:, c.moe_k:2 * c.moe_k] = experts, weights
         self._words(ins.dst, m)[:] = table
-        sched = expert_schedule(experts)
-        entries = [(ex, t, int(i == len(toks) - 1)) for ex, toks in sched for i, t in enumerate(toks)]
-        fw = self.act.width
-        words = index_words([(len(entries), len(sched), 0)] + entries, fw, lanes)
+        words = schedule_words(expert_schedule(experts), self.act.width, lanes)
         self._words(ins.src1, len(words))[:] = words
 
     def _op_moe_gather(self, ins):
@@ -226,9 +223,7 @@ class IsaSim:
             if not slots:
                 raise IsaError(f"MOE_GATHER: token {token} is scheduled for expert {ins.aux} but not routed to it")
             self._words(ins.dst + count * s, s)[:] = self._words(ins.src0 + token * s, s)
-            lst = index_words([(token,)], fw, self.lanes)[0]
-            lst[index_lanes(fw)] = route_w[k + slots[0]]
-            self._words(ins.src1 + count, 1)[:] = lst
+            self._words(ins.src1 + count, 1)[:] = list_word(token, route_w[k + slots[0]], fw, self.lanes)
             count += 1
             cur += 1
         self.regs["moe_rows"], self.regs["moe_cursor"] = count, cur
@@ -238,7 +233,7 @@ class IsaSim:
         f = self.act.frac_bits
         for i in range(self.regs["moe_rows"]):
             lst = self._words(ins.src1 + i, 1)[0]
-            token, w = index_field(lst, 0, self.act.width), int(lst[index_lanes(self.act.width)])
+            token, w = list_entry(lst, self.act.width)
             h = self._words(ins.src0 + i * so, so)
             y = self._words(ins.dst + token * so, so)
             p = requantize(w * h, 2 * f, self.act)

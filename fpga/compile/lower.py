@@ -33,7 +33,7 @@ from hwgen.fixedpoint import to_fixed
 from hwgen.ir import Graph, Node
 from hwgen.numerics.softmax import SOFTMAX_DEFAULT, scale_code
 
-from ..isa import Op
+from ..isa import Op, schedule_length
 from .image import linear_weight_image
 from .layout import LayoutError, Matrix, RootLayout, Window, aligned_colmap, head_window, row_runs, window
 from .ops import (AttentionOp, CombineOp, EngineOp, FillOp, GatherOp, HostStep, LayerNormOp, LinearOp, MoeRouteOp,
@@ -707,11 +707,11 @@ class Lowering:
                 op.weights = gate_block
             gate_block = op.weights
             table = self.matrix(self.fresh(f"{n.name}.route"), mg, 1)
-            sched = self.matrix(self.fresh(f"{n.name}.schedule"), 1 + mg * k, 1)
+            sched = self.matrix(self.fresh(f"{n.name}.schedule"), schedule_length(mg, k), 1)
             table.meta["pinned"] = sched.meta["pinned"] = True  # their addresses live in registers
             self.ops.append(MoeRouteOp(n.name, sw, table, sched, n_exp))
             self.ops.append(SetOp(n.name, "moe_cursor", 1, sched))
-            self.ops.append(SetOp(n.name, "moe_end", 1 + mg * k, sched))
+            self.ops.append(SetOp(n.name, "moe_end", schedule_length(mg, k), sched))
             avg = mg * k / n_exp  # tokens an expert gets under uniform routing (for estimates only)
             for e in range(n_exp):
                 for chunk in range(-(-mg // t)):

@@ -143,8 +143,10 @@ def build_report(compiled: Compiled, model: str, sim: dict | None = None, synth:
              "energy_breakdown_j": {k: float(v) for k, v in energy.items()},
              "energy": {k: en["total"][k] for k in ("average_power_w", "gop_per_s", "gop_per_j")}
              | {"per_action_j": en["per_action_j"]},
+             # every program set under the uniform routing expectation: main's costs are that without moe_choices
              "programs": [{"name": b.name, "bind": b.bind, **b.stats,
-                           "cycles_estimated": round(binding_costs(compiled, b)["total"]["cycles"])}
+                           "cycles_estimated": round((costs if b is main and moe_choices is None
+                                                      else binding_costs(compiled, b))["total"]["cycles"])}
                           for b in compiled.bindings],
              "notes": ["cycles: an analytic model of each engine's RTL (fpga/cost/cycles.py, docs/fpga-cost-model.md); "
                        "`hwgen simulate OUT` measures them in RTL",

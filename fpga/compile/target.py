@@ -33,12 +33,12 @@ from hwgen import __version__
 from hwgen.errors import TargetError
 from hwgen.report import write_report
 
-from ..config import AcceleratorConfig
+from ..config import AcceleratorConfig, preset_changes, read_toml_table
 from .compiler import Compiled, compile_graph
 from .report import binding_costs, build_report
 from .report_latency import plot_latency, plot_roofline
 
-__all__ = ["FpgaTarget", "load_config", "write_program", "load_compiled"]
+__all__ = ["FpgaTarget", "load_config", "write_program", "load_compiled", "rerender_report"]
 
 _TARGET_KEYS = ("verilog",)
 
@@ -49,18 +49,12 @@ def load_config(path, overrides: dict) -> AcceleratorConfig:
 
     from hwgen.fixedpoint import FixedFormat
 
-    cfg = AcceleratorConfig.from_toml(path) if path else AcceleratorConfig()
+    table = read_toml_table(path) if path else {}
+    cfg = AcceleratorConfig.from_table(table, path) if path else AcceleratorConfig()
     fields = {f.name: f for f in dataclasses.fields(AcceleratorConfig)}
     changes = {}
     for k, v in overrides.items():
-        if k in _TARGET_KEYS:
-            continue
-        if k == "preset":
-            from ..config import PRESETS
-
-            if v not in PRESETS:
-                raise TargetError(f"unknown format preset {v!r}; known: {', '.join(sorted(PRESETS))}")
-            changes["act_fmt"], changes["weight_fmt"] = PRESETS[v]
+        if k in _TARGET_KEYS or k == "preset":
             continue
         if k not in fields:
             raise TargetError(f"--set {k}: not a configuration field; fields: {', '.join(sorted(fields))}, "
@@ -80,23 +74,14 @@ def load_config(path, overrides: dict) -> AcceleratorConfig:
         except ValueError as e:
             raise TargetError(f"--set {k}={v}: {e}") from e
         changes[k] = val
-    if "preset" in overrides and "mem_port_bits" not in overrides and not _file_sets(path, "mem_port_bits"):
-        from ..config import preset_port_bits
-
-        changes["mem_port_bits"] = preset_port_bits(changes["act_fmt"], changes.get("mac_cols", cfg.mac_cols))
+    if "preset" in overrides:  # its formats replace the file's; its port too, unless the file or --set gives one
+        given = {"mac_cols": cfg.mac_cols, **changes}
+        if "mem_port_bits" in table:
+            given["mem_port_bits"] = cfg.mem_port_bits
+        changes.update(preset_changes(overrides["preset"], given))
     if changes:
         cfg = dataclasses.replace(cfg, **changes)
     return cfg
-
-
-def _file_sets(path, key: str) -> bool:
-    """Whether the accelerator TOML at ``path`` gives ``key`` (False without a file)."""
-    if not path:
-        return False
-    import tomllib
-
-    data = tomllib.loads(Path(path).read_text())
-    return key in data.get("accelerator", data)
 
 
 def _verilog_job(config_dict: dict, out_dir: str) -> float:
@@ -180,6 +165,25 @@ def load_compiled(out_dir) -> tuple[Compiled, dict]:
         raise TargetError(f"{out_dir} was compiled by hwgen {layout.get('hwgen')}, this is {__version__}: compile again")
     with open(p, "rb") as f:
         return pickle.load(f), layout
+
+
+def rerender_report(out_dir, compiled: Compiled, layout: dict, sim: dict | None = None,
+                    synth: dict | None = None) -> dict:
+    """Build the report of a compiled folder again and write ``report.json``/``report.md``.
+
+    ``sim`` (``hwgen simulate``'s record) and ``synth`` (``hwgen fpga synth --report``'s),
+    when not given, come from the folder's ``sim.json`` and ``synth.json`` if there.
+    Returns the report."""
+    out_dir = Path(out_dir)
+
+    def saved(record, name):
+        path = out_dir / name
+        return record if record is not None or not path.exists() else json.loads(path.read_text())
+
+    report = build_report(compiled, layout.get("model", str(out_dir)), sim=saved(sim, "sim.json"),
+                          synth=saved(synth, "synth.json"))
+    write_report(report, out_dir)
+    return report
 
 
 class FpgaTarget:

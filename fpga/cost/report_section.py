@@ -83,7 +83,7 @@ def resources_and_clock(config, cycles: float, synth: dict | None = None, warnin
     """
     est = estimate_resources(config, ops=ops, buffer_words=buffer_words)
     part = config.part
-    avail = {"lut": part.lut, "ff": part.ff, "dsp": part.dsp, "bram36": part.bram36}
+    avail = part.capacity()
     flat = {f"{k}_estimated": est[k] for k in _KEYS}
     flat.update({f"{k}_available": avail[k] for k in _KEYS})
     detail = {"estimate": {k: est[k] for k in _KEYS}, "engines": est["engines"], "method": est["method"],

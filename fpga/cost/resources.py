@@ -382,7 +382,7 @@ def estimate_resources(config, ops=None, buffer_words: int | None = None, coeffs
     tot = {res: sum(r[res] for r in per.values()) for res in _RES + ("bram36",)}
     out = {res: (round(tot[res]) if res != "bram36" else tot[res]) for res in tot}
     part = config.part
-    avail = {"lut": part.lut, "ff": part.ff, "dsp": part.dsp, "bram36": part.bram36}
+    avail = part.capacity()
     out["engines"] = {e: {res: (round(v) if res != "bram36" else v) for res, v in r.items()} for e, r in per.items()}
     out["part"] = part.name
     out["utilization"] = {res: out[res] / avail[res] for res in avail}
@@ -394,6 +394,6 @@ def estimate_resources(config, ops=None, buffer_words: int | None = None, coeffs
 
 def overflow(resources: dict, part) -> dict:
     """``{resource: (needed, available)}`` for each resource of ``resources`` over ``part``."""
-    avail = {"lut": part.lut, "ff": part.ff, "dsp": part.dsp, "bram36": part.bram36}
+    avail = part.capacity()
     return {res: (resources[res], a) for res, a in avail.items()
             if resources.get(res) is not None and resources[res] > a}

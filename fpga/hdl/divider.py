@@ -29,7 +29,7 @@ from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PipelinedDivider", "STEPS_PER_STAGE"]
+__all__ = ["PipelinedDivider", "STEPS_PER_STAGE", "divider_latency"]
 
 #: Quotient bits a stage by default: a stage is then four ``divisor_bits + 1``-bit
 #: subtract-and-select steps (10.6 ns, 95 MHz, by fpga.cost.clock on Yosys' xczu9eg netlist of the 27-bit
@@ -70,8 +70,8 @@ class PipelinedDivider(wiring.Component):
                 raise TypeError(f"{name} must be a positive integer, not {val!r}")
         self.dividend_bits, self.divisor_bits, self.quotient_bits = dividend_bits, divisor_bits, quotient_bits
         self.count, self.steps_per_stage, self.tag_shape = count, steps_per_stage, tag_shape
-        self.stages = math.ceil(quotient_bits / steps_per_stage)
-        self.latency = 1 + self.stages
+        self.latency = divider_latency(quotient_bits, steps_per_stage)
+        self.stages = self.latency - 1
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
                 "dividend": data.ArrayLayout(unsigned(dividend_bits), count),
@@ -133,3 +133,10 @@ def _step(m, rem, shift, divisor, q_bits: int, d_bits: int):
     new_shift = Signal(q_bits)
     m.d.comb += new_shift.eq(Cat(fits, shift[:q_bits - 1]))
     return new_rem, new_shift
+
+
+# (below the Amaranth code: Amaranth writes source line numbers into the Verilog)
+def divider_latency(quotient_bits: int, steps_per_stage: int = STEPS_PER_STAGE) -> int:
+    """:attr:`PipelinedDivider.latency` without building one (cycles): the input register,
+    then ``ceil(quotient_bits / steps_per_stage)`` stages."""
+    return 1 + math.ceil(quotient_bits / steps_per_stage)

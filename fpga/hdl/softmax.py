@@ -20,7 +20,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsig
 from hwgen.fixedpoint import FixedFormat
 from hwgen.numerics.softmax import SoftmaxSpec, exp2_table
 
-from .divider import STEPS_PER_STAGE, PipelinedDivider
+from .divider import STEPS_PER_STAGE, PipelinedDivider, divider_latency
 
 __all__ = ["shift_round_hw", "saturate_hw", "requantize_hw", "exp2_neg_hw", "online_step_hw", "reciprocal_divider",
            "reciprocal_operands_hw", "reciprocal_latency"]
@@ -106,10 +106,10 @@ def _quotient_bits(spec: SoftmaxSpec, min_sum: int) -> int:
 
 def reciprocal_latency(spec: SoftmaxSpec, min_sum: int | None = None, steps_per_stage: int = STEPS_PER_STAGE) -> int:
     """Cycles of :func:`reciprocal_divider`'s pipeline (its ``latency``) without building it:
-    the input register and ``ceil(quotient bits / steps_per_stage)`` stages (8 for the
-    default spec: 25 quotient bits, 4 a stage)."""
+    :func:`~fpga.hdl.divider.divider_latency` of its quotient bits (8 for the default spec:
+    25 quotient bits, 4 a stage)."""
     q = _quotient_bits(spec, spec.one if min_sum is None else min_sum)
-    return 1 + -(-q // steps_per_stage)
+    return divider_latency(q, steps_per_stage)
 
 
 def reciprocal_operands_hw(l: Value, spec: SoftmaxSpec) -> tuple[Value, Value]:

@@ -30,64 +30,58 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from top_program import pack_words
 from engine_tb import engine_args, tb_params
+from tb_moe_expert import Buffer
 
 from fpga.hdl.dma import ADDR_BITS
 from fpga.hdl.engine_linear import linear_cycles, weight_words
 from hwgen.numerics.linear import linear_codes
 
 
-class Env:
-    """Buffer and external memory in one coroutine, with random stalls on every stream."""
+class Env(Buffer):
+    """The buffer (:class:`tb_moe_expert.Buffer`) and external memory in one coroutine, with
+    random stalls on every stream: ``set_stalls`` takes the probabilities that the buffer
+    read requests, read words, writes, memory requests and memory beats move in a cycle."""
 
     def __init__(self, dut, rng: random.Random, latency: int, data_bits: int):
-        self.dut, self.rng, self.latency = dut, rng, latency
+        self.latency = latency
         self.bytes_per_word = data_bits // 8
-        self.buf: dict[int, int] = {}
         self.ext: dict[int, int] = {}
-        self.writes: list[int] = []
         self.beats: deque[tuple[int, int]] = deque()   # (first edge it may be taken, word)
-        self.p = (1.0,) * 5
+        self.p_mem = (1.0, 1.0)
         self.edge = 0          # index of the coming clock edge
         self.done_edges: list[int] = []
         self.errors = 0
-        cocotb.start_soon(self._run())
+        self._beat = False
+        super().__init__(dut, rng, 1.0, 1.0, 1.0)
 
-    async def _run(self) -> None:
+    def set_stalls(self, p_rd: float, p_data: float, p_wr: float, p_req: float = 1.0, p_beat: float = 1.0) -> None:
+        super().set_stalls(p_rd, p_data, p_wr)
+        self.p_mem = (p_req, p_beat)
+
+    def _drive(self) -> None:
         dut, rng = self.dut, self.rng
-        read_word = 0
-        abits = len(dut.mem_addr)
-        while True:
-            await RisingEdge(dut.clk)
-            self.edge += 1
-            p_rd, p_data, p_wr, p_req, p_beat = self.p
-            dut.mem_data.value = read_word
-            dut.rd_stall.value = int(rng.random() >= p_rd)
-            dut.data_stall.value = int(rng.random() >= p_data)
-            dut.wr__ready.value = int(rng.random() < p_wr)
-            dut.rd_req__ready.value = int(rng.random() < p_req)
-            beat = bool(self.beats) and self.beats[0][0] <= self.edge and rng.random() < p_beat
-            dut.rd_data__valid.value = int(beat)
-            if beat:
-                dut.rd_data__payload.value = self.beats[0][1]
-            await ReadOnly()
-            read_word = self.buf.get(int(dut.mem_addr.value), 0)
-            if int(dut.wr__valid.value) and int(dut.wr__ready.value):
-                payload = int(dut.wr__payload.value)
-                addr = payload & ((1 << abits) - 1)
-                self.buf[addr] = payload >> abits
-                self.writes.append(addr)
-            if int(dut.rd_req__valid.value) and int(dut.rd_req__ready.value):
-                payload = int(dut.rd_req__payload.value)
-                addr, n = payload & ((1 << ADDR_BITS) - 1), payload >> ADDR_BITS
-                if addr % self.bytes_per_word or n == 0:
-                    self.errors += 1
-                    dut._log.error("bad memory request: byte address %#x, %d beats", addr, n)
-                for i in range(n):
-                    self.beats.append((self.edge + self.latency, self.ext.get(addr // self.bytes_per_word + i, 0)))
-            if beat and int(dut.rd_data__ready.value):
-                self.beats.popleft()
-            if int(dut.done.value):
-                self.done_edges.append(self.edge)
+        self.edge += 1
+        p_req, p_beat = self.p_mem
+        dut.rd_req__ready.value = int(rng.random() < p_req)
+        self._beat = beat = bool(self.beats) and self.beats[0][0] <= self.edge and rng.random() < p_beat
+        dut.rd_data__valid.value = int(beat)
+        if beat:
+            dut.rd_data__payload.value = self.beats[0][1]
+
+    def _sample(self) -> None:
+        dut = self.dut
+        if int(dut.rd_req__valid.value) and int(dut.rd_req__ready.value):
+            payload = int(dut.rd_req__payload.value)
+            addr, n = payload & ((1 << ADDR_BITS) - 1), payload >> ADDR_BITS
+            if addr % self.bytes_per_word or n == 0:
+                self.errors += 1
+                dut._log.error("bad memory request: byte address %#x, %d beats", addr, n)
+            for i in range(n):
+                self.beats.append((self.edge + self.latency, self.ext.get(addr // self.bytes_per_word + i, 0)))
+        if self._beat and int(dut.rd_data__ready.value):
+            self.beats.popleft()
+        if int(dut.done.value):
+            self.done_edges.append(self.edge)
 
 
 def _codes(rng, f, shape, kind: int) -> np.ndarray:
@@ -108,7 +102,7 @@ async def _run_linear(dut, env: Env, config, rng, m: int, n: int, k: int, gelu: 
     b = _codes(rng, act, (n,), 1 if kind == 0 else kind)
     xb = int(rng.integers(0, 64))
     yb = xb + m * sk + int(rng.integers(0, 8))
-    env.buf = {xb + i: word for i, word in enumerate(pack_words(x, act.width, lanes))} if m else {}
+    env.words = {xb + i: word for i, word in enumerate(pack_words(x, act.width, lanes))} if m else {}
     env.writes = []
     w_words, bias_words = weight_words(c.mac_cols, wf.width, act.width, c.mem_port_bits)
     img = []
@@ -118,7 +112,7 @@ async def _run_linear(dut, env: Env, config, rng, m: int, n: int, k: int, gelu: 
     assert len(img) == n // c.mac_cols * (bias_words + k * w_words)
     wb = int(rng.integers(0, 1000))
     env.ext = {wb + i: word for i, word in enumerate(img)}
-    before = dict(env.buf)
+    before = dict(env.words)
 
     await RisingEdge(dut.clk)
     dut.args.value = engine_args(flags=int(gelu), src0=xb, dst=yb, length=m, aux=k, src1=n,
@@ -141,9 +135,9 @@ async def _run_linear(dut, env: Env, config, rng, m: int, n: int, k: int, gelu: 
                                                              act.width, lanes))} if m else {}
     assert sorted(env.writes) == sorted(want), (f"M={m} N={n} K={k}: wrote {len(env.writes)} words "
                                                 f"(distinct {len(set(env.writes))}), want {len(want)} at Y")
-    bad = [a for a in want if env.buf.get(a) != want[a]]
+    bad = [a for a in want if env.words.get(a) != want[a]]
     assert not bad, f"M={m} N={n} K={k} gelu={gelu}: {len(bad)} of {len(want)} Y words differ, first at {bad[0]}"
-    assert all(env.buf.get(a) == v for a, v in before.items() if a not in want), "X changed"
+    assert all(env.words.get(a) == v for a, v in before.items() if a not in want), "X changed"
     assert env.errors == 0
     return cycles
 
@@ -168,7 +162,7 @@ async def linear_engine(dut):
         dut._log.info("M=%d N=%d K=%d: %d cycles (linear_cycles: %d)", m, n, k, cycles, want)
         assert p.get("measure") or cycles == want, f"M={m} N={n} K={k}: {cycles} cycles, linear_cycles says {want}"
 
-    env.p = tuple(p["stalls"])
+    env.set_stalls(*p["stalls"])
     depth, max_k = config.weight_depth, config.linear_max_k
     for i in range(int(p["random"])):
         m = 0 if i == 1 else int(rng.integers(1, 3 * config.mac_rows + 1))

@@ -33,7 +33,7 @@ from top_program import designed_routing
 from engine_tb import engine_args, run_instr, tb_params
 
 from fpga.cost.cycles import combine_cycles, gather_cycles
-from fpga.isa import index_field, index_lanes, index_words
+from fpga import isa
 from hwgen.numerics.moe import combine_codes
 from hwgen.numerics.topk import expert_schedule, route
 
@@ -56,42 +56,49 @@ class Words:
     def signed(self, word: int) -> list[int]:
         return [v - (1 << self.fw) if v >> (self.fw - 1) else v for v in self.unsigned(word)]
 
-    def indices(self, values) -> int:
-        """A word of 16-bit index fields (``fpga.isa.index_words``)."""
-        return self.pack(index_words([values], self.fw, self.lanes)[0])
-
     def field(self, word: int, i: int) -> int:
-        return index_field(self.unsigned(word), i, self.fw)
+        return isa.index_field(self.unsigned(word), i, self.fw)
 
     def list_word(self, token: int, weight: int, rest=()) -> int:
-        """A list word: the token's index field, then the weight lane, then ``rest``."""
-        n = index_lanes(self.fw)
-        lanes = index_words([(token,)], self.fw, self.lanes)[0][:n].tolist() + [weight] + list(rest)
-        return self.pack(lanes[:self.lanes])
+        """A list word (:func:`fpga.isa.list_word`) with ``rest`` in the lanes after the weight."""
+        lanes = isa.list_word(token, weight, self.fw, self.lanes)
+        after = isa.index_lanes(self.fw) + 1
+        lanes[after:after + len(rest)] = rest
+        return self.pack(lanes)
 
     def list_entry(self, word: int) -> tuple[int, int]:
         """(token, signed weight) of a list word."""
-        return self.field(word, 0), self.signed(word)[index_lanes(self.fw)]
+        return isa.list_entry(self.signed(word), self.fw)
 
 
 class Buffer:
     """The buffer behind the harness: a synchronous read port and the ``wr`` stream,
     with random stalls; one coroutine (reads the old word when a write hits the same
-    address in the same cycle, as the DMA's block RAM)."""
+    address in the same cycle, as the DMA's block RAM). ``writes``: the addresses written,
+    in order. A subclass adds models of other ports in the same coroutine: ``_drive`` sets
+    their inputs each cycle (after the buffer's stalls are drawn), ``_sample`` reads their
+    outputs (in the cycle's read-only phase)."""
 
     def __init__(self, dut, rng: random.Random, p_rd: float, p_data: float, p_wr: float):
         self.dut, self.rng = dut, rng
         self.p = (p_rd, p_data, p_wr)
         self.words: dict[int, int] = {}
-        self.writes = 0
+        self.writes: list[int] = []
         cocotb.start_soon(self._run())
 
     def set_stalls(self, p_rd: float, p_data: float, p_wr: float) -> None:
         self.p = (p_rd, p_data, p_wr)
 
+    def _drive(self) -> None:
+        pass
+
+    def _sample(self) -> None:
+        pass
+
     async def _run(self) -> None:
         dut, rng = self.dut, self.rng
         read_word = 0
+        addr_bits = len(dut.mem_addr)
         while True:
             await RisingEdge(dut.clk)
             p_rd, p_data, p_wr = self.p
@@ -99,13 +106,15 @@ class Buffer:
             dut.rd_stall.value = int(rng.random() >= p_rd)
             dut.data_stall.value = int(rng.random() >= p_data)
             dut.wr__ready.value = int(rng.random() < p_wr)
+            self._drive()
             await ReadOnly()
             read_word = self.words.get(int(dut.mem_addr.value), 0)
             if int(dut.wr__valid.value) and int(dut.wr__ready.value):
                 payload = int(dut.wr__payload.value)
-                addr_bits = len(dut.mem_addr)
-                self.words[payload & ((1 << addr_bits) - 1)] = payload >> addr_bits
-                self.writes += 1
+                addr = payload & ((1 << addr_bits) - 1)
+                self.words[addr] = payload >> addr_bits
+                self.writes.append(addr)
+            self._sample()
 
 
 async def _start(dut):
@@ -191,18 +200,17 @@ async def gather_matches_spec(dut):
                 assert 0 not in counts and t_max in counts.values() and max(counts.values()) > t_max, counts
                 assert any(len(set(r)) < n_e for r in scores), "no tied scores"
                 assert k == 1 or any(len(set(r)) == k for r in weights), "every token's gate weights are equal"
-            entries = [(e, tok, int(i == len(toks) - 1)) for e, toks in sched for i, tok in enumerate(toks)]
             mem = {X_BASE + i: bits.getrandbits(config.mem_port_bits) for i in range(n_tok * s)}
             for tok in range(n_tok):
                 mem[R_BASE + tok] = w.pack(list(experts[tok]) + list(weights[tok]))
-            mem[S_BASE] = w.indices([len(entries), len(sched), 0])
-            for i, ent in enumerate(entries):
-                mem[S_BASE + 1 + i] = w.indices(ent)
+            sched_words = isa.schedule_words(sched, act.width, lanes)
+            for i, word in enumerate(sched_words):
+                mem[S_BASE + i] = w.pack(word)
             for i in range(max(t_max, 1) * s + max(t_max, 1)):  # garbage where G and L go
                 mem[G_BASE + i] = bits.getrandbits(config.mem_port_bits)
                 mem[L_BASE + i] = bits.getrandbits(config.mem_port_bits)
             buf.words = dict(mem)
-            cursor, end = S_BASE + 1, S_BASE + 1 + len(entries) - cut
+            cursor, end = S_BASE + 1, S_BASE + len(sched_words) - cut
             got_tokens: dict[int, list[tuple[int, int]]] = {}
             for e in range(n_e):
                 for _ in range(-(-n_tok // t_max) + 1 if t_max else 2):
@@ -297,7 +305,7 @@ async def combine_matches_reference(dut):
                     if kind == "saturate" or Y_BASE + tok * so + j not in mem:
                         mem[Y_BASE + tok * so + j] = w.pack(y_codes[tok, j * lanes:(j + 1) * lanes])
             for i, (tok, wt) in enumerate(rows):
-                rest = rng.integers(0, 1000, lanes - 1 - index_lanes(fmt.width)).tolist()  # lanes past w: ignored
+                rest = rng.integers(0, 1000, lanes - 1 - isa.index_lanes(fmt.width)).tolist()  # lanes past w: ignored
                 mem[LIST_BASE + i] = w.list_word(tok, wt, rest)
                 for j in range(so):
                     mem[H_BASE + i * so + j] = w.pack(h[i, j * lanes:(j + 1) * lanes])

@@ -19,7 +19,7 @@ import numpy as np
 
 from fpga.hdl.engine_linear import weight_words
 from fpga.hdl.layernorm import eps_code
-from fpga.isa import REGISTERS, Instr, Op, index_words
+from fpga.isa import REGISTERS, Instr, Op, schedule_length, schedule_words
 from hwgen.numerics.attention import attention_codes
 from hwgen.numerics.gelu import gelu_codes
 from hwgen.numerics.layernorm import layernorm_codes
@@ -200,12 +200,10 @@ def build(config, ops, seed: int = 0) -> dict:
             sb = load(scores, e_run)
             experts, gw = route(scores, c.moe_k, act, act, c.moe_normalization)
             tb = lay.buf_block(m_tok)
-            sched = expert_schedule(experts)
-            entries = [(e, t, int(i == len(toks) - 1)) for e, toks in sched for i, t in enumerate(toks)]
-            schb = lay.buf_block(1 + len(entries))
+            words = schedule_words(expert_schedule(experts), act.width, lanes)
+            schb = lay.buf_block(len(words))
             prog.append(Instr(Op.MOE_ROUTE, src0=sb, dst=tb, src1=schb, length=m_tok, aux=e_run))
             store(tb, np.concatenate([experts, gw], axis=1), f"moe_route_table E={e_run}")
-            words = index_words([(len(entries), len(sched), 0)] + entries, act.width, lanes)
             store(schb, words, f"moe_schedule E={e_run}")
     if Op.ATTENTION in ops:
         d = c.attention_head_dim - (lanes if c.attention_head_dim > lanes else 0)  # a head shorter than the unit's
@@ -267,10 +265,10 @@ def _moe_layer(c, rng, prog, lay, load, store, weights, small) -> None:
     sb = lay.buf_block(n_tok * n_pad // lanes)
     prog.append(Instr(Op.LINEAR, src0=xb, dst=sb, length=n_tok, aux=d, src1=n_pad,
                       ext_addr=weights(gate_pad, np.zeros(n_pad, dtype=np.int64))))
-    table, sched = lay.buf_block(n_tok), lay.buf_block(1 + n_tok * k)
+    table, sched = lay.buf_block(n_tok), lay.buf_block(schedule_length(n_tok, k))
     prog.append(Instr(Op.MOE_ROUTE, src0=sb, dst=table, src1=sched, length=n_tok, aux=n_e, ext_addr=n_pad // lanes))
     prog.append(Instr(Op.SET, aux=REGISTERS["moe_cursor"], ext_addr=sched + 1))
-    prog.append(Instr(Op.SET, aux=REGISTERS["moe_end"], ext_addr=sched + 1 + n_tok * k))
+    prog.append(Instr(Op.SET, aux=REGISTERS["moe_end"], ext_addr=sched + schedule_length(n_tok, k)))
     yb = load(np.zeros((n_tok, d_out), dtype=np.int64), d_out)
     gb, lb = lay.buf_block(t_max * s_x), lay.buf_block(t_max)
     hb, ob = lay.buf_block(t_max * s_h), lay.buf_block(t_max * s_o)

@@ -48,3 +48,20 @@ def test_errors():
         decode(15)
     with pytest.raises(ValueError, match="unknown mnemonic 'FOO'"):
         assemble("FOO dst=1")
+
+
+def test_moe_index_words_by_hand():
+    # int8 lanes: a 16-bit index takes two lanes, least significant first
+    from fpga.isa import list_entry, list_word, schedule_length, schedule_words
+
+    sched = [(1, [0, 2]), (3, [1])]  # expert 1: tokens 0 and 2; expert 3: token 1
+    want = [[3, 0, 2, 0, 0, 0, 0, 0],   # header: 3 entries, 2 experts with tokens
+            [1, 0, 0, 0, 0, 0, 0, 0],   # expert 1, token 0
+            [1, 0, 2, 0, 1, 0, 0, 0],   # expert 1, token 2, its last
+            [3, 0, 1, 0, 1, 0, 0, 0]]   # expert 3, token 1, its last
+    assert schedule_words(sched, 8, 8).tolist() == want
+    assert schedule_length(3, 1) == len(want)
+    word = list_word(0x1234, -3, 8, 8)
+    assert word.tolist() == [0x34, 0x12, -3, 0, 0, 0, 0, 0]
+    assert list_entry(word, 8) == (0x1234, -3)
+    assert list_word(7, 100, 32, 4).tolist() == [7, 100, 0, 0]  # 32-bit lanes: field i is lane i
