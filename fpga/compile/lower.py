@@ -289,6 +289,8 @@ class Lowering:
             reason = None
             if handler is None:
                 reason = f"no engine runs {n.domain + '.' if n.domain else ''}{n.op}"
+            elif (odd := self._foreign_format(n)) is not None:
+                reason = odd
             else:
                 mark = (len(self.ops), len(self.checks), len(self.weights), len(self.consts), set(self.layouts),
                         set(self.done))
@@ -305,6 +307,19 @@ class Lowering:
                 self._host(n, reason)
         self._finish_host_steps()
         return self
+
+    def _foreign_format(self, n: Node) -> str | None:
+        """Why ``n`` cannot run on an engine because a tensor it reads or writes (or the stored
+        tensor a view of it reads) is not in the configuration's formats (a quantized
+        model's tensor whose grid they do not resolve: ``hwgen.passes.formats``), else None."""
+        names = [t for t in list(n.inputs) + list(n.outputs) if t]
+        names += [self.views[t].root for t in names if t in self.views]
+        for t in names:
+            fmt = self.g.tensors[t].fmt
+            if fmt is not None and fmt != self.act and fmt != self.wfmt:
+                return (f"tensor {t!r} is in {fmt}, not the accelerator's {self.act} / {self.wfmt} (its quantization "
+                        f"grid needs it)")
+        return None
 
     def _host(self, n: Node, reason: str) -> None:
         outs = [o for o in n.outputs if o]
