@@ -105,6 +105,7 @@ class Lowering:
         self.concat_fills = roots.concat_fills
         self.runs = roots.runs
         self._uid = 0
+        self._viewers: dict[str, list[str]] | None = None
 
     # --- names, matrices ------------------------------------------------------------
     def fresh(self, stem: str) -> str:
@@ -314,6 +315,11 @@ class Lowering:
         model's tensor whose grid they do not resolve: ``hwgen.passes.formats``), else None."""
         names = [t for t in list(n.inputs) + list(n.outputs) if t]
         names += [self.views[t].root for t in names if t in self.views]
+        if self._viewers is None:  # root -> the tensors that are views of it (they share its codes)
+            self._viewers = {}
+            for t, v in self.views.items():
+                self._viewers.setdefault(v.root, []).append(t)
+        names += [t for o in n.outputs if o for t in self._viewers.get(o, ())]
         for t in names:
             fmt = self.g.tensors[t].fmt
             if fmt is not None and fmt != self.act and fmt != self.wfmt:

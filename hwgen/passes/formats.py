@@ -49,7 +49,7 @@ def assign_formats(g: Graph, act: FixedFormat = ACT_DEFAULT, weight: FixedFormat
     """
     weights = weight_tensors(g)
     integers = _integer_casts(g)
-    needs = quant_needs(g, act)
+    needs = quant_needs(g, act, weights)
     for t in g.tensors.values():
         if t.fmt is not None or not np.issubdtype(np.dtype(t.dtype), np.floating):
             continue

@@ -73,11 +73,6 @@ class Need:
     int_bits: int
     min_frac_bits: int
 
-    def format(self) -> FixedFormat:
-        """The format with :attr:`int_bits` and as many of :attr:`frac_bits` as fit 48 bits."""
-        width = max(1, min(_MAX_WIDTH, self.int_bits + self.frac_bits))
-        return FixedFormat(width, min(self.int_bits, width) if self.int_bits > 0 else self.int_bits)
-
     def merged(self, default: FixedFormat) -> FixedFormat:
         """The finer of ``default`` and this need: the most fraction and integer bits of the
         two, fraction bits dropped first when they exceed 48 bits."""
@@ -169,10 +164,11 @@ def _scale_bound(g: Graph, name: str, bounds: dict[str, float]) -> float | None:
     return None
 
 
-def quant_needs(g: Graph, act: FixedFormat) -> dict[str, Need]:
+def quant_needs(g: Graph, act: FixedFormat, weights=frozenset()) -> dict[str, Need]:
     """Float tensor name -> :class:`Need`, from the model's quantization nodes and the
-    ``grid`` of folded constants. ``act`` bounds the inputs of ``DynamicQuantizeLinear``
-    that have no format yet."""
+    ``grid`` of folded constants; empty for a model without them. ``act`` bounds the
+    inputs of ``DynamicQuantizeLinear`` that have no format yet; ``weights`` (linear-layer
+    weights) get a need only from their own grid."""
     out: dict[str, Need] = {}
 
     def put(name: str, need: Need) -> None:
@@ -207,7 +203,7 @@ def quant_needs(g: Graph, act: FixedFormat) -> dict[str, Need]:
                 for i, f in zip(n.inputs, factors):
                     if i not in bounds:  # a constant factor (a weight's scale)
                         bounds[i] = f
-    _spread(g, out, put, skip=set(bounds))
+    _spread(g, out, put, set(bounds), set(weights))
     for name, bound in bounds.items():  # run-time scales are host values: float32's precision
         ints = _int_bits(bound)
         put(name, Need(_MAX_WIDTH - ints, ints, _MAX_WIDTH - ints))
@@ -221,16 +217,14 @@ def _const_need(data) -> Need:
     return Need(_MAX_WIDTH - ints, ints, CONST_FRAC_BITS)
 
 
-def _spread(g: Graph, out: dict[str, Need], put, skip: set[str]) -> None:
-    """Quantized regions: the scales and zero points of QuantizeLinear/DequantizeLinear,
-    and the float ops between a DequantizeLinear and the next QuantizeLinear, need at least
-    the fraction bits of what they read (their constants: float32's precision)."""
+def _spread(g: Graph, out: dict[str, Need], put, skip: set[str], weights: set[str]) -> None:
+    """Quantized regions: the scales of QuantizeLinear/DequantizeLinear, and the float ops
+    after a DequantizeLinear (up to the next QuantizeLinear), need the fraction bits of what
+    they read and its integer bits; their constants other than linear weights (which keep
+    the weight format) float32's precision. Integer bits do not grow along a chain: this is
+    no range analysis, and the default format's range is kept where it is larger."""
     for n in g.nodes:
-        if n.domain:
-            continue
         floats = [i for i in n.inputs if i and np.issubdtype(np.dtype(g.tensors[i].dtype), np.floating)]
-        if n.op in ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger") or any(i in skip for i in n.inputs):
-            continue  # integer results, or the multiplication by a run-time scale
         if n.op in ("DynamicQuantizeLinear", "MatMulInteger", "ConvInteger") or any(i in skip for i in n.inputs):
             continue  # integer results, or the multiplication by a run-time scale
         if n.op in ("QuantizeLinear", "DequantizeLinear"):
@@ -242,9 +236,9 @@ def _spread(g: Graph, out: dict[str, Need], put, skip: set[str]) -> None:
         if not read:
             continue
         frac = max(r.frac_bits for r in read)
-        ints = max(r.int_bits for r in read) + 1  # an Add of two or a product with a constant < 2
+        ints = max(r.int_bits for r in read)
         for i in floats:
-            if g.tensors[i].is_const and i not in out:
+            if g.tensors[i].is_const and i not in out and i not in weights:
                 put(i, _const_need(g.tensors[i].data))
         for o in n.outputs:
             if o and o not in out and np.issubdtype(np.dtype(g.tensors[o].dtype), np.floating):

@@ -18,6 +18,7 @@ from hwgen.passes.formats import assign_formats
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.torch
 nn = torch.nn
 
 
@@ -163,3 +164,27 @@ def test_power_of_two_scale_is_exact(save):
     np.testing.assert_array_equal(got["d"], q.astype(np.float64) * 2.0 ** -7)
     want = ort.InferenceSession(m.SerializeToString()).run(None, {"q": q})[0]
     np.testing.assert_array_equal(got["y"], want)
+
+
+def test_dynamic_model_bit_exact_on_the_accelerator(quantized):
+    """Dynamic quantization on both presets (instruction-set simulator): the Transpose
+    (a view, no data moved) that DynamicQuantizeLinear reads needs a finer format than
+    int8's, so the bias Add that stores its root runs on the host; the programs stay
+    bit-exact (an engine storing fixed<8,8> codes that the host read as fixed<48,8>
+    differed). Edge-MoE keeps Gelu and the bias Adds on the engines."""
+    from fpga.compile import compile_graph
+    from fpga.compile.runtime import run_isa
+    from fpga.config import SMALL, AcceleratorConfig
+
+    g = hwgen.canonicalize(hwgen.load(quantized / "dynamic.onnx"))
+    x = _inputs(1)[0]
+    for preset in ("edge-moe", "int8"):
+        c = compile_graph(g, AcceleratorConfig.preset(preset, **SMALL))
+        b = c.bindings[0]
+        on_engine = {n.op for n in b.graph.nodes if n.name not in b.host_reasons}
+        assert "Add" in on_engine and (preset == "int8" or "Gelu" in on_engine), on_engine
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outs, rt = run_isa(c, {"x": x})
+        assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values() if not r.bit_exact]
+        np.testing.assert_array_equal(outs["y"], rt.ref["y"])
