@@ -5,7 +5,8 @@ e.g. M3ViT's gate ``gate[task]``) to a value and folds what then becomes constan
 fuses linear layers with their bias (``hwgen.Linear``: one rounding, as the linear unit
 adds the bias in its accumulator) and gives every tensor the accelerator's fixed-point
 formats (a quantized model's tensor whose grid they do not resolve gets a finer one and
-runs on the host: :func:`hwgen.passes.formats.assign_formats`); constant scalings of attention queries/keys become the attention's scale
+runs on the host: :func:`hwgen.passes.formats.assign_formats`); constant scalings of
+attention queries/keys become the attention's scale
 (:func:`hwgen.passes.absorb_attention_scale`). ``interpret(hardware_graph(...), ...,
 numerics="fixed")`` is the bit-exact
 reference of what the accelerator computes.

@@ -310,9 +310,11 @@ class Lowering:
         return self
 
     def _foreign_format(self, n: Node) -> str | None:
-        """Why ``n`` cannot run on an engine because a tensor it reads or writes (or the stored
-        tensor a view of it reads) is not in the configuration's formats (a quantized
-        model's tensor whose grid they do not resolve: ``hwgen.passes.formats``), else None."""
+        """Why ``n`` cannot run on an engine, which computes in the configuration's two
+        formats only: a tensor it reads or writes, the stored tensor of a view it reads, or a
+        view of what it writes (a view shares its root's codes) has another format (a
+        quantized model's grid or an integer range needs it: ``hwgen.passes.formats``);
+        else None."""
         names = [t for t in list(n.inputs) + list(n.outputs) if t]
         names += [self.views[t].root for t in names if t in self.views]
         if self._viewers is None:  # root -> the tensors that are views of it (they share its codes)
@@ -323,8 +325,8 @@ class Lowering:
         for t in names:
             fmt = self.g.tensors[t].fmt
             if fmt is not None and fmt != self.act and fmt != self.wfmt:
-                return (f"tensor {t!r} is in {fmt}, not the accelerator's {self.act} / {self.wfmt} (its quantization "
-                        f"grid needs it)")
+                return (f"tensor {t!r} is in {fmt}, not the accelerator's {self.act} / {self.wfmt} (a quantization "
+                        f"grid or an integer range needs it)")
         return None
 
     def _host(self, n: Node, reason: str) -> None:

@@ -3,8 +3,9 @@
 ``fold_constants`` evaluates every node whose inputs are all constants (and ``Shape``
 /``Size`` of any tensor with a static shape) with the float reference interpreter and
 replaces it by constant tensors; a folded ``DequantizeLinear`` keeps its scale's grid
-in ``Tensor.grid`` (:mod:`hwgen.passes.qdq_formats`). Shape arithmetic that exporters emit disappears this
-way, leaving Reshape/Expand/Slice with constant operands that targets can read.
+in ``Tensor.grid`` (:mod:`hwgen.passes.qdq_formats`). Shape arithmetic that exporters
+emit disappears this way, leaving Reshape/Expand/Slice with constant operands that
+targets can read.
 """
 
 from __future__ import annotations

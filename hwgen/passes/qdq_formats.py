@@ -229,8 +229,9 @@ def _spread(g: Graph, out: dict[str, Need], put, skip: set[str], weights: set[st
             continue  # integer results, or the multiplication by a run-time scale
         if n.op in ("QuantizeLinear", "DequantizeLinear"):
             scale = n.inputs[1] if len(n.inputs) > 1 else None
-            if scale and g.tensors[scale].is_const:
-                put(scale, _const_need(g.tensors[scale].data))
+            if scale and g.tensors[scale].is_const:  # read by the quantizer alone: always float32's
+                need = _const_need(g.tensors[scale].data)
+                put(scale, Need(need.frac_bits, need.int_bits, need.frac_bits))
             continue
         read = [out[i] for i in floats if i in out and not g.tensors[i].is_const]
         if not read:

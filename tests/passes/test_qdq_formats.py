@@ -36,7 +36,8 @@ class _Net(nn.Module):
 
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
 
     d = tmp_path_factory.mktemp("qdq")
     torch.manual_seed(0)
@@ -139,7 +140,8 @@ def test_accelerator_keeps_engines_where_its_formats_resolve_the_grid(quantized)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             outs, rt = run_isa(c, {"x": x})
-        assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values() if not r.bit_exact]
+        assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values()
+                                                              if not r.bit_exact]
         np.testing.assert_array_equal(outs["y"], rt.ref["y"])
         assert np.rint(np.max(np.abs(outs["y"] - want)) / _output_step(g)) <= 1
 
@@ -186,5 +188,6 @@ def test_dynamic_model_bit_exact_on_the_accelerator(quantized):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             outs, rt = run_isa(c, {"x": x})
-        assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values() if not r.bit_exact]
+        assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values()
+                                                              if not r.bit_exact]
         np.testing.assert_array_equal(outs["y"], rt.ref["y"])
