@@ -52,6 +52,9 @@ class Tensor:
     dynamic : bool
         The shape depends on the data (downstream of ``NonZero``); ``shape`` is the one
         seen on the frontend's sample run. Targets accept no dynamic tensors.
+    grid : hwgen.passes.qdq_formats.Need or None
+        The quantization grid a folded ``DequantizeLinear`` constant lies on (fraction and
+        integer bits its format needs); formats read it.
     """
 
     name: str
@@ -60,6 +63,7 @@ class Tensor:
     data: np.ndarray | None = None
     fmt: FixedFormat | None = None
     dynamic: bool = False
+    grid: Any = None
 
     @property
     def is_const(self) -> bool:
@@ -240,7 +244,7 @@ class Graph:
     def copy(self) -> "Graph":
         """A deep copy that shares constant arrays (they are never mutated in place)."""
         g = Graph(self.name, self.opset, self.source)
-        g.tensors = {k: Tensor(t.name, t.shape, t.dtype, t.data, t.fmt, t.dynamic) for k, t in self.tensors.items()}
+        g.tensors = {k: Tensor(t.name, t.shape, t.dtype, t.data, t.fmt, t.dynamic, t.grid) for k, t in self.tensors.items()}
         g.nodes = [Node(n.op, n.name, list(n.inputs), list(n.outputs), _copy.deepcopy(n.attrs), n.domain) for n in self.nodes]
         g.inputs, g.outputs, g._uid = list(self.inputs), list(self.outputs), self._uid
         return g

@@ -4,7 +4,9 @@
 e.g. M3ViT's gate ``gate[task]``) to a value and folds what then becomes constant,
 fuses linear layers with their bias (``hwgen.Linear``: one rounding, as the linear unit
 adds the bias in its accumulator) and gives every tensor the accelerator's fixed-point
-formats; constant scalings of attention queries/keys become the attention's scale
+formats (a quantized model's tensor whose grid they do not resolve gets a finer one and
+runs on the host: :func:`hwgen.passes.formats.assign_formats`); constant scalings of
+attention queries/keys become the attention's scale
 (:func:`hwgen.passes.absorb_attention_scale`). ``interpret(hardware_graph(...), ...,
 numerics="fixed")`` is the bit-exact
 reference of what the accelerator computes.
@@ -77,4 +79,4 @@ def hardware_graph(g: Graph, config, bind: dict[str, int] | None = None) -> Grap
     h.check()
     for t in h.tensors.values():
         t.fmt = None
-    return assign_formats(h, act=config.act_fmt, weight=config.weight_fmt)
+    return assign_formats(h, act=config.act_fmt, weight=config.weight_fmt, keep_resolving=True)

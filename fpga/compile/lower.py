@@ -105,6 +105,7 @@ class Lowering:
         self.concat_fills = roots.concat_fills
         self.runs = roots.runs
         self._uid = 0
+        self._viewers: dict[str, list[str]] | None = None
 
     # --- names, matrices ------------------------------------------------------------
     def fresh(self, stem: str) -> str:
@@ -289,6 +290,8 @@ class Lowering:
             reason = None
             if handler is None:
                 reason = f"no engine runs {n.domain + '.' if n.domain else ''}{n.op}"
+            elif (odd := self._foreign_format(n)) is not None:
+                reason = odd
             else:
                 mark = (len(self.ops), len(self.checks), len(self.weights), len(self.consts), set(self.layouts),
                         set(self.done))
@@ -305,6 +308,26 @@ class Lowering:
                 self._host(n, reason)
         self._finish_host_steps()
         return self
+
+    def _foreign_format(self, n: Node) -> str | None:
+        """Why ``n`` cannot run on an engine, which computes in the configuration's two
+        formats only: a tensor it reads or writes, the stored tensor of a view it reads, or a
+        view of what it writes (a view shares its root's codes) has another format (a
+        quantized model's grid or an integer range needs it: ``hwgen.passes.formats``);
+        else None."""
+        names = [t for t in list(n.inputs) + list(n.outputs) if t]
+        names += [self.views[t].root for t in names if t in self.views]
+        if self._viewers is None:  # root -> the tensors that are views of it (they share its codes)
+            self._viewers = {}
+            for t, v in self.views.items():
+                self._viewers.setdefault(v.root, []).append(t)
+        names += [t for o in n.outputs if o for t in self._viewers.get(o, ())]
+        for t in names:
+            fmt = self.g.tensors[t].fmt
+            if fmt is not None and fmt != self.act and fmt != self.wfmt:
+                return (f"tensor {t!r} is in {fmt}, not the accelerator's {self.act} / {self.wfmt} (a quantization "
+                        f"grid or an integer range needs it)")
+        return None
 
     def _host(self, n: Node, reason: str) -> None:
         outs = [o for o in n.outputs if o]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwgen.fixedpoint import from_fixed, to_fixed
+from hwgen.fixedpoint import from_fixed, quantize, to_fixed
 from hwgen.interp import interpret
 from hwgen.interp import _run_node_fixed as run_node_fixed
 
@@ -94,7 +94,9 @@ class Runtime:
     def memory(self, feeds: dict[str, np.ndarray]) -> bytearray:
         """The initial external memory: the image plus the inputs the accelerator reads."""
         mem = bytearray(self.c.image)
-        self.env = dict(self.feeds(feeds))
+        # the host computes on the inputs in their formats, as the reference does
+        self.env = {k: (quantize(v, self.fmt(k)) if self.fmt(k) is not None else v)
+                    for k, v in self.feeds(feeds).items()}
         for name, loc in self.b.inputs.items():
             codes = to_fixed(self.env[name], self.fmt(name))
             data = self.pack(loc, codes)

@@ -2,8 +2,10 @@
 
 ``fold_constants`` evaluates every node whose inputs are all constants (and ``Shape``
 /``Size`` of any tensor with a static shape) with the float reference interpreter and
-replaces it by constant tensors. Shape arithmetic that exporters emit disappears this
-way, leaving Reshape/Expand/Slice with constant operands that targets can read.
+replaces it by constant tensors; a folded ``DequantizeLinear`` keeps its scale's grid
+in ``Tensor.grid`` (:mod:`hwgen.passes.qdq_formats`). Shape arithmetic that exporters
+emit disappears this way, leaving Reshape/Expand/Slice with constant operands that
+targets can read.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ __all__ = ["fold_constants", "remove_identities", "MAX_FOLD_BYTES"]
 #: Do not materialise a folded constant larger than this (bytes).
 MAX_FOLD_BYTES = 64 << 20
 _NO_OPS = {"Identity", "Dropout"}
+#: Ops whose output holds some of their first input's values and no others
+_GRID_KEEPING = {"Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Gather", "Expand",
+                 "Tile"}
 
 
 def _static_shape_value(g: Graph, n: Node) -> np.ndarray | None:
@@ -52,15 +57,33 @@ def fold_constants(g: Graph) -> bool:
             outs = run_node(n, [g.tensors[i].data if i else None for i in n.inputs], g.opset)
         else:
             continue
+        grid = _dequantized_grid(g, n)
         for name, val in zip(n.outputs, outs):
             if name:
                 t = g.tensors[name]
                 t.data = np.asarray(val)
                 t.shape, t.dtype, t.dynamic = tuple(t.data.shape), t.data.dtype, False
+                t.grid = grid if name == n.outputs[0] else None
         folded.append(n)
     if folded:
         g.replace_nodes(folded, [])
     return bool(folded)
+
+
+def _dequantized_grid(g: Graph, n: Node):
+    """The grid of a constant ``DequantizeLinear``'s output (kept on the folded tensor, so
+    that formats can still read the weight's scale), else None."""
+    if n.domain:
+        return None
+    if n.op in _GRID_KEEPING and n.inputs[0]:
+        return g.tensors[n.inputs[0]].grid  # a transposed or reshaped weight: the same values
+    if n.op != "DequantizeLinear" or len(n.inputs) < 2:
+        return None
+    from .qdq_formats import dequantized_need
+
+    q = g.tensors[n.inputs[0]].data
+    zp = g.tensors[n.inputs[2]].data if len(n.inputs) > 2 and n.inputs[2] else None
+    return dequantized_need(g.tensors[n.inputs[1]].data, zp, q.dtype, q)
 
 
 def _is_noop(g: Graph, n: Node) -> bool:

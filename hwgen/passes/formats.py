@@ -6,6 +6,14 @@ linear ops (``MatMul`` input 1 when constant, ``Gemm`` B, ``Conv`` W, ``hwgen.Li
 and the expert weights of ``hwgen.MoE``) is ``fixed<16,2>``. A float cast from an integer tensor gets an
 integer format of the source type's range. Integer and boolean tensors carry no format. A
 format already set on a tensor is kept, so a user or a later pass can override any one.
+
+Quantized models (:mod:`hwgen.passes.qdq_formats`): a tensor around a ``QuantizeLinear`` or
+``DequantizeLinear``, a folded quantized weight and a run-time scale need the fraction bits
+of their grid. By default such a tensor gets the finer of the default format and its need;
+with ``keep_resolving=True`` (a target whose engines compute in the two default formats
+only) it keeps the default where that resolves the grid (a quarter step:
+``MIN_GUARD_BITS``) and gets the finer format elsewhere, where the target then runs it on
+the host.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import numpy as np
 
 from ..fixedpoint import ACT_DEFAULT, WEIGHT_DEFAULT, FixedFormat
 from ..ir import Graph
+from .qdq_formats import quant_needs
 
 __all__ = ["assign_formats", "weight_tensors"]
 
@@ -31,14 +40,27 @@ def weight_tensors(g: Graph) -> set[str]:
     return out
 
 
-def assign_formats(g: Graph, act: FixedFormat = ACT_DEFAULT, weight: FixedFormat = WEIGHT_DEFAULT) -> Graph:
-    """Set ``Tensor.fmt`` on every floating tensor without one (in place); return ``g``."""
+def assign_formats(g: Graph, act: FixedFormat = ACT_DEFAULT, weight: FixedFormat = WEIGHT_DEFAULT, *,
+                   keep_resolving: bool = False) -> Graph:
+    """Set ``Tensor.fmt`` on every floating tensor without one (in place); return ``g``.
+
+    ``keep_resolving``: a quantized tensor keeps ``act``/``weight`` where that resolves its
+    grid, instead of the finer of the two (see the module docstring).
+    """
     weights = weight_tensors(g)
     integers = _integer_casts(g)
+    needs = quant_needs(g, act, weights)
     for t in g.tensors.values():
         if t.fmt is not None or not np.issubdtype(np.dtype(t.dtype), np.floating):
             continue
-        t.fmt = integers.get(t.name) or (weight if t.name in weights else act)
+        default = weight if t.name in weights else act
+        need = needs.get(t.name)
+        if t.name in integers:
+            t.fmt = integers[t.name]
+        elif need is None or (keep_resolving and need.resolved_by(default)):
+            t.fmt = default
+        else:
+            t.fmt = need.merged(default)
     return g
 
 
