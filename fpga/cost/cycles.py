@@ -17,7 +17,7 @@ STORE        ``2 + n + ceil(n / B) * 3``: per burst NEXT, WR_REQ, WR_PRIME (the 
 LINEAR       :func:`linear_cycles`: the engine's exact count (weight stream, activation store, DMA)
 GELU, ADD    ``operands * n + 4``: one buffer read a cycle; the reader's two-cycle round
              trip, the unit's register stage, the done pulse
-LAYERNORM    :func:`fpga.hdl.engine_layernorm.layernorm_cycles`: ``3W + B + (rows - 1) max(W, B)
+LAYERNORM    :func:`fpga.hdl.unit_timing.layernorm_cycles`: ``3W + B + (rows - 1) max(W, B)
              + W + 3`` with ``W = ceil(D / lanes)`` words a row and ``B = 43`` (the reciprocal
              square root at two bits a cycle, pipelined across rows: statistics of row r+1,
              square root of row r, output of row r-1); gamma and beta read once
@@ -62,9 +62,8 @@ from typing import NamedTuple
 
 from hwgen.numerics.softmax import SOFTMAX_DEFAULT
 
-from ..hdl.engine_layernorm import layernorm_cycles
 from ..hdl.linear_timing import linear_cycles as engine_linear_cycles
-from ..hdl.softmax import reciprocal_latency
+from ..hdl.unit_timing import layernorm_cycles, reciprocal_latency
 from ..isa import Op
 
 __all__ = ["estimate_cycles", "linear_cycles", "fetch_cycles", "dma_read_cycles", "memory_latency",

@@ -18,23 +18,19 @@ quotient gives an unspecified value (callers size ``Q`` so that it cannot happen
 Timing: the input beat is registered (stage 0: it cuts whatever computed the operands
 from the first subtract), then ``ceil(Q / steps_per_stage)`` stages of at most
 ``steps_per_stage`` steps, each ending in a register. So ``latency = 1 +
-ceil(Q / steps_per_stage)`` cycles from the accepting handshake on ``i`` to ``o.valid``.
+ceil(Q / steps_per_stage)`` cycles from the accepting handshake on ``i`` to ``o.valid``
+(:func:`fpga.hdl.unit_timing.divider_latency`, which the cost model uses too).
 """
 
 from __future__ import annotations
-
-import math
 
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PipelinedDivider", "STEPS_PER_STAGE", "divider_latency"]
+from .unit_timing import STEPS_PER_STAGE, divider_latency
 
-#: Quotient bits a stage by default: a stage is then four ``divisor_bits + 1``-bit
-#: subtract-and-select steps (10.6 ns, 95 MHz, by fpga.cost.clock on Yosys' xczu9eg netlist of the 27-bit
-#: softmax divider alone; three steps 8.1 ns, six 15.5 ns: ``docs/fpga-resources-and-clock.md``).
-STEPS_PER_STAGE = 4
+__all__ = ["PipelinedDivider", "STEPS_PER_STAGE"]
 
 
 class PipelinedDivider(wiring.Component):
@@ -133,10 +129,3 @@ def _step(m, rem, shift, divisor, q_bits: int, d_bits: int):
     new_shift = Signal(q_bits)
     m.d.comb += new_shift.eq(Cat(fits, shift[:q_bits - 1]))
     return new_rem, new_shift
-
-
-# (below the Amaranth code: Amaranth writes source line numbers into the Verilog)
-def divider_latency(quotient_bits: int, steps_per_stage: int = STEPS_PER_STAGE) -> int:
-    """:attr:`PipelinedDivider.latency` without building one (cycles): the input register,
-    then ``ceil(quotient_bits / steps_per_stage)`` stages."""
-    return 1 + math.ceil(quotient_bits / steps_per_stage)

@@ -10,7 +10,7 @@ The read port first fetches gamma and beta (``2 W`` reads, into the unit's param
 memories), then every row's ``W`` words once; the unit takes a word a cycle, keeps three
 rows in flight (statistics, reciprocal square root, output) and hands out a word a cycle,
 written as it comes. A row costs ``max(W, B)`` cycles in steady state, ``B =``
-:func:`~fpga.hdl.layernorm.rsqrt_cycles` ``+ 1`` (43): :func:`layernorm_cycles` is the
+:func:`~fpga.hdl.unit_timing.rsqrt_cycles` ``+ 1`` (43): :func:`~fpga.hdl.unit_timing.layernorm_cycles` is the
 exact count, asserted by ``simulators/tb/tb_layernorm_engine.py`` with no stalls.
 """
 
@@ -21,40 +21,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from .engine import ceil_div_pow2, engine_members
-from .layernorm import EPS_BITS, LayerNormUnit, rsqrt_cycles
+from .layernorm import EPS_BITS, LayerNormUnit
+from .unit_timing import RSQRT_STEPS, layernorm_cycles
 
 __all__ = ["LayerNormEngine", "layernorm_cycles", "RSQRT_STEPS"]
-
-#: Reciprocal-square-root bits the engine's unit computes a cycle.
-RSQRT_STEPS = 2
-
-
-def layernorm_cycles(rows: int, d: int, config) -> int:
-    """Cycles of one LAYERNORM of ``rows`` rows of ``d`` elements, from the cycle after
-    ``start`` to ``done`` inclusive, with no stalls (the top's buffer reader, writes taken
-    at once).
-
-    Parameters
-    ----------
-    rows, d : int
-        Rows (``length``) and elements a row (``aux``); the row stride does not matter.
-    config : fpga.config.AcceleratorConfig
-        Only ``config.lanes`` (activations a buffer word) is used.
-
-    Returns
-    -------
-    int
-        ``1`` for no rows; else ``3 W + B + (rows - 1) max(W, B) + W + 4`` with
-        ``W = ceil(d / lanes)`` words a row and ``B = rsqrt_cycles(RSQRT_STEPS) + 1`` (43):
-        ``2 W`` parameter reads, row 0's statistics (``W``), its reciprocal square root
-        (``B``), each further row at the slower of the word rate and the square root,
-        the last row's ``W`` output words, and the reader's and the stages' latency (3).
-    """
-    if rows <= 0:
-        return 1
-    w = -(-d // config.lanes)
-    b = rsqrt_cycles(RSQRT_STEPS) + 1
-    return 3 * w + b + (rows - 1) * max(w, b) + w + 3
 
 
 class LayerNormEngine(wiring.Component):

@@ -35,33 +35,18 @@ from hwgen.fixedpoint import ACT_DEFAULT, FixedFormat
 from hwgen.numerics.layernorm import RSQRT_BITS
 
 from .softmax import saturate_hw
+from .unit_timing import rsqrt_cycles, rsqrt_div_steps, rsqrt_root_steps
 
 __all__ = ["LayerNormUnit", "EPS_BITS", "eps_code", "rsqrt_cycles"]
 
 #: Width of the run-time ``eps_code`` input.
 EPS_BITS = 32
 
-_QBITS = 2 * RSQRT_BITS + 3  # q < 2**51
-_SQRT_STEPS = (_QBITS + 1) // 2
 
 
 def eps_code(eps: float, x_fmt: FixedFormat) -> int:
     """The code of ``eps`` as the variance term sees it (``2 * x_fmt.frac_bits`` fraction bits)."""
     return math.floor(eps * 2.0 ** (2 * x_fmt.frac_bits) + 0.5)
-
-
-def _div_steps(rsqrt_steps: int) -> int:
-    return -(-_QBITS // rsqrt_steps) * rsqrt_steps
-
-
-def _sqrt_steps(rsqrt_steps: int) -> int:
-    return -(-_SQRT_STEPS // rsqrt_steps) * rsqrt_steps
-
-
-def rsqrt_cycles(rsqrt_steps: int = 2) -> int:
-    """Cycles of stage B a row (``VAR``, ``NORM``, ``DIV``, ``SQRT0``, ``SQRT``) at
-    ``rsqrt_steps`` quotient/root bits a cycle: 80 at 1, 42 at 2."""
-    return 3 + _div_steps(rsqrt_steps) // rsqrt_steps + _sqrt_steps(rsqrt_steps) // rsqrt_steps
 
 
 class LayerNormUnit(wiring.Component):
@@ -168,7 +153,7 @@ class LayerNormUnit(wiring.Component):
 
         # ---- stage B: reciprocal square root (one row)
         steps = self.rsqrt_steps
-        div_steps, sqrt_steps = _div_steps(steps), _sqrt_steps(steps)
+        div_steps, sqrt_steps = rsqrt_div_steps(steps), rsqrt_root_steps(steps)
         eps = self.eps_const if self.eps_const is not None else self.eps_code
         eps_bits = max(self.eps_const.bit_length(), 1) if self.eps_const is not None else EPS_BITS
         d_bits = 2 * wx + 3 * nb + eps_bits + 4

@@ -20,7 +20,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed, unsig
 from hwgen.fixedpoint import FixedFormat
 from hwgen.numerics.softmax import SoftmaxSpec, exp2_table
 
-from .divider import STEPS_PER_STAGE, PipelinedDivider, divider_latency
+from .divider import STEPS_PER_STAGE, PipelinedDivider
+from .unit_timing import reciprocal_latency, reciprocal_quotient_bits
 
 __all__ = ["shift_round_hw", "saturate_hw", "requantize_hw", "exp2_neg_hw", "online_step_hw", "reciprocal_divider",
            "reciprocal_operands_hw", "reciprocal_latency"]
@@ -95,21 +96,8 @@ def reciprocal_divider(spec: SoftmaxSpec, sum_bits: int, min_sum: int | None = N
         raise ValueError(f"min_sum must be an integer in [1, 2**{sum_bits}), not {min_sum!r}")
     num = 1 << (spec.prob_frac_bits + spec.recip_frac_bits + 1)
     dividend_bits = (num + (1 << sum_bits) - 1).bit_length()
-    return PipelinedDivider(dividend_bits, sum_bits + 1, _quotient_bits(spec, min_sum), count=count,
+    return PipelinedDivider(dividend_bits, sum_bits + 1, reciprocal_quotient_bits(spec, min_sum), count=count,
                             tag_shape=tag_shape, steps_per_stage=steps_per_stage)
-
-
-def _quotient_bits(spec: SoftmaxSpec, min_sum: int) -> int:
-    num = 1 << (spec.prob_frac_bits + spec.recip_frac_bits + 1)
-    return ((num + min_sum) // (2 * min_sum)).bit_length()
-
-
-def reciprocal_latency(spec: SoftmaxSpec, min_sum: int | None = None, steps_per_stage: int = STEPS_PER_STAGE) -> int:
-    """Cycles of :func:`reciprocal_divider`'s pipeline (its ``latency``) without building it:
-    :func:`~fpga.hdl.divider.divider_latency` of its quotient bits (8 for the default spec:
-    25 quotient bits, 4 a stage)."""
-    q = _quotient_bits(spec, spec.one if min_sum is None else min_sum)
-    return divider_latency(q, steps_per_stage)
 
 
 def reciprocal_operands_hw(l: Value, spec: SoftmaxSpec) -> tuple[Value, Value]:
