@@ -120,7 +120,7 @@ def _lutram(depth: int, width: int) -> float:
     return 8 * math.ceil(width / 7) * math.ceil(depth / 64) + (width * math.ceil(depth / 64) if depth > 64 else 0)
 
 
-def divider_counts(spec, sum_bits: int, count: int = 1, tag_bits: int = 0, steps_per_stage: int = 4) -> dict:
+def divider_counts(spec, sum_bits: int, count: int = 1, tag_bits: int = 0, steps_per_stage: int | None = None) -> dict:
     """Structural ``{"lut", "ff"}`` of the softmax reciprocal on the pipelined divider
     (:func:`fpga.hdl.softmax.reciprocal_divider`, :class:`fpga.hdl.divider.PipelinedDivider`):
     ``count`` divisions of ``2**(Fp+Fr+1) + l`` by ``2 l`` for sums ``l`` of ``sum_bits`` bits.
@@ -133,11 +133,11 @@ def divider_counts(spec, sum_bits: int, count: int = 1, tag_bits: int = 0, steps
     ``tag_bits`` the caller carries (all in bits). The divider alone at 26-bit sums is
     1,638 LUT / 576 FF by Yosys (``docs/fpga-resources-and-clock.md``) against 1,400 / 640
     counted here; the engines' fitted scales absorb the difference."""
-    one = 1 << spec.prob_frac_bits
-    q = ((1 << (spec.prob_frac_bits + spec.recip_frac_bits + 1)) + one) // (2 * one)
-    q = q.bit_length()
+    from fpga.hdl.unit_timing import divider_latency, reciprocal_quotient_bits
+
+    q = reciprocal_quotient_bits(spec, spec.one)
     d = sum_bits + 1
-    stages = 1 + math.ceil(q / steps_per_stage)
+    stages = divider_latency(q, *(() if steps_per_stage is None else (steps_per_stage,)))  # the input register and the step stages
     return {"lut": count * q * (2 * d + 2), "ff": stages * (count * (2 * d + q) + 1 + tag_bits)}
 
 
