@@ -109,9 +109,12 @@ def main(args: list[str]) -> int:
         return 2
     cache_dir, argv = Path(args[0]), args[1:]
     found = _runtime_source(argv)
-    if found is None:
-        os.execvp(argv[0], argv)
-    return compile_or_copy(cache_dir, argv, *found)
+    if found is not None:
+        try:
+            return compile_or_copy(cache_dir, argv, *found)
+        except OSError as e:  # an unwritable or full cache: compile as make would have
+            print(f"objcache: {e}; compiling {found[0].name} without the cache", file=sys.stderr)
+    os.execvp(argv[0], argv)
 
 
 if __name__ == "__main__":

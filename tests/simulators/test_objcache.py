@@ -81,3 +81,12 @@ def test_a_failing_compile_fails_and_stores_nothing(tmp_path):
 def test_make_var_names_this_interpreter_and_the_folder(tmp_path):
     var = objcache.make_var(tmp_path / "objects")
     assert var.startswith("OBJCACHE=") and sys.executable in var and str(tmp_path / "objects") in var
+
+
+def test_an_unusable_cache_folder_still_compiles(tmp_path):
+    inc = _include_folder(tmp_path, 7)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    r = _compile(blocker / "cache", tmp_path / "u", inc, inc / "verilated_x.cpp")
+    assert r.returncode == 0 and (tmp_path / "u" / "verilated_x.o").is_file()
+    assert "without the cache" in r.stderr
