@@ -6,7 +6,9 @@ memory model, cycle counter, instruction trace, checkpoints) and compiles that w
 cocotb's runner on Verilator (default) or Icarus, once per content: builds are cached in
 ``cache_dir`` (default ``$HWGEN_CACHE/verilator`` or ``~/.cache/hwgen/verilator``) by a
 hash of the Verilog, the wrapper, the simulator, its options and ``waves``; concurrent
-processes wait for each other's build (``fcntl.flock``). ``SimBuild.run(memory,
+processes wait for each other's build (``fcntl.flock``). The Verilog is cached too, in
+``cache_dir/verilog`` by the configuration, buffer depth and sources, so that builds of one
+design for another simulator or other options convert it once. ``SimBuild.run(memory,
 programs)`` loads the memory image with ``$readmemh``, runs the programs one after
 another in one simulation (cocotb module ``simulators/tb/tb_program_run.py``, which
 sleeps until the wrapper's ``stop``: Python is not woken per cycle) and returns a
@@ -166,18 +168,24 @@ def build(config=None, *, buffer_words: int | None = None, simulator: str = "ver
                 tool_versions(simulator), public_vlt()] + wrapper
 
     # the inputs of the Verilog -> the Verilog's build: a second build() skips the conversion
-    inputs_key = build_cache.content_key([repr(sorted(config.to_dict().items())), str(buffer_words)]
-                                         + source_digest() + settings)
+    design = [repr(sorted(config.to_dict().items())), str(buffer_words)] + source_digest()
+    inputs_key = build_cache.content_key(design + settings)
     alias = cache_dir / "inputs" / inputs_key
     if alias.exists():
         info = build_cache.lookup(cache_dir, alias.read_text().strip())
         if info is not None:
             return SimBuild._from_info({**info, "built": False}, cache_hit="inputs")
 
+    # the Verilog of these inputs, converted once for every simulator and setting
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="hwgen_verilog_") as tmp:
-        verilog = generate_verilog(config, tmp, buffer_words=buffer_words).read_text()
-    convert_s = time.perf_counter() - t0
+
+    def convert(folder: Path) -> dict:
+        generate_verilog(config, folder, buffer_words=buffer_words)
+        return {"convert_s": time.perf_counter() - t0}
+
+    converted = build_cache.cached(cache_dir / "verilog", build_cache.content_key(design), convert)
+    verilog = (Path(converted["dir"]) / "accelerator.v").read_text()
+    convert_s = converted["convert_s"]  # when it was converted, as build_s
     key = build_cache.content_key([verilog] + settings)
 
     def make(folder: Path) -> dict:

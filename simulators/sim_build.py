@@ -67,9 +67,16 @@ def tool_versions(simulator: str) -> str:
 
 def verilator_runner(make_vars: Sequence[str] = (), public_flat_rw: bool = False):
     """cocotb's Verilator runner without ``--public-flat-rw`` (the .vlt says what is public),
-    with ``make_vars`` on make's command line, and tracing compiled in when ``--trace-fst``
-    or ``--trace-vcd`` is among the build options."""
+    with ``make_vars`` on make's command line, tracing compiled in when ``--trace-fst``
+    or ``--trace-vcd`` is among the build options, and Verilator's runtime library
+    compiled once per compiler command for all builds (:mod:`simulators.objcache`, in
+    ``default_cache_dir()/objects``; ``HWGEN_OBJCACHE=0`` compiles it in every build)."""
     from cocotb_tools.runner import Verilator
+
+    from . import build_cache, objcache
+
+    cache = [] if os.environ.get("HWGEN_OBJCACHE") == "0" else [
+        objcache.make_var(build_cache.default_cache_dir() / "objects")]
 
     class _Verilator(Verilator):
         def _build_command(self):
@@ -78,7 +85,7 @@ def verilator_runner(make_vars: Sequence[str] = (), public_flat_rw: bool = False
                 verilate = [a for a in verilate if a != "--public-flat-rw"]
             if "--trace-fst" in verilate or "--trace-vcd" in verilate:
                 make = ["VM_TRACE=1" if a.startswith("VM_TRACE=") else a for a in make]
-            return [verilate, make + list(make_vars)]
+            return [verilate, make + list(make_vars) + cache]
 
     return _Verilator()
 
