@@ -357,7 +357,8 @@ def routing_not_moe(g: Graph, prod, anchor: Node, region_nodes: list[Node] | Non
     experts first), a per-expert selection bias added after the Sigmoid/Softmax
     (DeepSeek-V3's ``e_score_correction_bias``), sigmoid weights renormalised over the
     chosen experts, or expert weights gathered by a run-time index (a traced loop)."""
-    later = [n for n in descendants(g, [o for o in anchor.outputs if o], limit=60) if n.op in ("TopK", "ArgMax")]
+    later = [n for n in descendants(g, [o for o in anchor.outputs if o], limit=60)
+             if n.op in ("TopK", "ArgMax") and np.issubdtype(g.tensors[n.inputs[0]].dtype, np.floating)]  # not a sort of ids
     if later:  # an inner selection (of groups, of a first expert): the last one reports, unless this one's block failed
         if anchor.op == "TopK" and later[0].op == "TopK" and region_nodes:
             return region_nodes, (
