@@ -43,7 +43,8 @@ from ..interp import interpret
 from ..interp.moe import moe_reference
 from ..ir import Graph, Node, Tensor
 from .moe_experts import Experts, find_experts, has_weight
-from .moe_gate import Gate, capacity_limit, expert_choice, find_gate, gate_path, norm_order, routing_not_moe, x_root
+from .moe_gate import Gate, capacity_limit, expert_choice, find_gate, gate_path, norm_order, x_root
+from .moe_unsupported import routing_not_moe
 from .pattern import Region, descendants, eval_nodes, immediate_post_dominator, mismatch, region_between, region_is_closed, reject, scalar_const
 
 __all__ = ["fuse_moe", "verify_moe"]
