@@ -187,3 +187,60 @@ def test_huggingface_moe_blocks(kind, norm, dynamo, tmp_path):
     for seed in range(3):
         xs = np.random.default_rng(seed).standard_normal((2, 5, 16)).astype(np.float32) * 1.5
         _same_as_ort(p, g2, {"x": xs})
+
+
+@pytest.mark.parametrize("kind,impl,words", [
+    ("mixtral", "eager", ("traced loop over the experts hit", "experts.gate_up_proj", "Gather", "batched_mm")),
+    ("deepseek_v3", "batched_mm", ("group-limited routing", "n_group")),
+])
+def test_huggingface_moe_blocks_hwgen_does_not_fuse_are_named(kind, impl, words, tmp_path):
+    """Hugging Face blocks exported by TorchScript that are not hwgen.MoE are reported by
+    name, with the node and op, instead of being left unfused in silence: Mixtral's eager
+    experts (the trace picks each expert's weights by a run-time index from NonZero, one
+    call per expert hit while tracing) and DeepSeek-V3's group-limited sigmoid router.
+    The graph left unfused still equals onnxruntime."""
+    import warnings
+
+    from hwgen.errors import FusionRejectedWarning
+
+    if kind == "mixtral":
+        from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock as Block
+
+        cfg = transformers.MixtralConfig(hidden_size=16, intermediate_size=8, num_local_experts=4, num_experts_per_tok=2,
+                                         experts_implementation=impl)
+    else:
+        from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE as Block
+
+        cfg = transformers.DeepseekV3Config(hidden_size=16, intermediate_size=12, moe_intermediate_size=8, n_routed_experts=4,
+                                            num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1,
+                                            experts_implementation=impl)
+    torch.manual_seed(0)
+    block = Block(cfg)
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    for b in block.buffers():
+        b.normal_(std=0.3) if b.is_floating_point() else None
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            y = self.inner(x)
+            return y[0] if isinstance(y, tuple) else y
+
+    x = torch.randn(2, 5, 16)
+    p = tmp_path / f"{kind}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _export(Wrap(block).eval(), (x,), p, False, 17, (["x"], ["y"]))
+    g = hwgen.load(p)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FusionRejectedWarning)
+        g2 = hwgen.canonicalize(g)
+    rejected = [w.message for w in caught if issubclass(w.category, FusionRejectedWarning)]
+    assert "MoE" not in g2.op_histogram()
+    assert rejected and rejected[-1].pattern == "moe" and rejected[-1].anchor_op == "TopK", [str(r) for r in rejected]
+    assert all(w in rejected[-1].reason for w in words), rejected[-1].reason
+    _same_as_ort(p, g2, {"x": x.numpy()})

@@ -44,7 +44,8 @@ from ..interp.moe import moe_reference
 from ..ir import Graph, Node, Tensor
 from .moe_experts import Experts, find_experts, has_weight
 from .moe_gate import Gate, capacity_limit, expert_choice, find_gate, gate_path, norm_order, x_root
-from .pattern import Region, descendants, eval_nodes, immediate_post_dominator, mismatch, region_between, region_is_closed, reject
+from .moe_unsupported import routing_not_moe
+from .pattern import Region, descendants, eval_nodes, immediate_post_dominator, mismatch, region_between, region_is_closed, reject, scalar_const
 
 __all__ = ["fuse_moe", "verify_moe"]
 
@@ -152,30 +153,40 @@ def find_candidate(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> Can
     return Candidate(anchor, gate, root, chain, region, experts, moe_in, feeds, refs)
 
 
-def verify_moe(g: Graph, cand: Candidate, top_k: int, normalization: str, activation: str | None = None,
-               gate_scale: float = 1.0) -> str | None:
-    """None if hwgen.MoE with these attributes (and the candidate's weights, the gate
-    matrix times ``gate_scale``) computes the block on every feed, else what differs."""
+def _fused_output(g: Graph, cand: Candidate, feed: dict, top_k: int, normalization: str, activation: str | None,
+                  gate_scale: float, out_scale: float) -> np.ndarray:
+    """hwgen.MoE's output on one check feed (second-layer weights times ``out_scale``)."""
     gate, ex = cand.gate, cand.experts
     dtype = g.tensors[cand.moe_in].dtype
+    gw = gate.matrix(feed.get(gate.w, g.tensors[gate.w].data), dtype) * np.asarray(gate_scale, dtype)
+    emb = None if gate.embed is None else feed.get(gate.embed, g.tensors[gate.embed].data)
+    w2, b2 = (None if w is None else (w * out_scale).astype(w.dtype) for w in (ex.w2, ex.b2))
+    return moe_reference(feed[cand.root], gw, gate.full_bias(gw, emb, dtype), ex.w1, ex.b1, w2, b2, top_k,
+                         activation or ex.activation, normalization, ex.w3, ex.b3)
+
+
+def verify_moe(g: Graph, cand: Candidate, top_k: int, normalization: str, activation: str | None = None,
+               gate_scale: float = 1.0, out_scale: float = 1.0) -> str | None:
+    """None if hwgen.MoE with these attributes (and the candidate's weights, the gate
+    matrix times ``gate_scale``, the second layers times ``out_scale``) computes the block
+    on every feed, else what differs."""
     for k, (f, ref) in enumerate(zip(cand.feeds, cand.refs)):
-        gw = gate.matrix(f.get(gate.w, g.tensors[gate.w].data), dtype) * np.asarray(gate_scale, dtype)
-        emb = None if gate.embed is None else f.get(gate.embed, g.tensors[gate.embed].data)
-        got = moe_reference(f[cand.root], gw, gate.full_bias(gw, emb, dtype), ex.w1, ex.b1, ex.w2, ex.b2, top_k,
-                            activation or ex.activation, normalization, ex.w3, ex.b3)
+        got = _fused_output(g, cand, f, top_k, normalization, activation, gate_scale, out_scale)
         why = mismatch(got.reshape(ref.shape), ref)
         if why is not None:
-            return f"top-{top_k} {normalization}, {activation or ex.activation}: feed {k} {why}"
+            return f"top-{top_k} {normalization}, {activation or cand.experts.activation}: feed {k} {why}"
     return None
 
 
 def _try_fuse(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> bool:
     cand = find_candidate(g, anchor, sample)
-    if cand is None:
-        return False
+    if cand is None:  # not an MoE block hwgen can read; say so if its routing is one by name
+        found = routing_not_moe(g, g.producers(), anchor)
+        return reject("moe", anchor, *found) if found else False
     if isinstance(cand, tuple):
         region, why = cand
-        return reject("moe", anchor, region.nodes, capacity_limit(g, region.nodes) or why)
+        named = routing_not_moe(g, g.producers(), anchor, region.nodes)
+        return reject("moe", anchor, region.nodes, capacity_limit(g, region.nodes) or (named[1] if named else why))
     gate = cand.gate
     # top-2 by two ArgMax (GShard/DeepSpeed: the second on the scores without the first)
     argmaxes = sum(1 for n in cand.region.nodes if n.op == "ArgMax")
@@ -184,17 +195,44 @@ def _try_fuse(g: Graph, anchor: Node, sample: dict[str, np.ndarray]) -> bool:
     first_why = None
     for k, norm in tries:
         why = verify_moe(g, cand, k, norm)
+        scale = _output_scale(g, cand, k, norm) if why is not None else 1.0
+        if scale != 1.0 and verify_moe(g, cand, k, norm, out_scale=scale) is None:
+            why = None  # the routing weights times a constant (DeepSeek's routed_scaling_factor): into w2, b2
+            cand.experts.w2, cand.experts.b2 = (None if w is None else (w * scale).astype(w.dtype)
+                                                for w in (cand.experts.w2, cand.experts.b2))
         if why is None:
             gate.top_k = k
             _replace(g, cand, norm)
             return True
         first_why = first_why or why
     kind = "gated " if cand.experts.w3 is not None else ""
-    why = capacity_limit(g, cand.region.nodes) or (
+    named = routing_not_moe(g, g.producers(), anchor, cand.region.nodes)
+    why = capacity_limit(g, cand.region.nodes) or (named[1] if named else None) or (
         f"{gate.num_experts} {kind}experts, top-{gate.top_k}, {cand.experts.activation}: its numbers differ from the MoE op "
         f"under every gate normalisation (e.g. {first_why})"
     )
     return reject("moe", anchor, cand.region.nodes, why)
+
+
+def _output_scale(g: Graph, cand: Candidate, top_k: int, normalization: str) -> float:
+    """The constant ``c`` with block = c * hwgen.MoE on the first feed (least squares; a
+    scalar constant of the block's Mul/Div nodes within 1e-4 of it is taken exactly), or
+    1.0 when there is none. The caller verifies ``c`` on every feed."""
+    got = _fused_output(g, cand, cand.feeds[0], top_k, normalization, None, 1.0, 1.0).reshape(-1).astype(np.float64)
+    ref = cand.refs[0].reshape(-1).astype(np.float64)
+    den = float(got @ got)
+    c = float(got @ ref) / den if den > 0 else 0.0
+    if not np.isfinite(c) or abs(c) < 1e-6 or abs(c - 1.0) < 1e-6:
+        return 1.0
+    for n in cand.region.nodes:
+        if n.op in ("Mul", "Div"):
+            for i in n.inputs:
+                v = scalar_const(g, i)
+                if v and n.op == "Div":
+                    v = 1.0 / v
+                if v and abs(v - c) <= 1e-4 * abs(c):
+                    return v
+    return c
 
 
 def _gate_bias(g: Graph, cand: Candidate, new: list[Node], gate_in: str, dtype) -> str:

@@ -9,7 +9,7 @@ bias, and the experts read ``x``.
 
 Also here: how the routing was written (:func:`norm_order`, the gate normalisations to
 try first) and the routings that are not ``hwgen.MoE`` and are reported by name
-(:func:`expert_choice`, :func:`capacity_limit`).
+(:func:`expert_choice`, :func:`capacity_limit`; more in :mod:`hwgen.passes.moe_unsupported`).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def find_gate(g: Graph, prod, anchor: Node) -> Gate | None:
         k = scalar_const(g, anchor.inputs[1]) if len(anchor.inputs) > 1 and anchor.inputs[1] else anchor.attrs.get("k")
         if k is None:
             return None
-        top_k = int(k)
+        top_k = _sliced_k(g, anchor, int(k))
     else:
         if int(anchor.attrs.get("axis", 0)) % rank != rank - 1 or int(anchor.attrs.get("select_last_index", 0)):
             return None
@@ -172,6 +172,25 @@ def find_gate(g: Graph, prod, anchor: Node) -> Gate | None:
         cur = n.outputs[0]
     gate.bias = bias if np.any(bias != 0) else None
     return gate
+
+
+def _sliced_k(g: Graph, anchor: Node, k: int) -> int:
+    """k, or k' when every reader of the TopK's outputs keeps only their first k' entries
+    along the last axis (top-k by sorting: ``v, i = p.sort(descending=True); v[..., :k']``)."""
+    cons = g.consumers()
+    rank = len(g.tensors[anchor.inputs[0]].shape)
+    ends = set()
+    for o in anchor.outputs:
+        for c in cons.get(o, []) if o else []:
+            if c.op != "Slice" or len(c.inputs) < 3 or c.inputs[0] != o:
+                return k
+            ins = list(c.inputs) + [""] * (5 - len(c.inputs))
+            start, end = (scalar_const(g, i) if i else None for i in ins[1:3])
+            axis, step = (scalar_const(g, i) if i else d for i, d in zip(ins[3:5], (0, 1)))
+            if None in (start, end, axis, step) or start != 0 or step != 1 or int(axis) % rank != rank - 1:
+                return k
+            ends.add(min(int(end), k))
+    return ends.pop() if len(ends) == 1 and 0 < next(iter(ends)) < k else k
 
 
 def _find_embedding(g: Graph, prod, gate: Gate) -> None:
@@ -293,3 +312,4 @@ def capacity_limit(g: Graph, region_nodes: list[Node]) -> str | None:
                         nxt.extend(o for o in c.outputs if o)
             frontier = nxt
     return None
+

@@ -2,8 +2,10 @@
 models/): stacked expert weights applied with einsum or a batched matmul to every token
 and a gate scattered from the top-k; softmax-then-top-k and top-k-then-softmax with and
 without renormalisation; routers that add a task or noise embedding; gated experts
-(SwiGLU / GeGLU as in Mixtral, Qwen-MoE and DeepSeek-MoE, with shared experts); and two
-routings that are not hwgen.MoE: expert choice and token-dropping capacity limits.
+(SwiGLU / GeGLU as in Mixtral, Qwen-MoE and DeepSeek-MoE, with shared experts); top-k by
+sorting; GShard's top-2 one-hot dispatch and combine tensors; DeepSeek's sigmoid router with a routed scaling factor; and routings that are not
+hwgen.MoE: expert choice, token-dropping capacity limits, DeepSeek-V3's selection bias,
+renormalised sigmoid weights and group-limited routing.
 
 Each factory returns ``(module, example_inputs, input_names)``; tiny dimensions keep every
 export under a few seconds."""
@@ -23,7 +25,11 @@ def _x():
 
 
 def _route(logits, k, norm):
-    """-> (weights [.., k], experts [.., k]) in the named style."""
+    """-> (weights [.., k], experts [.., k]) in the named style ("sort": softmax, then
+    the first k of a descending sort)."""
+    if norm == "sort":
+        v, i = torch.sort(torch.softmax(logits, dim=-1), dim=-1, descending=True)
+        return v[..., :k], i[..., :k]
     if norm == "topk_then_softmax":
         v, i = torch.topk(logits, k, dim=-1)
         return torch.softmax(v, dim=-1), i
@@ -209,6 +215,79 @@ class CapacityDropping(nn.Module):
         return (torch.einsum("te,ted->td", keep, y) * pmax.unsqueeze(-1)).reshape(x.shape)
 
 
+class FFN(nn.Module):
+    """A plain expert: fc2(act(fc1(x))) with biases."""
+
+    def __init__(self, h, act="gelu"):
+        super().__init__()
+        self.fc1, self.fc2, self.act = nn.Linear(D, h), nn.Linear(h, D), act
+
+    def forward(self, x):
+        return self.fc2(ACTS[self.act](self.fc1(x)))
+
+
+class GShardDispatch(nn.Module):
+    """GShard's top-2 (two ArgMax, the second with the first masked out, renormalised)
+    with one-hot dispatch and combine tensors [T, E, C]: a token's slot in its expert's
+    buffer from a cumsum over tokens, ``einsum("tec,td->ecd")`` in, ``einsum("tec,ecd->td")``
+    out. The capacity C holds every token, so none is dropped: hwgen.MoE."""
+
+    def __init__(self, e=4, h=12):
+        super().__init__()
+        self.e = e
+        self.wg = nn.Parameter(torch.randn(D, e) * 0.5)
+        self.w1 = nn.Parameter(torch.randn(e, D, h) * 0.3)
+        self.w2 = nn.Parameter(torch.randn(e, h, D) * 0.3)
+
+    def forward(self, x):
+        xt = x.reshape(-1, D)
+        cap = 2 * xt.shape[0]
+        gates = torch.softmax(torch.einsum("td,de->te", xt, self.wg), dim=-1)
+        m1 = F.one_hot(torch.argmax(gates, dim=-1), self.e).to(x.dtype)
+        m2 = F.one_hot(torch.argmax(gates * (1 - m1), dim=-1), self.e).to(x.dtype)
+        loc1 = ((torch.cumsum(m1, 0) - 1) * m1).sum(-1).long()
+        loc2 = ((torch.cumsum(m2, 0) - 1 + m1.sum(0, keepdim=True)) * m2).sum(-1).long()
+        g1, g2 = (gates * m1).sum(-1), (gates * m2).sum(-1)
+        g1, g2 = g1 / (g1 + g2), g2 / (g1 + g2)
+        combine = (g1[:, None, None] * m1[:, :, None] * F.one_hot(loc1, cap)[:, None, :].to(x.dtype)
+                   + g2[:, None, None] * m2[:, :, None] * F.one_hot(loc2, cap)[:, None, :].to(x.dtype))
+        xin = torch.einsum("tec,td->ecd", (combine > 0).to(x.dtype), xt)
+        out = torch.einsum("ech,ehd->ecd", F.relu(torch.einsum("ecd,edh->ech", xin, self.w1)), self.w2)
+        return torch.einsum("tec,ecd->td", combine, out).reshape(x.shape)
+
+
+class SigmoidRouter(nn.Module):
+    """DeepSeek-style sigmoid router over plain experts (dense masks): the top-k of the
+    sigmoid scores (plus a per-expert selection ``bias``, DeepSeek-V3's
+    e_score_correction_bias, within the best of ``groups`` groups), weights gathered from
+    the unbiased scores, optionally renormalised, times a routed scaling factor. Only the
+    unbiased, ungrouped, unrenormalised router is hwgen.MoE (the factor goes into w2, b2)."""
+
+    def __init__(self, e=6, k=2, h=8, bias=False, renorm=False, scale=2.5, groups=None):
+        super().__init__()
+        self.e, self.k, self.renorm, self.scale, self.groups = e, k, renorm, scale, groups
+        self.weight = nn.Parameter(torch.randn(e, D) * 0.3)
+        self.register_buffer("bias", torch.randn(e) * 0.5 if bias else None)
+        self.experts = nn.ModuleList(FFN(h, "silu") for _ in range(e))
+
+    def forward(self, x):
+        xt = x.reshape(-1, D)
+        s = torch.sigmoid(F.linear(xt, self.weight))
+        choice = s + self.bias if self.bias is not None else s
+        if self.groups:
+            grouped = choice.view(-1, self.groups, self.e // self.groups)
+            best = torch.topk(grouped.topk(2, dim=-1)[0].sum(-1), 1, dim=-1)[1]
+            keep = torch.zeros(grouped.shape[:2]).scatter(1, best, 1.0).unsqueeze(-1).expand_as(grouped).reshape(-1, self.e)
+            choice = choice.masked_fill(~keep.bool(), 0.0)
+        idx = torch.topk(choice, self.k, dim=-1)[1]
+        w = s.gather(1, idx)
+        if self.renorm:
+            w = w / (w.sum(-1, keepdim=True) + 1e-20)
+        w = w * self.scale
+        out = sum((w * (idx == e)).sum(-1, keepdim=True) * ex(xt) for e, ex in enumerate(self.experts))
+        return out.reshape(x.shape)
+
+
 #: style id -> (factory, the fused hwgen.MoE's attributes, or None when no hwgen.MoE may
 #: be formed and the words the rejection must name)
 STYLES = {
@@ -223,9 +302,23 @@ STYLES = {
     "qwen-swiglu-sparse-shared": (lambda: SparseGLU(shared="sigmoid"), dict(num_experts=4, top_k=2, normalization="softmax_then_topk", activation="silu", gated=True)),
     "qwen3-swiglu-sparse-renorm": (lambda: SparseGLU(norm_topk_prob=True), dict(num_experts=4, top_k=2, normalization="softmax_topk_renorm", activation="silu", gated=True)),
     "deepseek-swiglu-sparse-shared": (lambda: SparseGLU(e=6, k=3, shared="plain"), dict(num_experts=6, top_k=3, normalization="softmax_then_topk", activation="silu", gated=True)),
+    "sort-topk": (lambda: StackedEinsum("sort", act="relu"), dict(num_experts=5, top_k=2, normalization="softmax_then_topk", activation="relu", gated=False)),
+    "gshard-dispatch-combine": (GShardDispatch, dict(num_experts=4, top_k=2, normalization="softmax_topk_renorm", activation="relu", gated=False)),
+    "deepseek-sigmoid-scaled": (SigmoidRouter, dict(num_experts=6, top_k=2, normalization="sigmoid_then_topk", activation="silu", gated=False)),
     "expert-choice": (ExpertChoice, None, ("expert-choice routing", "TopK over the token axis")),
     "capacity-dropping": (CapacityDropping, None, ("capacity-limited routing", "capacity of 2")),
+    "deepseek-v3-selection-bias": (lambda: SigmoidRouter(bias=True, renorm=True), None, ("selection bias", "e_score_correction_bias")),
+    "sigmoid-renorm": (lambda: SigmoidRouter(renorm=True), None, ("renormalised sigmoid weights", "Div")),
+    "group-limited": (lambda: SigmoidRouter(bias=True, groups=2), None, ("group-limited routing", "n_group")),
 }
+
+#: styles checked with TorchScript only (the rest with both exporters), to save CI time:
+#: refusals, whose reason does not depend on the exporter, GShard's top-2 dispatch
+#: (test_fuse_moe.py has its top-1 form under dynamo) and the scaled sigmoid router (all
+#: seen alike under dynamo at its default opset)
+EXPORTERS_OF = {"deepseek-v3-selection-bias": ("torchscript",), "sigmoid-renorm": ("torchscript",),
+                "group-limited": ("torchscript",), "gshard-dispatch-combine": ("torchscript",),
+                "deepseek-sigmoid-scaled": ("torchscript",)}
 
 
 def example_inputs(style: str):

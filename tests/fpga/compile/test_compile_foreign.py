@@ -172,3 +172,94 @@ def test_gated_moe_runs_on_the_host_and_the_rest_on_the_accelerator(dynamo, tmp_
 
     want = ort.InferenceSession(str(p)).run(None, sample_inputs(g, seed=3))[0]
     assert np.max(np.abs(outs["y"] - want)) < 0.02 * np.max(np.abs(want)) + 1e-3
+
+
+def sdpa_sparse_moe_vit(dim: int = 32, hidden: int = 64, experts: int = 4):
+    """One pre-norm block written by hand: attention with F.scaled_dot_product_attention
+    (dynamo at opset 23 exports one ONNX Attention op) and Hugging Face's sparse
+    per-expert loop (softmax, top-2, renormalised; torch.where on the one-hot mask,
+    index_add_) over plain GELU experts."""
+    F = torch.nn.functional
+
+    class Attn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv, self.proj = torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
+
+        def forward(self, x):
+            b, n, d = x.shape
+            q, k, v = self.qkv(x).reshape(b, n, 3, 2, d // 2).permute(2, 0, 3, 1, 4)
+            return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+
+    class MoE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate = torch.nn.Linear(dim, experts, bias=False)
+            self.experts = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.GELU(),
+                                                                   torch.nn.Linear(hidden, dim)) for _ in range(experts))
+
+        def forward(self, x):
+            b, n, d = x.shape
+            xt = x.reshape(-1, d)
+            w, sel = torch.topk(F.softmax(self.gate(xt), dim=-1), 2, dim=-1)
+            w = w / w.sum(-1, keepdim=True)
+            out = torch.zeros_like(xt)
+            mask = F.one_hot(sel, experts).permute(2, 1, 0)
+            for e, ex in enumerate(self.experts):
+                slot, idx = torch.where(mask[e])
+                out.index_add_(0, idx, ex(xt[idx]) * w[idx, slot, None])
+            return out.reshape(b, n, d)
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2, self.att, self.moe = torch.nn.LayerNorm(dim), torch.nn.LayerNorm(dim), Attn(), MoE()
+
+        def forward(self, x):
+            x = x + self.att(self.ln1(x))
+            return x + self.moe(self.ln2(x))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Linear(16, dim)
+            self.block = Block()
+            self.head = torch.nn.Linear(dim, 10)
+
+        def forward(self, x):
+            return self.head(self.block(self.embed(x)).mean(1))
+
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+def test_sparse_moe_and_sdpa_at_opset_23_run_on_the_engines(tmp_path):
+    """At opset 23 (dynamo: SDPA becomes one ONNX Attention op), hand-written SDPA attention and Hugging Face's sparse per-expert loop
+    become hwgen Attention and MoE nodes that run on the engines, bit-exact
+    on the instruction-set simulator, and close to onnxruntime."""
+    import warnings
+
+    import onnxruntime as ort
+
+    p = tmp_path / "sdpa_moe.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _export(sdpa_sparse_moe_vit(), torch.randn(1, 17, 16), p, True, 23, (["x"], ["y"]))
+    g0 = hwgen.load(p)
+    assert "Attention" in g0.op_histogram() and g0.opset == 23
+    g = hwgen.canonicalize(g0)
+    hist = g.op_histogram()
+    assert hist["MoE"] == 1 and hist["Attention"] == 1 and not {"TopK", "NonZero", "ScatterND", "Softmax"} & set(hist), hist
+    moes = [n for n in g.nodes if n.op == "MoE"]
+    assert all((n.attrs["top_k"], n.attrs["normalization"], n.attrs["activation"]) == (2, "softmax_topk_renorm", "gelu")
+               for n in moes)
+    c = compile_graph(g, AcceleratorConfig(**SMALL))
+    b = c.bindings[0]
+    on_host = {n.op for n in b.graph.nodes if n.name in b.host_reasons}
+    assert on_host == {"ReduceMean"}, b.host_reasons  # the mean over tokens; attention, MoE, LayerNorm on engines
+    feeds = sample_inputs(g, seed=2)
+    outs, rt = run_isa(c, feeds)
+    assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values() if not r.bit_exact]
+    np.testing.assert_array_equal(outs["y"], rt.ref["y"])
+    want = ort.InferenceSession(str(p)).run(None, feeds)[0]
+    assert np.max(np.abs(outs["y"] - want)) < 0.02 * np.max(np.abs(want)) + 1e-3
