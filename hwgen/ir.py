@@ -96,6 +96,11 @@ class Node:
         return f"Node({self.op} {self.name!r}: {self.inputs} -> {self.outputs})"
 
 
+#: Input positions of the ops that read a quantized model's integer weights.
+_QUANTIZED_WEIGHT_INPUTS = {"DequantizeLinear": (0,), "MatMulInteger": (1,), "ConvInteger": (1,),
+                            "QLinearMatMul": (3,), "QLinearConv": (3, 8)}
+
+
 class Graph:
     """A static-shaped dataflow graph.
 
@@ -164,12 +169,18 @@ class Graph:
         return Counter(n.op for n in self.nodes)
 
     def parameter_count(self) -> int:
-        """Number of float parameters (constants with >1 element read by some node)."""
+        """Number of parameters: constants with more than one element read by some node, float
+        ones anywhere and integer ones where a quantized model keeps its weights (the codes a
+        DequantizeLinear reads, the weight of MatMulInteger/ConvInteger/QLinearMatMul/QLinearConv);
+        other integer constants are shapes and indices."""
         used = {i for n in self.nodes for i in n.inputs}
+        quantized = {n.inputs[k] for n in self.nodes for k in _QUANTIZED_WEIGHT_INPUTS.get(n.op, ())
+                     if k < len(n.inputs)}
         return sum(
             t.size
             for t in self.tensors.values()
-            if t.is_const and t.name in used and np.issubdtype(t.dtype, np.floating) and t.size > 1
+            if t.is_const and t.size > 1 and t.name in used
+            and (np.issubdtype(t.dtype, np.floating) or (np.issubdtype(t.dtype, np.integer) and t.name in quantized))
         )
 
     def __iter__(self) -> Iterator[Node]:

@@ -219,3 +219,11 @@ def test_static_qdq_model_bit_exact_on_the_rtl(quantized):
     assert len(res.layers) >= 9 and all(layer["bit_exact"] for layer in res.layers)
     want = _ort(p, [x])[0]
     assert np.rint(np.max(np.abs(res.outputs["y"] - want)) / _output_step(g)) <= 1
+
+
+def test_parameter_count_includes_quantized_weights(quantized):
+    # `hwgen inspect` said "parameters: 0" for a quantized model: its weights are int8 codes (and
+    # int32 biases) behind DequantizeLinear, or MatMulInteger's weight; torch counts the same model
+    want = sum(p.numel() for p in _Net().parameters())
+    for name in ("fp", "static", "dynamic"):
+        assert hwgen.load(str(quantized / f"{name}.onnx")).parameter_count() == want, name
