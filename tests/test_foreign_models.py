@@ -133,6 +133,18 @@ def test_opsets_13_to_23(opset, tmp_path):
     assert len(pats.attention) == 1 and pats.attention[0]["heads"] == 2
 
 
+class _FirstOutput(torch.nn.Module):
+    """A Hugging Face block's hidden states alone (some blocks also return router logits)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        y = self.inner(x)
+        return y[0] if isinstance(y, tuple) else y
+
+
 def _hf_moe_block(kind):
     """Hugging Face's own sparse MoE blocks, tiny, with their export-friendly
     ``batched_mm`` experts (the eager experts loop over the experts a batch hits: dynamo
@@ -154,16 +166,7 @@ def _hf_moe_block(kind):
     for p in block.parameters():
         torch.nn.init.normal_(p, std=0.3)
 
-    class Wrap(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            y = self.inner(x)
-            return y[0] if isinstance(y, tuple) else y
-
-    return Wrap(block).eval()
+    return _FirstOutput(block).eval()
 
 
 @pytest.mark.parametrize("dynamo", [False, True])
@@ -221,20 +224,11 @@ def test_huggingface_moe_blocks_hwgen_does_not_fuse_are_named(kind, impl, words,
     for b in block.buffers():
         b.normal_(std=0.3) if b.is_floating_point() else None
 
-    class Wrap(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            y = self.inner(x)
-            return y[0] if isinstance(y, tuple) else y
-
     x = torch.randn(2, 5, 16)
     p = tmp_path / f"{kind}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _export(Wrap(block).eval(), (x,), p, False, 17, (["x"], ["y"]))
+        _export(_FirstOutput(block).eval(), (x,), p, False, 17, (["x"], ["y"]))
     g = hwgen.load(p)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FusionRejectedWarning)

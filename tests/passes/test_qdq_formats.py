@@ -83,6 +83,19 @@ def _output_step(g):
     return float(g.tensors[dq.inputs[1]].data)
 
 
+def _isa_bit_exact(compiled, x):
+    """The compiled program on the instruction-set simulator: every layer bit-exact against the
+    reference interpreter, and the output equal to the reference's; the outputs."""
+    from fpga.compile.runtime import run_isa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outs, rt = run_isa(compiled, {"x": x})
+    assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values() if not r.bit_exact]
+    np.testing.assert_array_equal(outs["y"], rt.ref["y"])
+    return outs
+
+
 def test_static_qdq_fixed_point_within_one_step_of_onnxruntime(quantized):
     """Every output code within one int8 step of onnxruntime's, >= 99 % equal (measured
     99.81 % on 1,600 outputs; before, with Edge-MoE's formats, 97.5 % with the weights
@@ -121,7 +134,6 @@ def test_accelerator_keeps_engines_where_its_formats_resolve_the_grid(quantized)
     format named. Both run bit-exact on the instruction-set simulator, and int8's result is
     now within one step of onnxruntime (it was 100 % off)."""
     from fpga.compile import compile_graph
-    from fpga.compile.runtime import run_isa
     from fpga.config import SMALL, AcceleratorConfig
 
     p = quantized / "static.onnx"
@@ -138,12 +150,7 @@ def test_accelerator_keeps_engines_where_its_formats_resolve_the_grid(quantized)
             assert not on_engine & {"Conv", "Linear"}
             conv = next(n for n in b.graph.nodes if n.op == "Conv")
             assert "not the accelerator's fixed<8,8>" in b.host_reasons[conv.name]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            outs, rt = run_isa(c, {"x": x})
-        assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values()
-                                                              if not r.bit_exact]
-        np.testing.assert_array_equal(outs["y"], rt.ref["y"])
+        outs = _isa_bit_exact(c, x)
         assert np.rint(np.max(np.abs(outs["y"] - want)) / _output_step(g)) <= 1
 
 
@@ -176,7 +183,6 @@ def test_dynamic_model_bit_exact_on_the_accelerator(quantized):
     bit-exact (an engine storing fixed<8,8> codes that the host read as fixed<48,8>
     differed). Edge-MoE keeps Gelu and the bias Adds on the engines."""
     from fpga.compile import compile_graph
-    from fpga.compile.runtime import run_isa
     from fpga.config import SMALL, AcceleratorConfig
 
     g = hwgen.canonicalize(hwgen.load(quantized / "dynamic.onnx"))
@@ -186,12 +192,7 @@ def test_dynamic_model_bit_exact_on_the_accelerator(quantized):
         b = c.bindings[0]
         on_engine = {n.op for n in b.graph.nodes if n.name not in b.host_reasons}
         assert "Add" in on_engine and (preset == "int8" or "Gelu" in on_engine), on_engine
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            outs, rt = run_isa(c, {"x": x})
-        assert all(r.bit_exact for r in rt.layers.values()), [str(r.first) for r in rt.layers.values()
-                                                              if not r.bit_exact]
-        np.testing.assert_array_equal(outs["y"], rt.ref["y"])
+        _isa_bit_exact(c, x)
 
 
 @pytest.mark.rtl
