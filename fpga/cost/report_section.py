@@ -46,29 +46,25 @@ def recorded_fmax(config, ops=None, runs: list[dict] | None = None) -> tuple[flo
     except FileNotFoundError:
         return None, "no recorded Yosys runs"
     names = ENGINE_NAMES if ops is None or ops == "all" else [o if isinstance(o, str) else o.name for o in ops]
-    worst, source = 0.0, ""
+    timed = [r for r in runs if r.get("critical_path", {}).get("delay_ns") and not r.get("stale")]
+    groups = []  # (runs to take the nearest of, how the source is named)
     for engine in names:
-        cands = [r for r in runs if r.get("ops") == [engine] and r.get("critical_path", {}).get("delay_ns")]
+        cands = [r for r in timed if r.get("ops") == [engine]]
         # a "clock" run is of the engine's current RTL; older fit runs' paths are superseded
-        cands = [r for r in cands if r.get("role") == "clock"] or cands
+        groups.append(([r for r in cands if r.get("role") == "clock"] or cands, "recorded Yosys run"))
+    if ops is None or ops == "all":
+        # a whole top's path can be longer than any engine's alone: it ends at the buffer's
+        # write port behind the multiplexer of every engine's result (36.2-36.9 ns against the
+        # engines' 33-34 ns on the recorded checks), so the nearest whole top counts too
+        groups.append(([r for r in timed if r.get("ops") == "all"], "recorded Yosys run of a whole top,"))
+    worst, source = 0.0, ""
+    for cands, what in groups:
         if not cands:
             continue
         best = min(cands, key=lambda r: _distance(config, run_config(r)))
         d = best["critical_path"]["delay_ns"]
         if d > worst:
-            worst, source = d, f"recorded Yosys run {best['name']} ({best['critical_path']['levels']} LUT levels)"
-    if ops is None or ops == "all":
-        # a whole top's path can be longer than any engine's alone: it ends at the buffer's
-        # write port behind the multiplexer of every engine's result (36.2-36.9 ns against the
-        # engines' 33-34 ns on the recorded checks), so the nearest whole top counts too
-        tops = [r for r in runs if r.get("ops") == "all" and r.get("critical_path", {}).get("delay_ns")
-                and not r.get("stale")]
-        if tops:
-            best = min(tops, key=lambda r: _distance(config, run_config(r)))
-            d = best["critical_path"]["delay_ns"]
-            if d > worst:
-                worst, source = d, (f"recorded Yosys run of a whole top, {best['name']} "
-                                    f"({best['critical_path']['levels']} LUT levels)")
+            worst, source = d, f"{what} {best['name']} ({best['critical_path']['levels']} LUT levels)"
     if not worst:
         return None, "no recorded path for these engines"
     return 1e9 / worst, source

@@ -120,7 +120,7 @@ def _lutram(depth: int, width: int) -> float:
     return 8 * math.ceil(width / 7) * math.ceil(depth / 64) + (width * math.ceil(depth / 64) if depth > 64 else 0)
 
 
-def divider_counts(spec, sum_bits: int, count: int = 1, tag_bits: int = 0, steps_per_stage: int | None = None) -> dict:
+def divider_counts(spec, sum_bits: int, count: int = 1, tag_bits: int = 0) -> dict:
     """Structural ``{"lut", "ff"}`` of the softmax reciprocal on the pipelined divider
     (:func:`fpga.hdl.softmax.reciprocal_divider`, :class:`fpga.hdl.divider.PipelinedDivider`):
     ``count`` divisions of ``2**(Fp+Fr+1) + l`` by ``2 l`` for sums ``l`` of ``sum_bits`` bits.
@@ -128,7 +128,7 @@ def divider_counts(spec, sum_bits: int, count: int = 1, tag_bits: int = 0, steps
     The quotient has ``Q = (2**(Fp+Fr+1) + 2**Fp) // 2**(Fp+1)``'s bit length (a softmax sum
     is never below 1.0); each quotient bit is one ``D + 1``-bit subtract and a ``D``-bit
     select (``D = sum_bits + 1``): ``2 D + 2`` LUTs a step. Registers: the input stage and
-    ``ceil(Q / steps_per_stage)`` stages, each holding remainder and divisor (``D`` bits
+    ``ceil(Q / STEPS_PER_STAGE)`` stages, each holding remainder and divisor (``D`` bits
     each), the shared dividend/quotient shift register (``Q`` bits), a valid bit and the
     ``tag_bits`` the caller carries (all in bits). The divider alone at 26-bit sums is
     1,638 LUT / 576 FF by Yosys (``docs/fpga-resources-and-clock.md``) against 1,400 / 640
@@ -137,7 +137,7 @@ def divider_counts(spec, sum_bits: int, count: int = 1, tag_bits: int = 0, steps
 
     q = reciprocal_quotient_bits(spec, spec.one)
     d = sum_bits + 1
-    stages = divider_latency(q, *(() if steps_per_stage is None else (steps_per_stage,)))  # the input register and the step stages
+    stages = divider_latency(q)  # the input register and the step stages
     return {"lut": count * q * (2 * d + 2), "ff": stages * (count * (2 * d + q) + 1 + tag_bits)}
 
 
