@@ -134,6 +134,7 @@ def table() -> None:
     from fpga.cost.resources import estimate_resources
 
     keys = ("lut", "ff", "dsp", "bram36")
+    preds = load_predictions()
     print("| run | role | " + " | ".join(f"{k} Yosys / estimate (error)" for k in keys) + " | Yosys s | path ns (levels) |")
     print("|---|---|" + "---|" * len(keys) + "---|---|")
     for r in load_runs():
@@ -144,13 +145,12 @@ def table() -> None:
             err = f"{e / y - 1:+.1%}" if y else ("exact" if e == 0 else "n/a")
             cells.append(f"{y:,} / {e:,} ({err})")
         cp = r["critical_path"]
-        pred = load_predictions().get(r["name"])
+        pred = preds.get(r["name"])
         role = (r["role"] + (" (blind)" if pred and "checked_against" not in pred else "")
                 + (" STALE: older RTL" if r.get("stale") else "")
                 + (f" (older shared part: {r['baseline']['resources']['lut']:,} LUT)" if r.get("baseline") else ""))
         print(f"| {r['name']} | {role} | " + " | ".join(cells) + f" | {r['synth_s']:.0f} | "
               f"{cp['delay_ns']:.1f} ({cp['levels']}) |")
-    preds = load_predictions()
     if preds:
         print("\n| blind check | " + " | ".join(f"{k} Yosys / prediction (error)" for k in keys)
               + " | predicted (HEAD then) |")
