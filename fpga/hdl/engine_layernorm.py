@@ -9,7 +9,8 @@ are written 0). ``eps_code`` comes from the top's register (``SET``).
 The read port first fetches gamma and beta (``2 W`` reads, into the unit's parameter
 memories), then every row's ``W`` words once; the unit takes a word a cycle, keeps three
 rows in flight (statistics, reciprocal square root, output) and hands out a word a cycle,
-written as it comes. A row costs ``max(W, B)`` cycles in steady state, ``B =``
+written as it comes (the unit's input and output registers add 9 cycles to an
+instruction, not to a row). A row costs ``max(W, B)`` cycles in steady state, ``B =``
 :func:`~fpga.hdl.layernorm.rsqrt_cycles` ``+ 1`` (43): :func:`layernorm_cycles` is the
 exact count, asserted by ``simulators/tb/tb_layernorm_engine.py`` with no stalls.
 """
@@ -21,7 +22,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
 from .engine import ceil_div_pow2, engine_members
-from .layernorm import EPS_BITS, LayerNormUnit, rsqrt_cycles
+from .layernorm import EPS_BITS, IN_STAGES, OUT_STAGES, LayerNormUnit, rsqrt_cycles
 
 __all__ = ["LayerNormEngine", "layernorm_cycles", "RSQRT_STEPS"]
 
@@ -44,17 +45,20 @@ def layernorm_cycles(rows: int, d: int, config) -> int:
     Returns
     -------
     int
-        ``1`` for no rows; else ``3 W + B + (rows - 1) max(W, B) + W + 4`` with
+        ``1`` for no rows; else ``3 W + B + (rows - 1) max(W, B) + W + 3 + IN_STAGES + OUT_STAGES`` with
         ``W = ceil(d / lanes)`` words a row and ``B = rsqrt_cycles(RSQRT_STEPS) + 1`` (43):
         ``2 W`` parameter reads, row 0's statistics (``W``), its reciprocal square root
         (``B``), each further row at the slower of the word rate and the square root,
-        the last row's ``W`` output words, and the reader's and the stages' latency (3).
+        the last row's ``W`` output words, the reader's and the stages' latency (3), and
+        the unit's input and output registers (:data:`~fpga.hdl.layernorm.IN_STAGES`, 2:
+        the statistics' squares and word sums; :data:`~fpga.hdl.layernorm.OUT_STAGES`, 7:
+        one arithmetic step a register).
     """
     if rows <= 0:
         return 1
     w = -(-d // config.lanes)
     b = rsqrt_cycles(RSQRT_STEPS) + 1
-    return 3 * w + b + (rows - 1) * max(w, b) + w + 3
+    return 3 * w + b + (rows - 1) * max(w, b) + w + 3 + IN_STAGES + OUT_STAGES
 
 
 class LayerNormEngine(wiring.Component):
