@@ -10,10 +10,11 @@ as ``(expert, token, last)`` index fields). Run once without stalls, then with s
 reads (``p_wr`` 1: the engine writes a route word in the cycle its token leaves the top-k
 unit, relying on the top's write port being ready for the running engine). The cycles from
 ``start`` to ``done`` are logged beside :func:`fpga.cost.cycles.route_cycles`, not asserted:
-that model is exact at its recorded point (``tests/fpga/test_cycle_model.py``) but off by
--7 to +12 cycles on other token and expert counts (the scheduler's prefetch gating at expert
-changes is not in it), the same on main's RTL and with the gate's registers (which add 5
-cycles in every case measured).
+that model is exact at its recorded point (``tests/fpga/test_cycle_model.py``) but off on
+other token and expert counts (+2 to +4 cycles with SMALL's 4 experts, -7 to +12 with the
+default 16: the scheduler's prefetch gating at expert changes is not in it). On SMALL the
+RTL before the gate's registers was off by the same amounts (the registers add 5 cycles in
+every case).
 Parameters: JSON in ``HWGEN_TB_PARAMS`` (``config``, ``seed``, ``p_rd``, ``p_data``, ``p_wr``).
 """
 
