@@ -18,9 +18,9 @@ LINEAR       :func:`linear_cycles`: the engine's exact count (weight stream, act
 GELU, ADD    ``operands * n + 4``: one buffer read a cycle; the reader's two-cycle round
              trip, the unit's register stage, the done pulse
 LAYERNORM    :func:`fpga.hdl.engine_layernorm.layernorm_cycles`: ``3W + B + (rows - 1) max(W, B)
-             + W + 12`` with ``W = ceil(D / lanes)`` words a row and ``B = 43`` (the reciprocal
+             + W + 13`` with ``W = ceil(D / lanes)`` words a row and ``B = 43`` (the reciprocal
              square root at two bits a cycle, pipelined across rows: statistics of row r+1,
-             square root of row r, output of row r-1; 9 of the 12: the unit's input and
+             square root of row r, output of row r-1; 10 of the 13: the unit's input and
              output registers); gamma and beta read once
 ATTENTION    per group of ``n <= P`` queries (``P = attention_queries``):
              ``n*F*w + 2*Sk*F*w + (n-1)*F + 3``, plus ``R + 2 + n_last*F*w - (n_last-1)*F + 1``

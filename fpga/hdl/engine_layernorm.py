@@ -9,7 +9,7 @@ are written 0). ``eps_code`` comes from the top's register (``SET``).
 The read port first fetches gamma and beta (``2 W`` reads, into the unit's parameter
 memories), then every row's ``W`` words once; the unit takes a word a cycle, keeps three
 rows in flight (statistics, reciprocal square root, output) and hands out a word a cycle,
-written as it comes (the unit's input and output registers add 9 cycles to an
+written as it comes (the unit's input and output registers add 10 cycles to an
 instruction, not to a row). A row costs ``max(W, B)`` cycles in steady state, ``B =``
 :func:`~fpga.hdl.layernorm.rsqrt_cycles` ``+ 1`` (43): :func:`layernorm_cycles` is the
 exact count, asserted by ``simulators/tb/tb_layernorm_engine.py`` with no stalls.
@@ -51,7 +51,7 @@ def layernorm_cycles(rows: int, d: int, config) -> int:
         (``B``), each further row at the slower of the word rate and the square root,
         the last row's ``W`` output words, the reader's and the stages' latency (3), and
         the unit's input and output registers (:data:`~fpga.hdl.layernorm.IN_STAGES`, 2:
-        the statistics' squares and word sums; :data:`~fpga.hdl.layernorm.OUT_STAGES`, 7:
+        the statistics' squares and word sums; :data:`~fpga.hdl.layernorm.OUT_STAGES`, 8:
         one arithmetic step a register).
     """
     if rows <= 0:

@@ -43,7 +43,7 @@ EPS_BITS = 32
 
 #: Registers between the row memory's read data and ``o`` (stage C's arithmetic, one step a
 #: cycle: ``LayerNormUnit._output_pipeline``): cycles a word takes from its read to ``o``.
-OUT_STAGES = 7
+OUT_STAGES = 8
 #: Registers between ``i`` and stage A's accumulators (the lanes' squares, then the word's
 #: sums): cycles a word takes from ``i`` to the statistics.
 IN_STAGES = 2
@@ -238,9 +238,7 @@ class LayerNormUnit(wiring.Component):
             with m.State("NORM"):
                 # L = bitlen(D); R = RSQRT_BITS + ceil(L/2); rem = floor(2**(2R) / 2**div_steps)
                 length = Signal(range(d_bits + 1))
-                for b in range(d_bits):
-                    with m.If(dd[b]):
-                        m.d.comb += length.eq(b + 1)
+                m.d.comb += length.eq(_bit_length(dd))
                 r_val = Signal.like(big_r)
                 m.d.comb += r_val.eq(RSQRT_BITS + ((length + 1) >> 1))
                 two_r = r_val * 2
@@ -310,9 +308,10 @@ class LayerNormUnit(wiring.Component):
     def _output_pipeline(self, m, advance, take, valid, xs, gs, bs, c_s1, c_root, c_big_r, c_elem, c_last, d_bits):
         """Stage C's arithmetic, one register after each step (:data:`OUT_STAGES`):
         1 ``centred = n*x - s1``, 2 ``centred * r``, 3 ``u = centred * r * gamma``,
-        4 ``total = u + beta << (frac - Fb)`` (with ``Fb == Fo`` beta waits for 6),
-        5 ``total >> (sh - 1)``, 6 ``+ 1`` (and ``+ 2 beta``) ``>> 1``, 7 saturation and the
-        lane mask. Every register moves on ``advance``; ``valid[s]`` says stage ``s + 1`` holds a word."""
+        4 ``total = u + beta << (frac - Fb)`` (with ``Fb == Fo`` beta waits for 7),
+        5 and 6 ``total >> (sh - 1)`` (by whole 16s, then the rest), 7 ``+ 1`` (and ``+ 2 beta``)
+        ``>> 1``, 8 saturation and the lane mask. Every register moves on ``advance``;
+        ``valid[s]`` says stage ``s + 1`` holds a word."""
         lanes, n = self.lanes, self.n
         fg, fb, fo = self.g_fmt.frac_bits, self.b_fmt.frac_bits, self.out_fmt.frac_bits
         same_b = fb == fo
@@ -334,17 +333,18 @@ class LayerNormUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += valid[0].eq(take)
             m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, len(valid))]
-        frac = Signal(range(2 * (RSQRT_BITS + d_bits) + fg + 2))
-        sh, b_shift = Signal.like(frac), Signal.like(frac)
-        m.d.comb += [frac.eq(c_big_r + fg), sh.eq(frac - fo), b_shift.eq(frac - fb)]
+        # per row: the rounding shift less one (``sh - 1 >= 0``), beta's alignment
+        shift_bits = range(2 * (RSQRT_BITS + d_bits) + fg + 2)
+        sh_m1, b_shift = Signal(shift_bits), Signal(shift_bits)
+        m.d.comb += [sh_m1.eq(c_big_r + (fg - fo - 1)), b_shift.eq(c_big_r + (fg - fb))]
         last = carry(c_last, OUT_STAGES, "c_last")
-        sh_at = carry(sh, 4, "c_sh")
+        sh_at = carry(sh_m1, 5, "c_sh")
         root_at = carry(c_root, 1, "c_root")
         b_shift_at = carry(b_shift, 3, "c_bshift")
         for j in range(lanes):
             mask = carry(c_elem + j < n, OUT_STAGES, f"c_mask{j}_")
             g_at = carry(gs[j], 2, f"c_g{j}_")
-            b_at = carry(bs[j], 5 if same_b else 3, f"c_b{j}_")
+            b_at = carry(bs[j], 6 if same_b else 3, f"c_b{j}_")
             centred = reg(signed(self.x_fmt.width + 2 * self.max_n.bit_length() + 2), f"centred{j}", n * xs[j] - c_s1)
             scaled = reg(signed(len(centred) + len(c_root) + 1), f"scaled{j}", centred * root_at[0])
             u = reg(signed(len(scaled) + self.g_fmt.width), f"u{j}", scaled * g_at[1])
@@ -353,11 +353,13 @@ class LayerNormUnit(wiring.Component):
             else:
                 total = reg(signed(len(u) + 2 + RSQRT_BITS + d_bits + fg), f"total{j}",
                             u + (b_at[2] << b_shift_at[2]))
-            halved = reg(total.shape(), f"halved{j}", total >> (sh_at[3] - 1).as_unsigned())
+            # total >> (sh - 1) in two shifts: by whole 16s, then by the rest
+            coarse = reg(total.shape(), f"coarse{j}", total >> Cat(C(0, 4), sh_at[3][4:]))
+            halved = reg(total.shape(), f"halved{j}", coarse >> sh_at[4][:4])
             # (t + 1) >> 1 (+ b) == (t + 2b + 1) >> 1: one adder
-            addend = Cat(C(1, 1), b_at[4]).as_signed() if same_b else C(1, 1)
+            addend = Cat(C(1, 1), b_at[5]).as_signed() if same_b else C(1, 1)
             rounded = reg(signed(len(halved) + 1), f"rounded{j}", (halved + addend) >> 1)
-            out = reg(signed(self.out_fmt.width), f"out{j}", Mux(mask[5], _saturate(rounded, self.out_fmt), 0))
+            out = reg(signed(self.out_fmt.width), f"out{j}", Mux(mask[6], _saturate(rounded, self.out_fmt), 0))
             m.d.comb += self.o.payload.data[j].eq(out)
         m.d.comb += [self.o.valid.eq(valid[-1]), self.o.payload.last.eq(last[-1])]
 
@@ -370,3 +372,13 @@ def _saturate(x, fmt: FixedFormat):
     over = ~x[-1] & above.any()
     under = x[-1] & ~above.all()
     return Mux(over, fmt.qmax, Mux(under, fmt.qmin, x[:fmt.width])).as_signed()[:fmt.width].as_signed()
+
+
+def _bit_length(x):
+    """``x.bit_length()`` of an unsigned value as a tree (depth ``ceil(log2(len(x)))`` muxes):
+    the high half's length plus the low half's width when the high half is not zero."""
+    if len(x) == 1:
+        return x[0]
+    half = 1 << ((len(x) - 1).bit_length() - 1)
+    lo, hi = x[:half], x[half:]
+    return Mux(hi.any(), half + _bit_length(hi), _bit_length(lo))
