@@ -17,27 +17,29 @@ STORE        ``2 + n + ceil(n / B) * 3``: per burst NEXT, WR_REQ, WR_PRIME (the 
 LINEAR       :func:`linear_cycles`: the engine's exact count (weight stream, activation store, DMA)
 GELU, ADD    ``operands * n + 4``: one buffer read a cycle; the reader's two-cycle round
              trip, the unit's register stage, the done pulse
-LAYERNORM    :func:`fpga.hdl.unit_timing.layernorm_cycles`: ``3W + B + (rows - 1) max(W, B)
-             + W + 3`` with ``W = ceil(D / lanes)`` words a row and ``B = 43`` (the reciprocal
+LAYERNORM    :func:`fpga.hdl.engine_layernorm.layernorm_cycles`: ``3W + B + (rows - 1) max(W, B)
+             + W + 13`` with ``W = ceil(D / lanes)`` words a row and ``B = 43`` (the reciprocal
              square root at two bits a cycle, pipelined across rows: statistics of row r+1,
-             square root of row r, output of row r-1); gamma and beta read once
+             square root of row r, output of row r-1; 10 of the 13: the unit's input and
+             output registers); gamma and beta read once
 ATTENTION    per group of ``n <= P`` queries (``P = attention_queries``):
-             ``n*F*w + 2*Sk*F*w + (n-1)*F + 3``, plus ``R + n_last*F*w - (n_last-1)*F + 1``
-             once, with ``F = head_dim / chunk`` (configured head, whatever ``att_dim``),
+             ``n*F*w + 2*Sk*F*w + (n-1)*F + 3``, plus ``R + 2 + n_last*F*w - (n_last-1)*F + 1``
+             once (``2``: the normaliser's output registers), with ``F = head_dim / chunk`` (configured head, whatever ``att_dim``),
              ``w = chunk / lanes``, ``R`` = :data:`RECIP_LATENCY`: query words, key and value
              words (the read port bounds the unit), the skew of ``n-1`` key steps of ``F``
              cycles (a finished lane keeps its row while its reciprocal is computed, so the
              next group's queries load while the rows leave at ``w`` cycles a chunk); after
              the last group, its first reciprocal and its ``n_last`` rows (for ``R <= 2*F*w``
              and ``R >= P``: the divider holds every row of a group)
-MOE_ROUTE    ``M * (E_cfg + ceil(E / lanes)) + M * k + (E_cfg - E_used) + 6 + R``: ``E_cfg =
+MOE_ROUTE    ``M * (E_cfg + ceil(E / lanes)) + M * k + (E_cfg - E_used) + 6 + R + 5``: ``E_cfg =
              moe_experts`` score beats a token (missing experts are fed as the most negative
              code) plus one cycle a score word taken; then one schedule entry a cycle and one
              cycle per expert without tokens (the scheduler scans all ``E_cfg`` queues); the
              top-k result, the last token's ``k`` queue writes, the prefetch pointer's start,
              the header word and done (6); the last token's gate weights through the pipelined
-             reciprocal (``R``; none for ``moe_normalization = "topk"``; earlier tokens' overlap
-             the next token's ``E_cfg`` score beats)
+             reciprocal and the registers around it (``R + 5``, ``fpga.hdl.moe.GATE_PRE_STAGES``
+             and ``GATE_POST_STAGES``; none for ``moe_normalization = "topk"``; earlier tokens'
+             overlap the next token's ``E_cfg`` score beats)
 MOE_GATHER   ``rows * (S + 9) + 4`` (``+ 2`` when T rows or ``moe_end`` end it): schedule entry
              and route word (two dependent reads), ``S`` words copied, the list word
 MOE_COMBINE  ``rows * (2 So + 5) + 6`` (``1`` for no rows): H and Y words share the read port
@@ -63,7 +65,7 @@ from typing import NamedTuple
 from hwgen.numerics.softmax import SOFTMAX_DEFAULT
 
 from ..hdl.linear_timing import linear_cycles as engine_linear_cycles
-from ..hdl.unit_timing import layernorm_cycles, reciprocal_latency
+from ..hdl.unit_timing import ATTENTION_OUT_STAGES, GATE_POST_STAGES, GATE_PRE_STAGES, layernorm_cycles, reciprocal_latency
 from ..isa import Op
 
 __all__ = ["estimate_cycles", "linear_cycles", "fetch_cycles", "dma_read_cycles", "memory_latency",
@@ -173,9 +175,10 @@ def attention_unit_group_cycles(queries: int, keys: int, beats: int, recip_laten
 
 def attention_unit_first_output(keys: int, beats: int, recip_latency: int = RECIP_LATENCY, stall: int = 0) -> int:
     """Cycles from a group's first ``kv`` beat to its first output beat (the unit alone):
-    ``(keys + 1) * F`` to lane 0's finish, then the reciprocal's pipeline, plus the
+    ``(keys + 1) * F`` to lane 0's finish, then the reciprocal's pipeline and the
+    normaliser's output registers (:data:`fpga.hdl.attention.OUT_STAGES`), plus the
     ``stall`` of :func:`attention_unit_hold_stall` in a group that follows another."""
-    return (keys + 1) * beats + recip_latency + stall
+    return (keys + 1) * beats + recip_latency + ATTENTION_OUT_STAGES + stall
 
 
 def attention_cycles(sq: int, sk: int, config) -> float:
@@ -187,15 +190,17 @@ def attention_cycles(sq: int, sk: int, config) -> float:
     for g0 in range(0, sq, c.attention_queries):
         n = min(c.attention_queries, sq - g0)
         total += n * f * w + 2 * sk * f * w + (n - 1) * f + 3
-    # the last group's rows: lane 0's reciprocal, then n rows of F chunks at w cycles a chunk
-    return total + RECIP_LATENCY + n * f * w - (n - 1) * f + 1 if sq > 0 else 1.0
+    # the last group's rows: lane 0's reciprocal, the normaliser's output registers, then n rows
+    # of F chunks at w cycles a chunk
+    return total + RECIP_LATENCY + ATTENTION_OUT_STAGES + n * f * w - (n - 1) * f + 1 if sq > 0 else 1.0
 
 
 def route_cycles(m: int, e: int, config, experts_used: int | None = None) -> float:
     """Engine cycles of MOE_ROUTE over ``m`` tokens and ``e`` experts (``engine_moe.py``, ``moe.py``)."""
     c = config
     used = min(e, m * c.moe_k) if experts_used is None else experts_used
-    recip = RECIP_LATENCY if c.moe_normalization != "topk" else 0  # the last token's gate weights
+    # the last token's gate weights: registers around the reciprocal, and the reciprocal
+    recip = RECIP_LATENCY + GATE_PRE_STAGES + GATE_POST_STAGES if c.moe_normalization != "topk" else 0
     return m * (c.moe_experts + math.ceil(e / c.lanes)) + m * c.moe_k + (c.moe_experts - used) + 6 + recip
 
 

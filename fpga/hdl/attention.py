@@ -28,7 +28,8 @@ Arithmetic: :mod:`hwgen.numerics.attention`, bit for bit (for every ``chunk``: o
   pipelined reciprocal (:func:`~fpga.hdl.softmax.reciprocal_divider`, ``R = latency``
   cycles, one sum a cycle). The one shared normaliser takes the row of each reciprocal
   that comes out (lane order): it copies that lane's accumulator (and zeroes it) and
-  sends the row on ``o`` as ``F`` beats, ``chunk`` multiplies and roundings a beat —
+  sends the row on ``o`` as ``F`` beats, ``chunk`` multiplies and roundings a beat (a
+  register after each) —
   the output bandwidth matches, and a group's rows leave back to back.
 * The whole pipeline advances one chunk when a ``kv`` beat is available (or the keys
   have ended), the divider can take the sum of a lane finishing in that cycle, and no
@@ -42,8 +43,10 @@ queries and ``K`` keys: ``n·F`` cycles loading the queries, then ``(K + n)·F``
 computing (one ``kv`` beat a cycle for the first ``K·F``), so ``F·(K + 2n)`` cycles a
 group, plus ``max(0, R - 2n·F)`` when the reciprocal is slower than a lane's turn around
 (a lane's row must be taken before the next group's first key reaches it). The group's
-``n·F`` output beats leave on consecutive cycles, the first one ``(K + 1)·F + R``
-cycles after the group's first ``kv`` beat; they overlap the next group's query loading.
+``n·F`` output beats leave on consecutive cycles, the first one ``(K + 1)·F + R + 2``
+cycles after the group's first ``kv`` beat (``+ 2``: the normaliser's product and its
+requantise each end in a register, :data:`OUT_STAGES`); they overlap the next group's
+query loading.
 (Measured by ``simulators/tb/tb_attention.py``.)
 
 Multipliers (several DSPs each at 32 bits), with ``Vc = value_dim // F`` value elements a
@@ -62,8 +65,13 @@ from hwgen.fixedpoint import ACT_DEFAULT, FixedFormat
 from hwgen.numerics.softmax import SOFTMAX_DEFAULT, SoftmaxSpec, scale_code
 
 from .softmax import online_step_hw, reciprocal_divider, reciprocal_operands_hw, requantize_hw, shift_round_hw
+from .unit_timing import ATTENTION_OUT_STAGES as OUT_STAGES
 
-__all__ = ["AttentionUnit"]
+__all__ = ["AttentionUnit", "OUT_STAGES"]
+
+# OUT_STAGES (fpga.hdl.unit_timing.ATTENTION_OUT_STAGES): registers between the
+# normaliser's row and ``o``: the product ``acc * r``, then the requantised beat (cycles
+# they add to a row's first beat).
 
 
 class AttentionUnit(wiring.Component):
@@ -207,7 +215,12 @@ class AttentionUnit(wiring.Component):
         dividend, divisor = reciprocal_operands_hw(fin_sum, spec)
         m.d.comb += [recip.i.payload.dividend[0].eq(dividend), recip.i.payload.divisor[0].eq(divisor),
                      recip.i.payload.tag.eq(sum(Mux(s1_valid[i] & s1_last[i], i, 0) for i in range(n_lanes)))]
-        with m.If(fin_valid & self.o.ready):
+        # the output registers (OUT_STAGES: the product, the requantised beat) move as a whole
+        # when the last one is empty or taken
+        out_valid = [Signal(name=f"o_valid{s}") for s in range(1, OUT_STAGES + 1)]
+        out_advance = Signal()
+        m.d.comb += out_advance.eq(~out_valid[-1] | self.o.ready)
+        with m.If(fin_valid & out_advance):
             with m.If(o_last):
                 m.d.sync += [fin_valid.eq(0), o_beat.eq(0)]
             with m.Else():
@@ -311,7 +324,7 @@ class AttentionUnit(wiring.Component):
         # the shared normaliser: takes the row of each reciprocal in turn, `Vc` multiplies a beat
         take = Signal()
         tag = recip.o.payload.tag
-        m.d.comb += [take.eq(recip.o.valid & (~fin_valid | (self.o.ready & o_last))), recip.o.ready.eq(take)]
+        m.d.comb += [take.eq(recip.o.valid & (~fin_valid | (out_advance & o_last))), recip.o.ready.eq(take)]
         with m.If(take):
             m.d.sync += [fin_valid.eq(1), fin_r.eq(recip.o.payload.quotient[0])]
             m.d.sync += [fin_acc[j].eq(Array(acc[j] for acc in lane_acc)[tag]) for j in range(dv)]
@@ -319,9 +332,13 @@ class AttentionUnit(wiring.Component):
                 with m.If(tag == i):
                     m.d.sync += [held[i].eq(0)] + [a_.eq(0) for a_ in lane_acc[i]]
         frac = fmt.frac_bits + fp + spec.recip_frac_bits
-        m.d.comb += self.o.valid.eq(fin_valid)
-        for j in range(vc):
-            m.d.comb += self.o.payload[j].eq(requantize_hw(fin_acc[j] * fin_r, frac, self.out_fmt))
+        with m.If(out_advance):
+            m.d.sync += [out_valid[0].eq(fin_valid), out_valid[1].eq(out_valid[0])]
+            for j in range(vc):
+                product = Signal(signed(len(fin_acc[j]) + len(fin_r) + 1), name=f"o_product{j}")
+                m.d.sync += [product.eq(fin_acc[j] * fin_r),
+                             self.o.payload[j].eq(requantize_hw(product, frac, self.out_fmt))]
+        m.d.comb += self.o.valid.eq(out_valid[-1])
         return m
 
 

@@ -9,7 +9,8 @@ are written 0). ``eps_code`` comes from the top's register (``SET``).
 The read port first fetches gamma and beta (``2 W`` reads, into the unit's parameter
 memories), then every row's ``W`` words once; the unit takes a word a cycle, keeps three
 rows in flight (statistics, reciprocal square root, output) and hands out a word a cycle,
-written as it comes. A row costs ``max(W, B)`` cycles in steady state, ``B =``
+written as it comes (the unit's input and output registers add 10 cycles to an
+instruction, not to a row). A row costs ``max(W, B)`` cycles in steady state, ``B =``
 :func:`~fpga.hdl.unit_timing.rsqrt_cycles` ``+ 1`` (43): :func:`~fpga.hdl.unit_timing.layernorm_cycles` is the
 exact count, asserted by ``simulators/tb/tb_layernorm_engine.py`` with no stalls.
 """

@@ -26,7 +26,7 @@ Arithmetic and ordering: :mod:`hwgen.numerics.topk`, bit for bit.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -37,8 +37,14 @@ from hwgen.numerics.softmax import SOFTMAX_DEFAULT, SoftmaxSpec, scale_code
 from hwgen.numerics.topk import NORMALIZATIONS
 
 from .softmax import exp2_neg_hw, online_step_hw, reciprocal_divider, reciprocal_operands_hw, requantize_hw, shift_round_hw
+from .unit_timing import GATE_POST_STAGES, GATE_PRE_STAGES
 
-__all__ = ["TopKUnit", "ExpertScheduler"]
+__all__ = ["TopKUnit", "ExpertScheduler", "GATE_PRE_STAGES", "GATE_POST_STAGES"]
+
+# GATE_PRE_STAGES / GATE_POST_STAGES (fpga.hdl.unit_timing): registers between a token's
+# top-k result and the reciprocal's input (the logits, then the online maxima and sums), and
+# after the reciprocal (exp2(max - t) and r, their product, the requantised weight): cycles
+# they add to a token's gate weights (the modes with a softmax; "topk" has neither).
 
 
 def _check_pos(**kw):
@@ -148,9 +154,23 @@ class TopKUnit(wiring.Component):
             return m
 
         c1 = scale_code(1.0, spec)
+        lw = spec.logit.width
+
+        def stage(name, valid_in, ready_next, values):
+            """One elastic register stage: ``values`` ({name: (shape, value)}) move on when the
+            stage is empty or its word is taken. Returns (valid, ready, {name: register})."""
+            valid, ready = Signal(name=f"{name}_valid"), Signal(name=f"{name}_ready")
+            m.d.comb += ready.eq(~valid | ready_next)
+            regs = {}
+            with m.If(ready):
+                m.d.sync += valid.eq(valid_in)
+                for key, (shape, value) in values.items():
+                    regs[key] = Signal(shape, name=f"{name}_{key}")
+                    m.d.sync += regs[key].eq(value)
+            return valid, ready, regs
 
         def logit(score, name):
-            t = Signal(signed(spec.logit.width), name=name)
+            t = Signal(signed(lw), name=name)
             m.d.comb += t.eq(requantize_hw(score * c1, f_in + spec.scale_fmt.frac_bits, spec.logit))
             return t
 
@@ -163,21 +183,11 @@ class TopKUnit(wiring.Component):
                 run_max, run_sum = new_max, nsum
             return run_max, run_sum
 
-        def prob(run_max, t, r, p):  # requantize(exp2_neg(m - t) * r), after the reciprocal's pipeline
-            gap = Signal(unsigned(spec.logit.width + 1), name=f"gap{p}")
-            m.d.comb += gap.eq(run_max - t)
-            e = exp2_neg_hw(m, gap, spec, name=f"exp{p}")
-            frac = fp + spec.recip_frac_bits
-            m.d.comb += weights[p].eq(requantize_hw(e * r, frac, self.weight_fmt))
-
-        logits = [logit(res_score[p], f"logit{p}") for p in range(k)]
-        if norm in ("topk_then_softmax", "softmax_topk_renorm"):
-            run_max, run_sum = online(logits, "sel")
-            maxes, sums = [run_max], [run_sum]
-        elif norm == "sigmoid_then_topk":  # softmax([t, 0])[0]
-            maxes, sums = zip(*[online([logits[p], 0], f"sig{p}") for p in range(k)])
-        else:  # softmax_then_topk: the online pass runs as the scores arrive
-            all_max = Signal(signed(spec.logit.width), init=spec.logit.qmin)
+        expert_shape = data.ArrayLayout(unsigned(self.expert_bits), k)
+        logit_shape = data.ArrayLayout(signed(lw), k)
+        carried = {}
+        if norm == "softmax_then_topk":  # the online pass runs as the scores arrive
+            all_max = Signal(signed(lw), init=spec.logit.qmin)
             all_sum = Signal(unsigned(fp + 1 + ceil_log2(self.num_experts + 1)))
             res_max = Signal.like(all_max)
             res_sum = Signal.like(all_sum)
@@ -190,29 +200,70 @@ class TopKUnit(wiring.Component):
                     m.d.sync += [all_max.eq(spec.logit.qmin), all_sum.eq(0), res_max.eq(new_max), res_sum.eq(new_sum)]
                 with m.Else():
                     m.d.sync += [all_max.eq(new_max), all_sum.eq(new_sum)]
-            maxes, sums = [res_max], [res_sum]
+            carried = {"max": (res_max.shape(), res_max), "sum": (res_sum.shape(), res_sum)}
 
-        # the reciprocals of the sums on the pipelined divider; the token travels with them
-        lw = spec.logit.width
-        tag = data.StructLayout({"experts": data.ArrayLayout(unsigned(self.expert_bits), k),
-                                 "logits": data.ArrayLayout(signed(lw), k),
-                                 "maxes": data.ArrayLayout(signed(lw), len(maxes))})
-        m.submodules.recip = recip = reciprocal_divider(spec, max(len(x) for x in sums), count=len(sums),
-                                                        tag_shape=tag)
-        m.d.comb += [recip.i.valid.eq(res_valid), res_ready.eq(recip.i.ready)]
-        for j, l_sum in enumerate(sums):
-            dividend, divisor = reciprocal_operands_hw(l_sum, spec)
-            m.d.comb += [recip.i.payload.dividend[j].eq(dividend), recip.i.payload.divisor[j].eq(divisor),
-                         recip.i.payload.tag.maxes[j].eq(maxes[j])]
-        m.d.comb += [recip.i.payload.tag.experts[p].eq(res_idx[p]) for p in range(k)]
-        m.d.comb += [recip.i.payload.tag.logits[p].eq(logits[p]) for p in range(k)]
+        # GATE_PRE_STAGES registers before the reciprocal: 1 the logits, 2 the online maxima and sums
+        s_ready = Signal()
+        l_valid, l_ready, l_regs = stage("gate_logits", res_valid, s_ready, {
+            "experts": (expert_shape, Cat(*res_idx)),
+            "logits": (logit_shape, Cat(*[logit(res_score[p], f"logit{p}") for p in range(k)])),
+            **carried})
+        m.d.comb += res_ready.eq(l_ready)
+        l_logits = [l_regs["logits"][p] for p in range(k)]
+        if norm in ("topk_then_softmax", "softmax_topk_renorm"):
+            run_max, run_sum = online(l_logits, "sel")
+            maxes, sums = [run_max], [run_sum]
+        elif norm == "sigmoid_then_topk":  # softmax([t, 0])[0]
+            maxes, sums = zip(*[online([l_logits[p], 0], f"sig{p}") for p in range(k)])
+        else:
+            maxes, sums = [l_regs["max"]], [l_regs["sum"]]
+        sum_bits = max(len(x) for x in sums)
+        maxes_shape = data.ArrayLayout(signed(lw), len(maxes))
+        sums_shape = data.ArrayLayout(unsigned(sum_bits), len(sums))
+        m.submodules.recip = recip = reciprocal_divider(spec, sum_bits, count=len(sums), tag_shape=data.StructLayout({
+            "experts": expert_shape, "logits": logit_shape, "maxes": maxes_shape}))
+        maxes_word, sums_word = Signal(maxes_shape), Signal(sums_shape)
+        m.d.comb += [maxes_word[j].eq(x) for j, x in enumerate(maxes)]
+        m.d.comb += [sums_word[j].eq(x) for j, x in enumerate(sums)]
+        s_valid, s_ready_, s_regs = stage("gate_sums", l_valid, recip.i.ready, {
+            "experts": (expert_shape, l_regs["experts"]), "logits": (logit_shape, l_regs["logits"]),
+            "maxes": (maxes_shape, maxes_word), "sums": (sums_shape, sums_word)})
+        m.d.comb += s_ready.eq(s_ready_)
+        m.d.comb += recip.i.valid.eq(s_valid)
+        for j in range(len(sums)):
+            dividend, divisor = reciprocal_operands_hw(s_regs["sums"][j], spec)
+            m.d.comb += [recip.i.payload.dividend[j].eq(dividend), recip.i.payload.divisor[j].eq(divisor)]
+        m.d.comb += [recip.i.payload.tag.experts.eq(s_regs["experts"]), recip.i.payload.tag.logits.eq(s_regs["logits"]),
+                     recip.i.payload.tag.maxes.eq(s_regs["maxes"])]
 
+        # GATE_POST_STAGES registers after it: 1 exp2(max - t) and r, 2 their product, 3 the requantised weight
         out = recip.o.payload
-        m.d.comb += [self.o.valid.eq(recip.o.valid), recip.o.ready.eq(self.o.ready)]
-        m.d.comb += [self.o.payload.experts[p].eq(out.tag.experts[p]) for p in range(k)]
+        q_bits = len(out.quotient[0])
+        frac = fp + spec.recip_frac_bits
+        exps, recips = [], []
         for p in range(k):
             j = p if len(sums) > 1 else 0
-            prob(out.tag.maxes[j], out.tag.logits[p], out.quotient[j], p)
+            gap = Signal(unsigned(lw + 1), name=f"gap{p}")
+            m.d.comb += gap.eq(out.tag.maxes[j] - out.tag.logits[p])
+            exps.append(exp2_neg_hw(m, gap, spec, name=f"exp{p}"))
+            recips.append(out.quotient[j])
+        e_shape, r_shape = data.ArrayLayout(unsigned(fp + 1), k), data.ArrayLayout(unsigned(q_bits), k)
+        prod_shape = data.ArrayLayout(unsigned(fp + 1 + q_bits), k)
+        w_shape = data.ArrayLayout(signed(self.weight_fmt.width), k)
+        p2_ready, p3_ready = Signal(), Signal()
+        p1_valid, p1_ready, p1 = stage("gate_exp", recip.o.valid, p2_ready, {
+            "experts": (expert_shape, out.tag.experts), "exps": (e_shape, Cat(*exps)), "recips": (r_shape, Cat(*recips))})
+        m.d.comb += recip.o.ready.eq(p1_ready)
+        p2_valid, p2_ready_, p2 = stage("gate_prod", p1_valid, p3_ready, {
+            "experts": (expert_shape, p1["experts"]),
+            "prods": (prod_shape, Cat(*[p1["exps"][p] * p1["recips"][p] for p in range(k)]))})
+        m.d.comb += p2_ready.eq(p2_ready_)
+        p3_valid, p3_ready_, p3 = stage("gate_weight", p2_valid, self.o.ready, {
+            "experts": (expert_shape, p2["experts"]),
+            "weights": (w_shape, Cat(*[requantize_hw(p2["prods"][p], frac, self.weight_fmt) for p in range(k)]))})
+        m.d.comb += p3_ready.eq(p3_ready_)
+        m.d.comb += [self.o.valid.eq(p3_valid), self.o.payload.experts.eq(p3["experts"]),
+                     self.o.payload.weights.eq(p3["weights"])]
         return m
 
 

@@ -9,6 +9,9 @@ module, and the Amaranth units take their own latencies from it, so the two cann
 * :func:`rsqrt_cycles`, :func:`layernorm_cycles`: the LayerNorm unit's reciprocal square
   root a row and a whole LAYERNORM instruction (:mod:`fpga.hdl.layernorm`,
   :mod:`fpga.hdl.engine_layernorm`).
+* The register stages the units add for the clock (cycles of latency an instruction, none
+  a row or a beat): :data:`LAYERNORM_IN_STAGES`, :data:`LAYERNORM_OUT_STAGES`,
+  :data:`ATTENTION_OUT_STAGES`, :data:`GATE_PRE_STAGES`, :data:`GATE_POST_STAGES`.
 """
 
 from __future__ import annotations
@@ -16,13 +19,29 @@ from __future__ import annotations
 from hwgen.numerics.layernorm import RSQRT_BITS
 from hwgen.numerics.softmax import SoftmaxSpec
 
-__all__ = ["STEPS_PER_STAGE", "divider_latency", "reciprocal_quotient_bits", "reciprocal_latency", "RSQRT_STEPS",
+__all__ = ["LAYERNORM_IN_STAGES", "LAYERNORM_OUT_STAGES", "ATTENTION_OUT_STAGES", "GATE_PRE_STAGES",
+           "GATE_POST_STAGES", "STEPS_PER_STAGE", "divider_latency", "reciprocal_quotient_bits", "reciprocal_latency", "RSQRT_STEPS",
            "rsqrt_div_steps", "rsqrt_root_steps", "rsqrt_cycles", "layernorm_cycles"]
 
 #: Quotient bits a stage by default: a stage is then four ``divisor_bits + 1``-bit
 #: subtract-and-select steps (10.6 ns, 95 MHz, by fpga.cost.clock on Yosys' xczu9eg netlist of the 27-bit
 #: softmax divider alone; three steps 8.1 ns, six 15.5 ns: ``docs/fpga-resources-and-clock.md``).
 STEPS_PER_STAGE = 4
+
+#: Registers between the LayerNorm unit's ``i`` and stage A's accumulators (the lanes'
+#: squares, then the word's sums): cycles a word takes from ``i`` to the statistics.
+LAYERNORM_IN_STAGES = 2
+#: Registers between the LayerNorm row memory's read data and ``o`` (stage C's arithmetic,
+#: one step a cycle: ``LayerNormUnit._output_pipeline``).
+LAYERNORM_OUT_STAGES = 8
+#: The attention normaliser's output registers (its product, the requantised beat).
+ATTENTION_OUT_STAGES = 2
+#: MoE gate (``TopKUnit``) registers before the reciprocal: the logits, then the online
+#: maxima and sums.
+GATE_PRE_STAGES = 2
+#: MoE gate registers after the reciprocal: ``exp2(max - t)`` and ``r``, their product, the
+#: requantised weight.
+GATE_POST_STAGES = 3
 
 #: Reciprocal-square-root bits the LAYERNORM engine's unit computes a cycle.
 RSQRT_STEPS = 2
@@ -63,7 +82,7 @@ def rsqrt_root_steps(rsqrt_steps: int) -> int:
 
 
 def rsqrt_cycles(rsqrt_steps: int = 2) -> int:
-    """Cycles of the LayerNorm unit's stage B a row (``VAR``, ``NORM``, ``DIV``, ``SQRT0``,
+    """Cycles of the LayerNorm unit's stage B a row (``VAR``, ``VAR2``, ``NORM``, ``DIV``,
     ``SQRT``) at ``rsqrt_steps`` quotient/root bits a cycle: 80 at 1, 42 at 2."""
     return 3 + rsqrt_div_steps(rsqrt_steps) // rsqrt_steps + rsqrt_root_steps(rsqrt_steps) // rsqrt_steps
 
@@ -83,14 +102,16 @@ def layernorm_cycles(rows: int, d: int, config) -> int:
     Returns
     -------
     int
-        ``1`` for no rows; else ``3 W + B + (rows - 1) max(W, B) + W + 3`` with
+        ``1`` for no rows; else ``3 W + B + (rows - 1) max(W, B) + W + 3 + 10`` with
         ``W = ceil(d / lanes)`` words a row and ``B = rsqrt_cycles(RSQRT_STEPS) + 1`` (43):
         ``2 W`` parameter reads, row 0's statistics (``W``), its reciprocal square root
         (``B``), each further row at the slower of the word rate and the square root,
-        the last row's ``W`` output words, and the reader's and the stages' latency (3).
+        the last row's ``W`` output words, the reader's and the stages' latency (3), and
+        the unit's input and output registers (:data:`LAYERNORM_IN_STAGES`, 2;
+        :data:`LAYERNORM_OUT_STAGES`, 8).
     """
     if rows <= 0:
         return 1
     w = -(-d // config.lanes)
     b = rsqrt_cycles(RSQRT_STEPS) + 1
-    return 3 * w + b + (rows - 1) * max(w, b) + w + 3
+    return 3 * w + b + (rows - 1) * max(w, b) + w + 3 + LAYERNORM_IN_STAGES + LAYERNORM_OUT_STAGES
